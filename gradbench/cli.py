@@ -1,0 +1,252 @@
+"""The ``gradbench`` command: run, report, export, list. Thin: it parses, then calls the modules.
+
+Every bad input (unknown name, malformed value or file, missing CUDA, a file that is not a
+gradbench database) ends with one line on stderr naming the bad value and the valid choices,
+exit code 2, and nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+LISTS = ("tasks", "optimizers", "activations", "clips", "inits")
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _comma_list(text: str) -> list[str]:
+    from gradbench.specs import split_top_level
+
+    try:
+        items = split_top_level(text)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if any(not item for item in items):
+        raise UsageError(f"empty item in comma list {text!r}")
+    return items
+
+
+def _numbers(flag: str, text: str, kind: type, allow_ranges: bool = False) -> list[Any]:
+    values: list[Any] = []
+    for item in _comma_list(text):
+        try:
+            if allow_ranges and "-" in item[1:]:
+                low, high = (int(part) for part in item.split("-", 1))
+                if high < low:
+                    raise ValueError
+                values.extend(range(low, high + 1))
+            else:
+                values.append(kind(item))
+        except ValueError:
+            example = "0,1,2 or 0-4" if allow_ranges else ("1e-3,0.01" if kind is float else "500,1000")
+            raise UsageError(f"invalid {flag} value {item!r}: expected {kind.__name__}s like {example}") from None
+    return values
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(prog="gradbench", description="Benchmark optimizers, activations, clipping and initialisation on deep networks.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run a suite (default: the built-in one) and print the comparison table")
+    run.add_argument("suite", nargs="?", help="suite file (TOML); omitted: the built-in default suite")
+    axes = run.add_argument_group("grid axes (comma lists; each replaces that axis in every grid of the suite)")
+    axes.add_argument("--task", help="tasks, e.g. mnist1d_mlp[depth=20,width=128],linreg")
+    axes.add_argument("--optimizer", help="optimizers, e.g. sgd,adam[lr=1e-3,betas=(0.9,0.99)]")
+    axes.add_argument("--activation", help="activations, e.g. sigmoid,relu")
+    axes.add_argument("--clip", help="clipping, e.g. none,norm:1.0,value:0.5")
+    axes.add_argument("--init", help="initialisers, e.g. standard,kaiming_normal")
+    axes.add_argument("--lr", help="learning rates for every optimizer, e.g. 0.1,0.01")
+    axes.add_argument("--seeds", help="seeds, e.g. 0,1,2 or 0-4")
+    axes.add_argument("--steps", help="optimizer steps per run, e.g. 1000")
+    axes.add_argument("--batch-size", help="mini-batch sizes (full-batch optimizers ignore them)")
+    settings = run.add_argument_group("settings")
+    settings.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
+    settings.add_argument("--threads", type=int, help="torch CPU threads per run (default: 1)")
+    settings.add_argument("--eval-every", type=int, help="steps between test evaluations (default: steps/20)")
+    settings.add_argument("--record-every", type=int, help="steps between gradient-norm records (default: 1)")
+    settings.add_argument("--db", default=None, help="results database (default: gradbench.db)")
+    settings.add_argument("--format", choices=("md", "csv"), default="md", help="format of the final table")
+    settings.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bars (default: on a terminal)")
+    settings.add_argument("--dry-run", action="store_true", help="list the cells (and whether each is stored) without running")
+
+    report = commands.add_parser("report", help="print the comparison table from the store")
+    report.add_argument("--db", default=None, help="results database (default: gradbench.db)")
+    report.add_argument("--format", choices=("md", "csv"), default="md")
+
+    export = commands.add_parser("export", help="long-format rows for analysis elsewhere")
+    export.add_argument("--db", default=None, help="results database (default: gradbench.db)")
+    export.add_argument("--what", choices=("runs", "layers"), required=True, help="runs: one row per run; layers: run key, step, layer index, layer name, gradient norm")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--output", "-o", help="write to this file instead of stdout")
+
+    listing = commands.add_parser("list", help="list what can be benchmarked")
+    listing.add_argument("what", nargs="?", choices=LISTS, help="one kind (default: all)")
+    return parser
+
+
+def _db_path(args: argparse.Namespace) -> Path:
+    from gradbench.store import DEFAULT_DB
+
+    return Path(args.db if args.db is not None else DEFAULT_DB)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for flag, key in (("task", "tasks"), ("optimizer", "optimizers"), ("activation", "activations"), ("clip", "clips"), ("init", "inits")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = _comma_list(value)
+    if args.lr is not None:
+        overrides["lrs"] = _numbers("--lr", args.lr, float)
+    if args.seeds is not None:
+        overrides["seeds"] = _numbers("--seeds", args.seeds, int, allow_ranges=True)
+    if args.steps is not None:
+        overrides["steps"] = _numbers("--steps", args.steps, int)
+    if args.batch_size is not None:
+        overrides["batch_sizes"] = _numbers("--batch-size", args.batch_size, int)
+    for flag in ("device", "threads", "eval_every", "record_every"):
+        if getattr(args, flag) is not None:
+            overrides[flag] = getattr(args, flag)
+    return overrides
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gradbench.grid import default_suite, expand, load_suite
+    from gradbench.report import render
+    from gradbench.store import Store
+    from gradbench.sweep import run_sweep
+
+    # Everything is validated before the store is opened, so bad input writes nothing.
+    suite = load_suite(args.suite) if args.suite else default_suite()
+    cells = expand(suite.with_overrides(_overrides(args)))
+    db = _db_path(args)
+    if args.dry_run:
+        stored = Store.open(db, readonly=True).finished_keys() if db.exists() else set()
+        for cell in cells:
+            print(f"{cell.key}  {'stored ' if cell.key in stored else 'to run '}  {cell.label}")
+        print(f"{len(cells)} cells, {sum(c.key in stored for c in cells)} already stored", file=sys.stderr)
+        return 0
+    started = time.perf_counter()
+    with Store.open(db, create=True) as store:
+        try:
+            summary = run_sweep(cells, store, progress=args.progress)
+        except KeyboardInterrupt:
+            stored = len(store.finished_keys() & {c.key for c in cells})
+            print(f"\ninterrupted: {stored} of {len(cells)} cells are stored in {db}; run the same command again to resume", file=sys.stderr)
+            return 130
+        print(render(store.runs([c.key for c in cells]), args.format), end="")
+    statuses = ", ".join(f"{count} {status}" for status, count in sorted(summary.statuses.items())) or "nothing new"
+    print(
+        f"suite {suite.name!r}: {summary.total} cells, ran {summary.ran} ({statuses}), {summary.skipped} already stored; "
+        f"results in {db} ({time.perf_counter() - started:.1f} s)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from gradbench.report import render
+    from gradbench.store import Store
+
+    with Store.open(_db_path(args), readonly=True) as store:
+        print(render(store.runs(), args.format), end="")
+    return 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    if not path.parent.exists():
+        raise UsageError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as output:
+            output.write(text)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from gradbench.export import export
+    from gradbench.store import Store
+
+    with Store.open(_db_path(args), readonly=True) as store:
+        text = export(store, args.what, args.format)
+    if args.output:
+        _write_atomically(Path(args.output), text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from gradbench.activations import ACTIVATIONS
+    from gradbench.clipping import CLIPS
+    from gradbench.init import INITS
+    from gradbench.optimizers import OPTIMIZERS
+    from gradbench.specs import format_spec
+    from gradbench.tasks import TASKS
+
+    kinds = [args.what] if args.what else list(LISTS)
+    for index, kind in enumerate(kinds):
+        if len(kinds) > 1:
+            print(("\n" if index else "") + kind)
+        if kind == "tasks":
+            rows = [(t.name, f"{t.description}; knobs: {format_spec('', dict(t.knobs))[1:-1]}; batch {t.batch_size}") for _, t in TASKS.items()]
+        elif kind == "optimizers":
+            rows = [(o.name, f"{o.description}; defaults {format_spec('', dict(o.defaults))[1:-1]}") for _, o in OPTIMIZERS.items()]
+        elif kind == "activations":
+            rows = [(a.name, a.description) for _, a in ACTIVATIONS.items()]
+        elif kind == "clips":
+            rows = [(c.name if c.name == "none" else f"{c.name}:C", c.description) for _, c in CLIPS.items()]
+        else:
+            rows = [(i.name + (f"[{format_spec('', dict(i.params))[1:-1]}]" if i.params else ""), i.description) for _, i in INITS.items()]
+        width = max(len(name) for name, _ in rows)
+        for name, description in rows:
+            print(f"  {name:<{width}}  {description}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.version:
+            from importlib.metadata import version
+
+            print(f"gradbench {version('gradbench')}")
+            return 0
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        command = {"run": _run, "report": _report, "export": _export, "list": _list}[args.command]
+        return command(args)
+    except (UsageError, ValueError) as error:  # SuiteError and StoreError are ValueErrors
+        print(f"gradbench: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `gradbench export | head`
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

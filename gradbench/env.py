@@ -1,0 +1,70 @@
+"""The environment a timing was measured in: stored with every run."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+
+import torch
+
+__all__ = ["environment", "device_name", "check_device"]
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        return _cpu_name()
+    return device.type
+
+
+def check_device(text: str) -> torch.device:
+    """Parse a device string and check that it is usable here.
+
+    Raises:
+        ValueError: for anything but ``cpu``, ``cuda`` or ``cuda:N``, or CUDA asked for but absent.
+    """
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"invalid device {text!r}; choose from: cpu, cuda, cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {text!r}; choose from: cpu, cuda, cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {text!r} asked for but CUDA is not available here (torch {torch.__version__}); choose from: cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {text!r} does not exist: {count} CUDA device(s) visible; choose from: cpu, " + ", ".join(f"cuda:{i}" for i in range(count)))
+    return device
+
+
+def environment(device: torch.device, dtype: torch.dtype = torch.float32) -> dict[str, object]:
+    """What produced a timing: versions, device, thread count, dtype, host."""
+    env: dict[str, object] = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "dtype": str(dtype).replace("torch.", ""),
+    }
+    if device.type == "cuda":
+        env["cuda"] = torch.version.cuda
+        env["cudnn"] = torch.backends.cudnn.version()
+    return env

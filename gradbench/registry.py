@@ -1,0 +1,89 @@
+"""One generic name -> entry registry, shared by optimizers, activations, inits, clips and tasks.
+
+Unknown names raise a ``ValueError`` that lists every valid choice and the closest one, so a
+typo on the command line is answered with the fix rather than a ``KeyError``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Iterator
+from typing import Generic, TypeVar
+
+__all__ = ["Registry", "closest_match"]
+
+EntryT = TypeVar("EntryT")
+
+
+def closest_match(name: str, choices: list[str]) -> str | None:
+    """Return the choice closest to ``name`` (by difflib ratio), or ``None`` if none is close."""
+    matches = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+class Registry(Generic[EntryT]):
+    """An ordered mapping from names to entries of one kind.
+
+    Args:
+        kind: What the entries are, in the singular ("optimizer", "activation", ...); used in
+            error messages.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, EntryT] = {}
+
+    def register(self, name: str, entry: EntryT, *, overwrite: bool = False) -> EntryT:
+        """Add ``entry`` under ``name``.
+
+        Raises:
+            ValueError: if ``name`` is not a lower-case identifier, or is taken and
+                ``overwrite`` is false.
+        """
+        if not name or not name.replace("_", "a").isalnum() or name != name.lower():
+            raise ValueError(
+                f"invalid {self.kind} name {name!r}: use lower-case letters, digits and '_'"
+            )
+        if name in self._entries and not overwrite:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._entries[name] = entry
+        return entry
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (used by tests and by users replacing a built-in)."""
+        self.get(name)
+        del self._entries[name]
+
+    def get(self, name: str) -> EntryT:
+        """Return the entry registered under ``name``.
+
+        Raises:
+            ValueError: naming ``name``, the valid choices and the closest one.
+        """
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise ValueError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        choices = list(self._entries)
+        hint = closest_match(name, choices)
+        suggestion = f" (did you mean {hint!r}?)" if hint else ""
+        return f"unknown {self.kind} {name!r}{suggestion}; choose from: {', '.join(choices)}"
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Registered names matching the shell-style ``pattern``, in registration order."""
+        return [name for name in self._entries if fnmatch.fnmatchcase(name, pattern)]
+
+    def items(self) -> list[tuple[str, EntryT]]:
+        return list(self._entries.items())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,201 @@
+"""The comparison table, from the store alone: one row per configuration, seeds aggregated.
+
+Rows group runs that differ only in their seed. Numbers are mean +- standard deviation over the
+runs that finished (``done``); diverged and failed runs are counted in the ``runs`` column and
+never averaged in. Columns whose value is the same in every row are listed once above the
+table instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Table", "build_table", "render", "FORMATS"]
+
+FORMATS = ("md", "csv")
+# Configuration columns, in display order; seed is what rows aggregate over.
+_CONFIG = ("task", "optimizer", "lr", "activation", "init", "clip", "batch_size", "steps", "device", "threads")
+_ALWAYS_SHOWN = ("optimizer", "activation", "clip")
+# (column, run field, how to aggregate)
+_METRICS = (
+    ("final train loss", "final_train_loss", "mean"),
+    ("test acc %", "final_test_accuracy", "percent"),
+    ("test loss", "final_test_loss", "mean"),
+    ("steps to target", "steps_to_target", "reached"),
+    ("step ms", "median_step_time_s", "milliseconds"),
+    ("grad first/last", "grad_ratio_first_last", "geometric"),
+)
+
+
+@dataclass
+class Table:
+    """An aggregated table: ``columns`` shown, ``rows`` of raw values, ``constants`` shared by all."""
+
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    constants: dict[str, Any]
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _geometric(values: Sequence[float]) -> tuple[float | None, float | None]:
+    logs = [math.log10(v) for v in values if v is not None and v > 0 and math.isfinite(v)]
+    if not logs:
+        return None, None
+    mean, std = statistics.fmean(logs), (statistics.stdev(logs) if len(logs) > 1 else 0.0)
+    return 10**mean, std  # std in decades
+
+
+def build_table(runs: Sequence[dict[str, Any]]) -> Table:
+    """Aggregate run rows (``Store.runs()``) over seeds."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(tuple(run[c] for c in _CONFIG), []).append(run)
+    rows = []
+    for config, members in groups.items():
+        row: dict[str, Any] = dict(zip(_CONFIG, config))
+        done = [m for m in members if m["status"] == "done"]
+        diverged = [m for m in members if m["status"] == "diverged"]
+        row["seeds"] = len(members)
+        row["done"], row["diverged"], row["failed"] = len(done), len(diverged), len(members) - len(done) - len(diverged)
+        row["diverged_steps"] = sorted(m["nonfinite_step"] for m in diverged if m["nonfinite_step"] is not None)
+        row["errors"] = sorted({m["error"] for m in members if m["status"] == "failed" and m["error"]})
+        row["metric"] = members[0]["metric"]
+        row["target"] = members[0]["target"]
+        for _, field, how in _METRICS:
+            values = [m[field] for m in done]
+            if how == "geometric":
+                row[field] = _geometric(values)
+            elif how == "reached":
+                reached = [v for v in values if v is not None]
+                row[field] = (*_mean_std(reached), len(reached))
+            else:
+                row[field] = _mean_std(values)
+        rows.append(row)
+    shown = [c for c in _CONFIG if c in _ALWAYS_SHOWN or len({r[c] for r in rows}) > 1]
+    constants = {c: rows[0][c] for c in _CONFIG if c not in shown} if rows else {}
+    metrics = [
+        title
+        for title, field, _ in _METRICS
+        if any(r[field][0] is not None for r in rows)
+        or (field == "final_test_accuracy" and any(r["metric"] == "accuracy" for r in rows))
+        or (field == "steps_to_target" and any(r["target"] is not None for r in rows))
+    ]
+    return Table(columns=[*shown, "runs", *metrics], rows=rows, constants=constants)
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}"
+
+
+def _cell_text(row: dict[str, Any], title: str) -> str:
+    field, how = next((f, h) for t, f, h in _METRICS if t == title)
+    if row["done"] == 0:
+        return "diverged" if row["diverged"] else "failed"
+    value = row[field]
+    if how == "reached":
+        mean, std, reached = value
+        if reached == 0:
+            return "not reached"
+        text = f"{mean:.0f}" + (f" +- {std:.0f}" if row["done"] > 1 else "")
+        return text if reached == row["done"] else f"{text} ({reached}/{row['done']})"
+    mean, std = value
+    if mean is None:
+        return "-"
+    if how == "percent":
+        return f"{100 * mean:.1f}" + (f" +- {100 * std:.1f}" if row["done"] > 1 else "")
+    if how == "milliseconds":
+        return _number(1000 * mean) + (f" +- {_number(1000 * std, 2)}" if row["done"] > 1 else "")
+    if how == "geometric":
+        return f"{mean:.1e}" + (f" x/ 10^{std:.1f}" if row["done"] > 1 else "")
+    return _number(mean) + (f" +- {_number(std, 2)}" if row["done"] > 1 else "")
+
+
+def _runs_text(row: dict[str, Any]) -> str:
+    parts = [f"{row['done']}/{row['seeds']} done"]
+    if row["diverged"]:
+        steps = ",".join(str(s) for s in row["diverged_steps"])
+        parts.append(f"{row['diverged']} diverged" + (f" @{steps}" if steps else ""))
+    if row["failed"]:
+        parts.append(f"{row['failed']} failed")
+    return ", ".join(parts)
+
+
+def _config_text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _markdown(table: Table) -> str:
+    lines = []
+    if table.constants:
+        lines.append("; ".join(f"{k} {_config_text(v)}" for k, v in table.constants.items() if v is not None))
+        lines.append("")
+    header = table.columns
+    body = []
+    for row in table.rows:
+        cells = []
+        for column in header:
+            if column == "runs":
+                cells.append(_runs_text(row))
+            elif column in _CONFIG:
+                cells.append(_config_text(row[column]))
+            else:
+                cells.append(_cell_text(row, column))
+        body.append(cells)
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" if c in _CONFIG or c == "runs" else "---:" for c in header) + "|")
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
+    target = {(r["task"], r["metric"], r["target"]) for r in table.rows if r["target"] is not None}
+    for task, metric, value in sorted(target, key=str):
+        name = task if task is not None else table.constants.get("task")
+        goal = f"test accuracy >= {100 * value:.0f}%" if metric == "accuracy" else f"test loss <= {value:.4g}"
+        lines.append(f"\ntarget for {name}: {goal}")
+    return "\n".join(lines) + "\n"
+
+
+def _csv(table: Table) -> str:
+    output = io.StringIO()
+    writer = csv.writer(output, lineterminator="\n")
+    metric_fields = [field for _, field, _ in _METRICS]
+    header = [*_CONFIG, "seeds", "done", "diverged", "failed", "diverged_steps", "metric", "target"]
+    for field in metric_fields:
+        header += [f"{field}_mean", f"{field}_std"] + (["reached"] if field == "steps_to_target" else [])
+    writer.writerow(header)
+    for row in table.rows:
+        values = [row[c] for c in _CONFIG] + [row["seeds"], row["done"], row["diverged"], row["failed"]]
+        values += [" ".join(map(str, row["diverged_steps"])), row["metric"], row["target"]]
+        for field in metric_fields:
+            values += list(row[field])
+        writer.writerow(["" if v is None else v for v in values])
+    return output.getvalue()
+
+
+def render(runs: Sequence[dict[str, Any]], fmt: str = "md") -> str:
+    """The comparison table of ``runs`` in format ``fmt`` (``md`` or ``csv``).
+
+    Raises:
+        ValueError: for an unknown format.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown report format {fmt!r}; choose from: {', '.join(FORMATS)}")
+    if not runs:
+        return "no runs stored yet\n" if fmt == "md" else ""
+    table = build_table(runs)
+    return _markdown(table) if fmt == "md" else _csv(table)

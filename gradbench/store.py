@@ -1,0 +1,314 @@
+"""The SQLite store: runs with their config, metrics and environment; curves; per-layer norms.
+
+One file (default ``gradbench.db``). A run's rows are written in one transaction, so a cell is
+in the store completely or not at all: a sweep killed at any moment resumes by skipping the
+keys already here, with nothing lost and nothing duplicated. A run is *finished* once stored,
+whatever its status (``done``, ``diverged`` or ``failed``); ``finished_keys`` is what a rerun
+skips.
+
+The file is marked with SQLite's ``application_id`` so that any other file, SQLite or not, is
+refused with a clear message instead of being written to.
+
+Tables (``step`` k is the k-th optimizer step; evaluation step 0 is the initialisation):
+    runs(key, status, label, task, task_knobs, optimizer, hyperparameters, lr, activation,
+         init, clip, seed, steps, batch_size, device, threads, config, metric, target,
+         <metrics>, nonfinite_step, nonfinite_quantity, nonfinite_layer, error, env,
+         started_at, finished_at, wall_time_s)
+    steps(run_key, step, loss, step_time_s)
+    evaluations(run_key, step, train_loss, test_loss, test_accuracy, train_time_s)
+    layers(run_key, layer_index, layer_name, num_params)
+    layer_grad_norms(run_key, step, layer_index, grad_norm)
+    grad_norms(run_key, step, norm_before_clip, norm_after_clip)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from gradbench.train import RunResult
+
+__all__ = ["Store", "StoreError", "DEFAULT_DB", "METRIC_COLUMNS"]
+
+DEFAULT_DB = "gradbench.db"
+APPLICATION_ID = 0x47424E43  # "GBNC"
+SCHEMA_VERSION = 1
+METRIC_COLUMNS = (
+    "steps_run",
+    "final_train_loss",
+    "final_test_loss",
+    "final_test_accuracy",
+    "steps_to_target",
+    "time_to_target_s",
+    "median_step_time_s",
+    "total_train_time_s",
+    "grad_ratio_first_last",
+)
+
+_SCHEMA = f"""
+CREATE TABLE runs (
+    key TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('done', 'diverged', 'failed')),
+    label TEXT NOT NULL,
+    task TEXT NOT NULL,
+    task_knobs TEXT NOT NULL,
+    optimizer TEXT NOT NULL,
+    hyperparameters TEXT NOT NULL,
+    lr REAL NOT NULL,
+    activation TEXT,
+    init TEXT,
+    clip TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    steps INTEGER NOT NULL,
+    batch_size INTEGER,
+    device TEXT NOT NULL,
+    threads INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    metric TEXT,
+    target REAL,
+    {", ".join(f"{name} {'INTEGER' if name.startswith('steps') else 'REAL'}" for name in METRIC_COLUMNS)},
+    nonfinite_step INTEGER,
+    nonfinite_quantity TEXT,
+    nonfinite_layer TEXT,
+    error TEXT,
+    env TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    wall_time_s REAL NOT NULL
+);
+CREATE TABLE steps (
+    run_key TEXT NOT NULL REFERENCES runs(key),
+    step INTEGER NOT NULL,
+    loss REAL,
+    step_time_s REAL,
+    PRIMARY KEY (run_key, step)
+) WITHOUT ROWID;
+CREATE TABLE evaluations (
+    run_key TEXT NOT NULL REFERENCES runs(key),
+    step INTEGER NOT NULL,
+    train_loss REAL,
+    test_loss REAL,
+    test_accuracy REAL,
+    train_time_s REAL NOT NULL,
+    PRIMARY KEY (run_key, step)
+) WITHOUT ROWID;
+CREATE TABLE layers (
+    run_key TEXT NOT NULL REFERENCES runs(key),
+    layer_index INTEGER NOT NULL,
+    layer_name TEXT NOT NULL,
+    num_params INTEGER NOT NULL,
+    PRIMARY KEY (run_key, layer_index)
+) WITHOUT ROWID;
+CREATE TABLE layer_grad_norms (
+    run_key TEXT NOT NULL REFERENCES runs(key),
+    step INTEGER NOT NULL,
+    layer_index INTEGER NOT NULL,
+    grad_norm REAL,
+    PRIMARY KEY (run_key, step, layer_index)
+) WITHOUT ROWID;
+CREATE TABLE grad_norms (
+    run_key TEXT NOT NULL REFERENCES runs(key),
+    step INTEGER NOT NULL,
+    norm_before_clip REAL,
+    norm_after_clip REAL,
+    PRIMARY KEY (run_key, step)
+) WITHOUT ROWID;
+"""
+_CHILD_TABLES = ("steps", "evaluations", "layers", "layer_grad_norms", "grad_norms")
+
+
+class StoreError(ValueError):
+    """The database cannot be used: missing, not a gradbench database, or too new."""
+
+
+def _finite(value: float | None) -> float | None:
+    """SQLite stores NaN as NULL anyway; infinities are kept (they mean overflow)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def _check_existing(path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(16)
+    except OSError as error:
+        raise StoreError(f"cannot read database {str(path)!r}: {error.strerror}") from None
+    if header and header != b"SQLite format 3\x00":
+        raise StoreError(f"{str(path)!r} is not a gradbench database (not an SQLite file); choose another --db path")
+
+
+class Store:
+    """A gradbench SQLite database. Use ``Store.open``; close it, or use it as a context manager."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self.connection = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path = DEFAULT_DB, *, create: bool = False, readonly: bool = False) -> Store:
+        """Open the database at ``path``.
+
+        Args:
+            path: The database file.
+            create: Create the file if it does not exist (only ``gradbench run`` does).
+            readonly: Open read-only (reports), so nothing can be written by accident.
+
+        Raises:
+            StoreError: if the file is missing (and ``create`` is false), is not a gradbench
+                database, or was made by a newer gradbench.
+        """
+        path = Path(path)
+        exists = path.exists()
+        if exists and path.is_dir():
+            raise StoreError(f"database path {str(path)!r} is a directory; give a file path with --db")
+        if not exists and not create:
+            raise StoreError(f"no gradbench database at {str(path)!r}; run 'gradbench run --db {path}' first")
+        if not exists and not path.parent.exists():
+            raise StoreError(f"cannot create database {str(path)!r}: directory {str(path.parent)!r} does not exist")
+        if exists:
+            _check_existing(path)
+        empty = not exists or path.stat().st_size == 0
+        if readonly and empty:
+            raise StoreError(f"no gradbench database at {str(path)!r} (the file is empty)")
+        uri = f"file:{quote(str(path.resolve()))}?mode={'ro' if readonly else 'rwc'}"
+        try:
+            connection = sqlite3.connect(uri, uri=True, timeout=30.0)
+            application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{str(path)!r} is not a gradbench database ({error})") from None
+        if tables == 0 and application_id == 0 and not readonly:
+            with connection:
+                connection.executescript(_SCHEMA)
+                connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif application_id != APPLICATION_ID:
+            connection.close()
+            raise StoreError(f"{str(path)!r} is not a gradbench database (an SQLite file of another application); choose another --db path")
+        elif version > SCHEMA_VERSION:
+            connection.close()
+            raise StoreError(f"{str(path)!r} was written by a newer gradbench (schema {version} > {SCHEMA_VERSION}); upgrade gradbench")
+        connection.row_factory = sqlite3.Row
+        return cls(connection, path)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def save(self, result: RunResult) -> None:
+        """Write one run and all its rows in a single transaction (replacing an older copy)."""
+        cell, key = result.cell, result.cell.key
+        metrics = result.metrics()
+        nonfinite = result.nonfinite
+        row: dict[str, Any] = {
+            "key": key,
+            "status": result.status,
+            "label": cell.label,
+            "task": cell.task_label,
+            "task_knobs": json.dumps(dict(cell.task_knobs), sort_keys=True),
+            "optimizer": cell.optimizer,
+            "hyperparameters": json.dumps(cell.config()["hyperparameters"], sort_keys=True),
+            "lr": cell.lr,
+            "activation": cell.activation,
+            "init": cell.init,
+            "clip": cell.clip,
+            "seed": cell.seed,
+            "steps": cell.steps,
+            "batch_size": cell.batch_size,
+            "device": cell.device,
+            "threads": cell.threads,
+            "config": json.dumps(cell.config(), sort_keys=True),
+            "metric": result.metric,
+            "target": result.target,
+            **{name: _finite(metrics[name]) for name in METRIC_COLUMNS},
+            "nonfinite_step": nonfinite.step if nonfinite else None,
+            "nonfinite_quantity": nonfinite.quantity if nonfinite else None,
+            "nonfinite_layer": nonfinite.layer if nonfinite else None,
+            "error": result.error,
+            "env": json.dumps(result.env, sort_keys=True),
+            "started_at": result.started_at,
+            "finished_at": result.finished_at,
+            "wall_time_s": result.wall_time_s,
+        }
+        history = result.history
+        with self.connection:  # one transaction: all of the run or none of it
+            for table in _CHILD_TABLES:
+                self.connection.execute(f"DELETE FROM {table} WHERE run_key = ?", (key,))
+            self.connection.execute("DELETE FROM runs WHERE key = ?", (key,))
+            columns = ", ".join(row)
+            self.connection.execute(f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+            losses = dict(zip(history.loss_steps, history.losses)) if history else {}
+            step_rows = [
+                (key, step, _finite(losses.get(step)), seconds)
+                for step, seconds in enumerate(result.step_times, start=1)
+            ]
+            self.connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", step_rows)
+            self.connection.executemany(
+                "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?)",
+                [(key, e.step, _finite(e.train_loss), _finite(e.test_loss), e.test_accuracy, e.train_time_s) for e in result.evaluations],
+            )
+            if history:
+                self.connection.executemany(
+                    "INSERT INTO layers VALUES (?, ?, ?, ?)",
+                    [(key, index, name, size) for index, (name, size) in enumerate(zip(history.layer_names, result.num_params))],
+                )
+                self.connection.executemany(
+                    "INSERT INTO layer_grad_norms VALUES (?, ?, ?, ?)",
+                    [
+                        (key, step, index, _finite(norm))
+                        for step, norms in zip(history.grad_steps, history.layer_grad_norms)
+                        for index, norm in enumerate(norms)
+                    ],
+                )
+                self.connection.executemany(
+                    "INSERT INTO grad_norms VALUES (?, ?, ?, ?)",
+                    [
+                        (key, step, _finite(before), _finite(after))
+                        for step, before, after in zip(history.grad_steps, history.total_norm_before, history.total_norm_after)
+                    ],
+                )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def finished_keys(self) -> set[str]:
+        """Keys of every stored run (done, diverged or failed): what a rerun skips."""
+        return {row[0] for row in self.connection.execute("SELECT key FROM runs")}
+
+    def runs(self, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Run rows as dicts, in insertion order, optionally only those with ``keys``."""
+        rows = [dict(row) for row in self.connection.execute("SELECT * FROM runs ORDER BY rowid")]
+        if keys is not None:
+            wanted = set(keys)
+            rows = [row for row in rows if row["key"] in wanted]
+        return rows
+
+    def layer_rows(self, keys: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Long-format per-layer gradient norms: run key, step, layer index, layer name, norm."""
+        query = """
+            SELECT g.run_key, g.step, g.layer_index, l.layer_name, g.grad_norm
+            FROM layer_grad_norms AS g
+            JOIN layers AS l ON l.run_key = g.run_key AND l.layer_index = g.layer_index
+            ORDER BY g.run_key, g.step, g.layer_index
+        """
+        wanted = set(keys) if keys is not None else None
+        for row in self.connection.execute(query):
+            if wanted is None or row[0] in wanted:
+                yield dict(row)
+
+    def curve(self, key: str) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.connection.execute("SELECT step, loss, step_time_s FROM steps WHERE run_key = ? ORDER BY step", (key,))]
+
+    def evaluations(self, key: str) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.connection.execute("SELECT * FROM evaluations WHERE run_key = ? ORDER BY step", (key,))]

@@ -1,0 +1,301 @@
+"""The runner: ``train_step`` (the one timed function) and ``run_cell`` (one cell, one result).
+
+``run_cell`` never raises for a problem inside the run: a NaN or Inf loss or gradient ends the
+run as ``diverged`` (with the step, quantity and layer where it began), any other exception
+ends it as ``failed`` with its message, and the sweep goes on. Only ``KeyboardInterrupt`` and
+``SystemExit`` pass through.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradbench.data import Dataset, on_device
+from gradbench.env import check_device, environment
+from gradbench.grid import Cell
+from gradbench.monitor import GradientMonitor, MonitorHistory, NonFinite
+from gradbench.optimizers import build_optimizer
+from gradbench.specs import parse_spec
+from gradbench.tasks import TASKS, TaskConfig, TaskInstance
+from gradbench.tasks.base import LossFn
+from gradbench.timing import StepTimer
+
+__all__ = ["RunResult", "Evaluation", "train_step", "run_cell", "evaluate", "READBACK_STEPS"]
+
+# Steps between read-backs of the device-side records (and divergence checks).
+READBACK_STEPS = 50
+_EVAL_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics on the full training and test sets after ``step`` optimizer steps."""
+
+    step: int
+    train_loss: float
+    test_loss: float
+    test_accuracy: float | None
+    train_time_s: float  # time spent in train_step so far
+
+
+@dataclass
+class RunResult:
+    """Everything one cell produced; the store saves it in one transaction.
+
+    Attributes:
+        cell: The cell that ran.
+        status: ``done``, ``diverged`` or ``failed``.
+        metric, target: The task's target metric and value.
+        evaluations: Train/test metrics at step 0, every ``eval_every`` steps, and at the end.
+        history: The monitor's loss curve and per-layer gradient norms.
+        step_times: Seconds per training step, in step order.
+        nonfinite: Where a NaN or Inf first appeared (``diverged`` runs).
+        error: ``ExceptionType: message`` for ``failed`` runs.
+        env: The environment (torch version, device name, threads, dtype, ...).
+    """
+
+    cell: Cell
+    status: str
+    metric: str | None = None
+    target: float | None = None
+    evaluations: list[Evaluation] = field(default_factory=list)
+    history: MonitorHistory | None = None
+    step_times: list[float] = field(default_factory=list)
+    num_params: list[int] = field(default_factory=list)
+    nonfinite: NonFinite | None = None
+    error: str | None = None
+    env: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+    finished_at: str = ""
+    wall_time_s: float = 0.0
+
+    @property
+    def steps_run(self) -> int:
+        return len(self.step_times)
+
+    def metrics(self) -> dict[str, float | int | None]:
+        """Summary numbers: final losses and accuracy, steps and time to target, step time,
+        first-to-last-layer gradient ratio."""
+        final = self.evaluations[-1] if self.evaluations and self.status == "done" else None
+        steps_to_target = time_to_target = None
+        for evaluation in self.evaluations:
+            value = evaluation.test_accuracy if self.metric == "accuracy" else evaluation.test_loss
+            if self.target is not None and value is not None and math.isfinite(value):
+                if (value >= self.target) if self.metric == "accuracy" else (value <= self.target):
+                    steps_to_target, time_to_target = evaluation.step, evaluation.train_time_s
+                    break
+        return {
+            "steps_run": self.steps_run,
+            "final_train_loss": final.train_loss if final else None,
+            "final_test_loss": final.test_loss if final else None,
+            "final_test_accuracy": final.test_accuracy if final else None,
+            "steps_to_target": steps_to_target,
+            "time_to_target_s": time_to_target,
+            "median_step_time_s": statistics.median(self.step_times) if self.step_times else None,
+            "total_train_time_s": sum(self.step_times),
+            "grad_ratio_first_last": self.grad_ratio_first_last(),
+        }
+
+    def grad_ratio_first_last(self) -> float | None:
+        """||grad first layer|| / ||grad last layer|| early in training: the median over the
+        first tenth of the recorded steps (at least one).
+
+        Early, because that is when vanishing gradients decide whether the lower layers learn;
+        later a run may sit on a plateau where every gradient is tiny and the ratio says little.
+        Far below 1 the lower layers learn more slowly than the top (vanishing); far above 1 the
+        gradient grows on its way down (exploding).
+        """
+        if self.history is None or not self.history.layer_grad_norms:
+            return None
+        rows = self.history.layer_grad_norms
+        early = rows[: max(1, math.ceil(len(rows) / 10))]
+        ratios = [
+            norms[0] / norms[-1]
+            for norms in early
+            if len(norms) > 1 and norms[-1] > 0 and math.isfinite(norms[0]) and math.isfinite(norms[-1])
+        ]
+        return statistics.median(ratios) if ratios else None
+
+
+def train_step(
+    model: nn.Module,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    monitor: GradientMonitor,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+) -> torch.Tensor:
+    """One optimizer step: forward, backward, record and clip, update.
+
+    This is the one timed function and should do nothing unrelated to the optimization: no
+    ``.item()``, no Python ``if`` on a tensor, no host-device synchronisation.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    monitor.step(loss)
+    optimizer.step()
+    return loss
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, loss_fn: LossFn, step: int, train_time_s: float) -> Evaluation:
+    """Loss on the full training set, loss and accuracy on the test set (model in eval mode)."""
+    was_training = model.training
+    model.eval()
+    try:
+
+        def pass_over(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float | None]:
+            total_loss, correct = 0.0, 0
+            for start in range(0, x.shape[0], _EVAL_CHUNK):
+                outputs = model(x[start : start + _EVAL_CHUNK])
+                labels = y[start : start + _EVAL_CHUNK]
+                total_loss += float(loss_fn(outputs, labels)) * labels.shape[0]
+                if data.num_classes is not None:
+                    correct += int((outputs.argmax(dim=1) == labels).sum())
+            accuracy = correct / x.shape[0] if data.num_classes is not None else None
+            return total_loss / x.shape[0], accuracy
+
+        train_loss, _ = pass_over(data.x_train, data.y_train)
+        test_loss, test_accuracy = pass_over(data.x_test, data.y_test)
+    finally:
+        model.train(was_training)
+    return Evaluation(step, train_loss, test_loss, test_accuracy, train_time_s)
+
+
+class _Batches:
+    """Mini-batches drawn by indexing on the device: a fresh permutation every epoch."""
+
+    def __init__(self, data: Dataset, batch_size: int | None, seed: int, device: torch.device) -> None:
+        self.x, self.y = data.x_train, data.y_train
+        self.count = self.x.shape[0]
+        self.batch_size = batch_size
+        if batch_size is not None and batch_size > self.count:
+            raise ValueError(f"batch_size={batch_size} is larger than the training set ({self.count} examples)")
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.device = device
+        self.order = torch.empty(0, dtype=torch.long, device=device)
+        self.position = self.count
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.batch_size is None:
+            return self.x, self.y
+        if self.position + self.batch_size > self.count:
+            self.order = torch.randperm(self.count, generator=self.generator, device=self.device)
+            self.position = 0
+        index = self.order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return self.x[index], self.y[index]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _build(cell: Cell, device: torch.device) -> TaskInstance:
+    activation, activation_params = parse_spec(cell.activation) if cell.activation else (None, {})
+    init, init_params = parse_spec(cell.init) if cell.init else (None, {})
+    config = TaskConfig(dict(cell.task_knobs), activation, activation_params, init, init_params)
+    instance = TASKS.get(cell.task).build(config)
+    instance.model.to(device)
+    instance.data = on_device(instance.data, device)
+    return instance
+
+
+def run_cell(cell: Cell, *, on_steps: Callable[[int], None] | None = None) -> RunResult:
+    """Train one cell and return its result; never raises for a failure inside the run.
+
+    Args:
+        cell: The run to perform.
+        on_steps: Called with the number of steps done since the last call (progress bars).
+    """
+    result = RunResult(cell=cell, status="failed", started_at=_now())
+    wall_start = time.perf_counter()
+    try:
+        _train(cell, result, on_steps)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as error:  # a failed cell is a result; the sweep goes on
+        result.status = "failed"
+        location = traceback.extract_tb(error.__traceback__)[-1]
+        result.error = f"{type(error).__name__}: {error} (at {location.filename.rsplit('/', 1)[-1]}:{location.lineno})"
+    result.finished_at = _now()
+    result.wall_time_s = time.perf_counter() - wall_start
+    return result
+
+
+def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None) -> None:
+    device = check_device(cell.device)
+    torch.set_num_threads(cell.threads)
+    result.env = environment(device)
+    torch.manual_seed(cell.seed)
+    task = _build(cell, device)
+    result.metric, result.target = task.metric, task.target
+    model, data = task.model, task.data
+    model.train()
+    optimizer = build_optimizer(cell.optimizer, model.parameters(), dict(cell.hyperparameters))
+    monitor = GradientMonitor(model, clip=cell.clip, every=cell.record_every, buffer_steps=READBACK_STEPS)
+    result.num_params = _layer_sizes(model, monitor)
+    batches = _Batches(data, cell.batch_size, cell.seed, device)
+    timer = StepTimer(device)
+    result.evaluations.append(evaluate(model, data, task.loss_fn, 0, 0.0))
+    reported = 0
+    for step in range(1, cell.steps + 1):
+        inputs, targets = batches.next()
+        timer.start()
+        train_step(model, task.loss_fn, optimizer, monitor, inputs, targets)
+        timer.stop()
+        if monitor.flush_due or step % cell.eval_every == 0 or step == cell.steps:
+            history = monitor.flush()
+            result.step_times += timer.collect()
+            if on_steps:
+                on_steps(step - reported)
+                reported = step
+            if history.nonfinite is not None:
+                _end_diverged(result, history)
+                return
+            if step % cell.eval_every == 0 or step == cell.steps:
+                evaluation = evaluate(model, data, task.loss_fn, step, sum(result.step_times))
+                result.evaluations.append(evaluation)
+                if not math.isfinite(evaluation.train_loss):
+                    # Finite batch losses but a non-finite full-set loss: weights overflowed.
+                    history.nonfinite = NonFinite(step, "loss")
+                    _end_diverged(result, history)
+                    return
+    result.history = monitor.history()
+    result.status = "done"
+
+
+def _end_diverged(result: RunResult, history: MonitorHistory) -> None:
+    """Keep the records up to and including the first non-finite step; mark the run diverged."""
+    nonfinite = history.nonfinite
+    assert nonfinite is not None
+    last = nonfinite.step
+    keep_losses = sum(1 for s in history.loss_steps if s <= last)
+    keep_grads = sum(1 for s in history.grad_steps if s <= last)
+    del history.loss_steps[keep_losses:], history.losses[keep_losses:]
+    del history.grad_steps[keep_grads:], history.layer_grad_norms[keep_grads:]
+    del history.total_norm_before[keep_grads:], history.total_norm_after[keep_grads:]
+    del result.step_times[last:]  # step k's time is step_times[k - 1]
+    result.history = history
+    result.nonfinite = nonfinite
+    result.status = "diverged"
+
+
+def _layer_sizes(model: nn.Module, monitor: GradientMonitor) -> list[int]:
+    modules = dict(model.named_modules())
+    sizes = []
+    for name in monitor.layer_names:
+        module = modules.get(name, model)
+        sizes.append(sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad))
+    return sizes
