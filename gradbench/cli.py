@@ -67,7 +67,10 @@ def _build_parser() -> _Parser:
 
     run = commands.add_parser("run", help="run a suite (default: the built-in one) and print the comparison table")
     run.add_argument("suite", nargs="?", help="suite file (TOML); omitted: the built-in default suite")
-    axes = run.add_argument_group("grid axes (comma lists; each replaces that axis in every grid of the suite)")
+    axes = run.add_argument_group(
+        "grid axes (comma lists). With a suite file each replaces its axis in every grid; without one "
+        "they define a single grid, their product, other axes taking their defaults"
+    )
     axes.add_argument("--task", help="tasks, e.g. mnist1d_mlp[depth=20,width=128],linreg")
     axes.add_argument("--optimizer", help="optimizers, e.g. sgd,adam[lr=1e-3,betas=(0.9,0.99)]")
     axes.add_argument("--activation", help="activations, e.g. sigmoid,relu")
@@ -129,14 +132,20 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gradbench.grid import default_suite, expand, load_suite
+    from gradbench.grid import AXES, Suite, default_suite, expand, load_suite
     from gradbench.report import render
     from gradbench.store import Store
     from gradbench.sweep import run_sweep
 
     # Everything is validated before the store is opened, so bad input writes nothing.
-    suite = load_suite(args.suite) if args.suite else default_suite()
-    cells = expand(suite.with_overrides(_overrides(args)))
+    overrides = _overrides(args)
+    if args.suite:
+        suite = load_suite(args.suite)  # flags replace their axis in every grid of the file
+    elif set(overrides) & set(AXES):
+        suite = Suite(name="command line")  # axis flags alone: one grid, their product
+    else:
+        suite = default_suite()  # nothing but settings: the built-in suite
+    cells = expand(suite.with_overrides(overrides))
     db = _db_path(args)
     if args.dry_run:
         stored = Store.open(db, readonly=True).finished_keys() if db.exists() else set()

@@ -173,12 +173,17 @@ class Suite:
     grids: tuple[Mapping[str, Any], ...] = field(default_factory=lambda: ({},))
     source: str | None = None  # the file it was read from, for error messages
     text: str | None = None  # the file's text, to find the line of a bad value
+    overridden: frozenset[str] = frozenset()  # keys set from the command line, not the file
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Suite:
         """The suite with each given axis or setting replaced in every grid (CLI flags)."""
         if not overrides:
             return self
-        return replace(self, grids=tuple({**grid, **overrides} for grid in self.grids))
+        return replace(
+            self,
+            grids=tuple({**grid, **overrides} for grid in self.grids),
+            overridden=self.overridden | frozenset(overrides),
+        )
 
 
 def _line_of(suite: Suite, grid_index: int, key: str) -> int | None:
@@ -199,7 +204,17 @@ def _line_of(suite: Suite, grid_index: int, key: str) -> int | None:
     return found_top
 
 
+# The command-line flag that sets each key, to name it in errors.
+FLAGS = {
+    "tasks": "--task", "optimizers": "--optimizer", "activations": "--activation", "inits": "--init",
+    "clips": "--clip", "lrs": "--lr", "seeds": "--seeds", "steps": "--steps", "batch_sizes": "--batch-size",
+    "device": "--device", "threads": "--threads", "eval_every": "--eval-every", "record_every": "--record-every",
+}
+
+
 def _fail(suite: Suite, grid_index: int, key: str, message: str) -> SuiteError:
+    if key in suite.overridden:
+        return SuiteError(f"{FLAGS.get(key, key)}: {message}")
     if suite.source is None:
         return SuiteError(message)
     line = _line_of(suite, grid_index, key)

@@ -1,0 +1,197 @@
+"""End to end through the command line: run, resume, report, export, list, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gradbench.cli import main
+from gradbench.store import Store
+
+SMALL = "mnist1d_mlp[depth=3,width=32,num_samples=1000]"
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def db(tmp_path, capsys) -> Path:
+    """A database holding two finished runs (sgd and adam)."""
+    path = tmp_path / "results.db"
+    code, _, err = run_cli(capsys, "run", "--task", SMALL, "--optimizer", "sgd,adam", "--steps", "30", "--db", str(path), "--no-progress")
+    assert code == 0, err
+    return path
+
+
+def test_run_prints_the_table_and_a_rerun_trains_nothing(db, capsys):
+    code, out, err = run_cli(capsys, "run", "--task", SMALL, "--optimizer", "sgd,adam", "--steps", "30", "--db", str(db), "--no-progress")
+    assert code == 0
+    assert "ran 0 (nothing new), 2 already stored" in err
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("| optimizer"))
+    for column in ("final train loss", "test acc %", "steps to target", "step ms", "grad first/last", "clip", "activation"):
+        assert column in header
+    assert any(line.startswith("| sgd |") for line in lines) and any(line.startswith("| adam |") for line in lines)
+
+
+def test_report_reads_the_store_alone(db, capsys):
+    code, out, _ = run_cli(capsys, "report", "--db", str(db))
+    assert code == 0 and "| sgd |" in out
+    code, out, _ = run_cli(capsys, "report", "--db", str(db), "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and [r["optimizer"] for r in rows] == ["sgd", "adam"]
+    with Store.open(db, readonly=True) as store:
+        by_optimizer = {r["optimizer"]: r for r in store.runs()}
+    for row in rows:
+        assert float(row["final_train_loss_mean"]) == pytest.approx(by_optimizer[row["optimizer"]]["final_train_loss"])
+        assert row["done"] == "1"
+
+
+def test_export_layers_is_long_format_and_matches_the_store(db, capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "export", "--db", str(db), "--what", "layers")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0
+    assert list(rows[0]) == ["run_key", "step", "layer_index", "layer_name", "grad_norm"]
+    assert len(rows) == 2 * 30 * 4
+    connection = sqlite3.connect(db)
+    key, step, index, norm = connection.execute("SELECT run_key, step, layer_index, grad_norm FROM layer_grad_norms ORDER BY run_key, step, layer_index LIMIT 1").fetchone()
+    connection.close()
+    assert (rows[0]["run_key"], int(rows[0]["step"]), int(rows[0]["layer_index"]), rows[0]["layer_name"]) == (key, step, index, "layers.0")
+    assert float(rows[0]["grad_norm"]) == pytest.approx(norm, rel=1e-12)
+    output = tmp_path / "runs.json"
+    code, out, _ = run_cli(capsys, "export", "--db", str(db), "--what", "runs", "--format", "json", "--output", str(output))
+    runs = json.loads(output.read_text())
+    assert code == 0 and out == "" and len(runs) == 2
+    assert runs[0]["config"]["steps"] == 30 and runs[0]["env"]["threads"] == 1
+
+
+def test_list_shows_every_registered_name(capsys):
+    from gradbench import ACTIVATIONS, INITS, OPTIMIZERS, TASKS
+
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0
+    for name in [*OPTIMIZERS, *ACTIVATIONS, *INITS, *TASKS, "norm:C", "value:C"]:
+        assert f"  {name}" in out
+    code, out, _ = run_cli(capsys, "list", "optimizers")
+    assert "full-batch gradient descent" in out and "relu" not in out
+
+
+def test_a_diverging_cell_is_stored_and_the_sweep_goes_on(tmp_path, capsys):
+    path = tmp_path / "r.db"
+    code, out, err = run_cli(capsys, "run", "--task", SMALL, "--lr", "1000,0.1", "--steps", "60", "--db", str(path), "--no-progress")
+    assert code == 0
+    assert "1 diverged, 1 done" in err
+    assert "diverged" in out
+    with Store.open(path, readonly=True) as store:
+        statuses = {r["lr"]: (r["status"], r["nonfinite_step"]) for r in store.runs()}
+    assert statuses[0.1] == ("done", None)
+    assert statuses[1000.0][0] == "diverged" and statuses[1000.0][1] >= 1
+
+
+BAD_INPUTS = [
+    (["run", "--optimizer", "adamm"], r"unknown optimizer 'adamm' \(did you mean 'adam'\?\); choose from: gd, sgd"),
+    (["run", "--optimizer", "adam[lr=abc]"], r"invalid adam hyper-parameter lr='abc': expected a number"),
+    (["run", "--lr", "-1"], r"invalid learning rate -1.0: must be a positive number"),
+    (["run", "--optimizer", "sgd[lr=-0.5]"], r"invalid learning rate lr=-0.5"),
+    (["run", "--clip", "norm:-1"], r"invalid clip 'norm:-1'.*forms: none, norm:C, value:C"),
+    (["run", "--activation", "relu6"], r"unknown activation 'relu6' \(did you mean 'relu'\?\)"),
+    (["run", "--init", "he_normal"], r"unknown init 'he_normal'.*choose from: default"),
+    (["run", "--task", "mnist1d_mlp[depth=0]"], r"invalid knob depth=0 for task 'mnist1d_mlp'"),
+    (["run", "--task", "cifar"], r"unknown task 'cifar'.*choose from: linreg, mnist1d_mlp"),
+    (["run", "--seeds", "a"], r"invalid --seeds value 'a'"),
+    (["run", "--steps", "0"], r"invalid step 0"),
+    (["run", "--threads", "x"], r"argument --threads: invalid int value: 'x'"),
+    (["run", "--device", "tpu"], r"--device: invalid device 'tpu'; choose from: cpu, cuda"),
+    (["run", "{suite}"], r"suite.toml, line 3: unknown optimizer 'adamm'"),
+    (["run", "{tmp}/missing.toml"], r"cannot read suite file"),
+    (["run", "--db", "{notes}"], r"is not a gradbench database \(not an SQLite file\)"),
+    (["report", "--db", "{tmp}/missing.db"], r"no gradbench database at"),
+    (["report", "--db", "{notes}"], r"is not a gradbench database"),
+    (["report", "--format", "xml"], r"argument --format: invalid choice: 'xml' \(choose from"),
+    (["export", "--what", "grads"], r"argument --what: invalid choice: 'grads'"),
+    (["export", "--what", "layers", "--output", "{tmp}/no/dir/x.csv"], r"does not exist"),
+    (["list", "things"], r"invalid choice: 'things'"),
+    (["frobnicate"], r"invalid choice: 'frobnicate'"),
+]
+if not torch.cuda.is_available():
+    BAD_INPUTS.append((["run", "--device", "cuda"], r"device 'cuda' asked for but CUDA is not available here.*choose from: cpu"))
+
+
+@pytest.mark.parametrize("args, pattern", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, pattern, db, tmp_path, capsys):
+    import re
+
+    suite = tmp_path / "suite.toml"
+    suite.write_text('steps = 5\n[[grid]]\noptimizers = ["adamm"]\n')
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database\n")
+    args = [a.format(tmp=tmp_path, suite=suite, notes=notes) for a in args]
+    if args[0] in ("run", "export") and "--db" not in args:
+        args += ["--db", str(db)]
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("gradbench: error: "), err
+    assert re.search(pattern, err), err
+    assert out == ""
+    after = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert after == before  # the database (and everything else) unchanged, nothing new created
+
+
+def test_bad_input_from_the_installed_command_has_no_traceback(tmp_path):
+    process = subprocess.run(
+        [sys.executable, "-m", "gradbench.cli", "run", "--optimizer", "adam[lr=abc]", "--db", str(tmp_path / "x.db")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert process.returncode == 2
+    assert "Traceback" not in process.stderr and process.stderr.startswith("gradbench: error:")
+    assert not (tmp_path / "x.db").exists()
+
+
+def _stored(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    try:
+        with Store.open(path, readonly=True) as store:
+            return {r["key"]: r["started_at"] + r["finished_at"] for r in store.runs()}
+    except (sqlite3.OperationalError, ValueError):
+        return {}
+
+
+def test_a_sweep_killed_mid_way_resumes_with_nothing_lost_or_duplicated(tmp_path):
+    path = tmp_path / "killed.db"
+    command = [sys.executable, "-m", "gradbench.cli", "run", "--task", SMALL, "--seeds", "0-5", "--steps", "400", "--db", str(path), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 120
+    while len(_stored(path)) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    before = _stored(path)
+    assert 2 <= len(before) < 6, "the sweep should have been killed part-way"
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"ran {6 - len(before)} " in resumed.stderr and f"{len(before)} already stored" in resumed.stderr
+    after = _stored(path)
+    assert len(after) == 6
+    assert {k: after[k] for k in before} == before  # no finished cell was trained again
+    connection = sqlite3.connect(path)
+    assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    per_run = connection.execute("SELECT run_key, count(*) FROM steps GROUP BY run_key").fetchall()
+    connection.close()
+    assert sorted(count for _, count in per_run) == [400] * 6  # each run's rows exactly once

@@ -1,0 +1,120 @@
+"""Suite parsing and grid expansion: products, keys, validation with file lines."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from gradbench.grid import Cell, SuiteError, default_suite, expand, load_suite, parse_suite
+
+
+def suite_of(**axes) -> list[Cell]:
+    return expand(parse_suite("").with_overrides(axes))
+
+
+def test_grid_is_the_product_of_its_axes():
+    cells = suite_of(optimizers=["sgd", "adam"], activations=["relu", "tanh", "sigmoid"], clips=["none", "norm:1"], seeds=[0, 1], steps=[10])
+    assert len(cells) == 2 * 3 * 2 * 2
+    assert len({c.key for c in cells}) == len(cells)
+    assert {(c.optimizer, c.activation, c.clip, c.seed) for c in cells} == {
+        (o, a, c, s) for o in ("sgd", "adam") for a in ("relu", "tanh", "sigmoid") for c in ("none", "norm:1") for s in (0, 1)
+    }
+
+
+def test_keys_are_stable_and_depend_on_every_field():
+    cell = suite_of(steps=[10])[0]
+    again = suite_of(steps=[10])[0]
+    assert cell.key == again.key and len(cell.key) == 16
+    assert suite_of(steps=[10], seeds=[1])[0].key != cell.key
+    assert suite_of(steps=[11])[0].key != cell.key
+    assert suite_of(steps=[10], lrs=[0.05])[0].key != cell.key
+
+
+def test_cell_config_round_trips():
+    cell = suite_of(optimizers=["adam[betas=(0.8,0.9)]"], tasks=["mnist1d_mlp[depth=3]"])[0]
+    restored = Cell.from_config(cell.config())
+    assert restored == cell and restored.key == cell.key
+    assert dict(restored.hyperparameters)["betas"] == (0.8, 0.9)
+
+
+def test_hyperparameters_are_resolved_with_defaults_and_lr_axis_overrides():
+    (cell,) = suite_of(optimizers=["adam"], lrs=[0.01])
+    assert dict(cell.hyperparameters) == {"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-8}
+    (cell,) = suite_of(optimizers=["adam[lr=0.02]"])
+    assert cell.lr == 0.02
+    assert cell.optimizer_label == "adam[betas=(0.9,0.999),eps=1e-08,lr=0.02]"
+
+
+def test_axes_a_task_does_not_use_collapse():
+    cells = suite_of(tasks=["linreg"], activations=["relu", "tanh"], seeds=[0])
+    assert len(cells) == 1 and cells[0].activation is None
+
+
+def test_full_batch_optimizer_has_no_batch_size():
+    gd, sgd = suite_of(optimizers=["gd", "sgd"], batch_sizes=[32])
+    assert gd.batch_size is None and sgd.batch_size == 32
+
+
+def test_task_default_batch_size_and_eval_cadence():
+    (cell,) = suite_of(steps=[400])
+    assert cell.batch_size == 64 and cell.eval_every == 20
+
+
+def test_duplicates_are_removed_across_grids():
+    suite = parse_suite('steps = 5\n[[grid]]\noptimizers = ["sgd", "adam"]\n[[grid]]\noptimizers = ["adam"]\n')
+    assert [c.optimizer for c in expand(suite)] == ["sgd", "adam"]
+
+
+def test_top_level_keys_are_defaults_for_grids():
+    suite = parse_suite('seeds = [3]\nsteps = 7\n[[grid]]\nactivations = ["tanh"]\n[[grid]]\nsteps = 9\n')
+    cells = expand(suite)
+    assert [(c.activation, c.steps, c.seed) for c in cells] == [("tanh", 7, 3), ("relu", 9, 3)]
+
+
+def test_default_suite_expands():
+    cells = expand(default_suite())
+    assert len(cells) >= 10
+    assert {"sgd", "adam", "rmsprop", "adagrad", "gd"} <= {c.optimizer for c in cells}
+    assert {"sigmoid", "relu"} <= {c.activation for c in cells}
+    assert {"none", "norm:1"} <= {c.clip for c in cells}
+
+
+SUITE_ERRORS = [
+    ('steps = 5\noptimizer = ["sgd"]\n', r"line 2: unknown key 'optimizer'.*optimizers"),
+    ('steps = 5\n[[grid]]\n\noptimizers = ["adamm"]\n', r"line 4: unknown optimizer 'adamm' \(did you mean 'adam'\?\)"),
+    ('optimizers = ["adam[lr=abc]"]\n', r"line 1: invalid adam hyper-parameter lr='abc'"),
+    ('optimizers = ["sgd[lr=-1]"]\n', r"line 1: invalid learning rate lr=-1"),
+    ('clips = ["norm:-1"]\n', r"line 1: invalid clip 'norm:-1'"),
+    ('tasks = ["mnist1d_mlp[depht=3]"]\n', r"line 1: task 'mnist1d_mlp' has no knob 'depht'; knobs: depth"),
+    ('seeds = [-1]\n', r"line 1: invalid seed -1"),
+    ('steps = 0\n', r"line 1: invalid step 0"),
+    ('activations = ["rleu"]\n', r"unknown activation 'rleu' \(did you mean 'relu'\?\)"),
+    ('inits = ["xavier"]\n', r"unknown init 'xavier'"),
+    ('threads = 0\n', r"line 1: invalid threads 0"),
+    ('steps = 5\noptimizers = [sgd]\n', r"malformed TOML: .*line 2"),
+    ("grid = 3\n", r"'grid' must be a list of tables"),
+]
+
+
+@pytest.mark.parametrize("text, pattern", SUITE_ERRORS)
+def test_bad_suites_name_the_value_and_line(text, pattern):
+    with pytest.raises(SuiteError, match=pattern):
+        expand(parse_suite(text, "suite.toml"))
+
+
+def test_load_suite_reports_missing_file(tmp_path):
+    with pytest.raises(SuiteError, match=re.escape(str(tmp_path / "nope.toml"))):
+        load_suite(tmp_path / "nope.toml")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when CUDA is absent")
+def test_cuda_without_cuda_is_rejected():
+    with pytest.raises(SuiteError, match=r"device 'cuda' asked for but CUDA is not available.*choose from: cpu"):
+        suite_of(device="cuda")
+
+
+def test_unknown_device_is_rejected():
+    with pytest.raises(SuiteError, match=r"device 'tpu'.*choose from: cpu, cuda"):
+        suite_of(device="tpu")

@@ -1,0 +1,121 @@
+"""The runner: results, determinism, convergence to a known optimum, diverged and failed runs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gradbench.data import linreg_optimum, make_linreg
+from gradbench.grid import Cell, expand, parse_suite
+from gradbench.tasks import TASKS, list_tasks
+from gradbench.train import READBACK_STEPS, run_cell
+
+
+def cell(**axes) -> Cell:
+    (only,) = expand(parse_suite("").with_overrides(axes))
+    return only
+
+
+def test_result_holds_curves_norms_and_metrics(small_mlp_task):
+    result = run_cell(cell(tasks=[small_mlp_task], steps=[60], eval_every=20))
+    assert result.status == "done", result.error
+    history = result.history
+    assert history.loss_steps == list(range(1, 61))
+    assert history.grad_steps == list(range(1, 61))
+    assert history.layer_names == ["layers.0", "layers.2", "layers.4", "layers.6"]
+    assert all(len(row) == 4 and all(n > 0 for n in row) for row in history.layer_grad_norms)
+    assert [e.step for e in result.evaluations] == [0, 20, 40, 60]
+    assert len(result.step_times) == 60 and all(t > 0 for t in result.step_times)
+    assert result.num_params == [40 * 32 + 32, 32 * 32 + 32, 32 * 32 + 32, 32 * 10 + 10]
+    metrics = result.metrics()
+    assert metrics["steps_run"] == 60
+    assert metrics["final_test_accuracy"] == result.evaluations[-1].test_accuracy
+    assert 0 < metrics["grad_ratio_first_last"] < 100
+    assert result.env["threads"] == 1 and result.env["torch"] == torch.__version__
+    assert result.env["device_name"]
+
+
+def test_threads_are_set_and_recorded(small_mlp_task):
+    previous = torch.get_num_threads()
+    try:
+        result = run_cell(cell(tasks=[small_mlp_task], steps=[2], threads=2))
+        assert result.env["threads"] == 2
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_same_seed_gives_identical_runs_on_cpu(small_mlp_task):
+    first = run_cell(cell(tasks=[small_mlp_task], steps=[40], seeds=[3]))
+    second = run_cell(cell(tasks=[small_mlp_task], steps=[40], seeds=[3]))
+    other = run_cell(cell(tasks=[small_mlp_task], steps=[40], seeds=[4]))
+    assert first.history.losses == second.history.losses  # bit for bit, not approximately
+    assert first.history.layer_grad_norms == second.history.layer_grad_norms
+    assert [e.test_loss for e in first.evaluations] == [e.test_loss for e in second.evaluations]
+    assert first.history.losses != other.history.losses
+
+
+def test_gd_converges_to_the_linreg_closed_form():
+    result = run_cell(cell(tasks=["linreg"], optimizers=["gd"], lrs=[0.2], steps=[600], eval_every=100))
+    assert result.status == "done", result.error
+    _, _, optimum_train_mse = linreg_optimum(make_linreg())
+    final_train_mse = result.evaluations[-1].train_loss
+    assert final_train_mse == pytest.approx(optimum_train_mse, rel=1e-3)
+    assert result.metrics()["steps_to_target"] is not None
+
+
+def test_gd_parameters_match_the_closed_form():
+    """Not only the loss: the learned weights are the least-squares solution."""
+    from gradbench.train import _build  # the same construction run_cell uses
+
+    the_cell = cell(tasks=["linreg"], optimizers=["gd"], lrs=[0.2], steps=[1])
+    torch.manual_seed(0)
+    task = _build(the_cell, torch.device("cpu"))
+    optimizer = torch.optim.SGD(task.model.parameters(), lr=0.2)
+    for _ in range(1500):
+        optimizer.zero_grad()
+        task.loss_fn(task.model(task.data.x_train), task.data.y_train).backward()
+        optimizer.step()
+    weight, bias, _ = linreg_optimum(task.data)
+    linear = task.model[0]
+    torch.testing.assert_close(linear.weight.detach().double().T, weight, atol=1e-4, rtol=0)
+    torch.testing.assert_close(linear.bias.detach().double(), bias, atol=1e-4, rtol=0)
+
+
+def test_huge_learning_rate_is_stored_as_diverged_with_its_first_step(small_mlp_task):
+    result = run_cell(cell(tasks=[small_mlp_task], optimizers=["sgd"], lrs=[1e3], steps=[200]))
+    assert result.status == "diverged"
+    nonfinite = result.nonfinite
+    assert nonfinite is not None and 1 <= nonfinite.step < READBACK_STEPS
+    assert nonfinite.quantity in ("loss", "gradient")
+    if nonfinite.quantity == "gradient":
+        assert nonfinite.layer in result.history.layer_names
+    # Records stop at the first non-finite step; everything before it is finite.
+    assert result.history.loss_steps[-1] == nonfinite.step
+    assert all(math.isfinite(loss) for loss in result.history.losses[:-1])
+    assert len(result.step_times) == nonfinite.step
+    assert result.metrics()["final_train_loss"] is None
+
+
+def test_an_exception_inside_a_run_is_a_failed_result(small_mlp_task):
+    result = run_cell(cell(tasks=[small_mlp_task], batch_sizes=[5000], steps=[5]))
+    assert result.status == "failed"
+    assert "batch_size=5000 is larger than the training set" in result.error
+    assert result.finished_at
+
+
+def test_steps_to_target_is_the_first_evaluation_at_target(small_mlp_task):
+    result = run_cell(cell(tasks=[small_mlp_task.replace("]", ",target=0.0]")], steps=[20], eval_every=10))
+    assert result.metrics()["steps_to_target"] == 0  # accuracy >= 0 holds at initialisation
+    assert result.metrics()["time_to_target_s"] == 0.0
+
+
+@pytest.mark.parametrize("name", list_tasks())
+def test_every_task_builds_and_trains(name):
+    overrides = {"mnist1d_mlp": "mnist1d_mlp[depth=2,width=32,num_samples=1000]"}
+    optimizer = "adam[lr=0.01]"
+    result = run_cell(cell(tasks=[overrides.get(name, name)], optimizers=[optimizer], steps=[100], eval_every=100, activations=["relu"], inits=["kaiming_normal"]))
+    assert result.status == "done", result.error
+    assert result.evaluations[-1].train_loss < 0.9 * result.evaluations[0].train_loss
+    assert TASKS.get(name).description
