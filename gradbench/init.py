@@ -91,7 +91,8 @@ def check_init_params(name: str, params: Mapping[str, Any] | None) -> dict[str, 
             valid = ", ".join(spec.params) or "none"
             raise ValueError(f"init {name!r} has no parameter {key!r}; valid: {valid}")
         merged[key] = value
-    if "gain" in merged and merged["gain"] is not None and not (isinstance(merged["gain"], (int, float)) and merged["gain"] > 0):
+    gain = merged.get("gain")
+    if gain is not None and not (isinstance(gain, (int, float)) and not isinstance(gain, bool) and math.isfinite(gain) and gain > 0):
         raise ValueError(f"invalid init gain={merged['gain']!r} for {name!r}: must be a positive number")
     if "mode" in merged and merged["mode"] not in ("fan_in", "fan_out"):
         raise ValueError(f"invalid init mode={merged['mode']!r} for {name!r}; choose from: fan_in, fan_out")

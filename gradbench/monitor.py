@@ -72,10 +72,16 @@ class MonitorHistory:
 
 
 def model_layers(model: nn.Module) -> list[tuple[str, list[nn.Parameter]]]:
-    """The model's layers: (module name, its own trainable parameters), in registration order."""
+    """The model's layers: (module name, its own trainable parameters), in registration order.
+
+    A parameter shared by several modules (tied weights) belongs to the first one only, so its
+    gradient is counted once, as ``clip_grad_norm_`` counts it.
+    """
     layers = []
+    seen: set[int] = set()
     for name, module in model.named_modules():
-        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in own)
         if own:
             layers.append((name or type(module).__name__, own))
     return layers
@@ -111,8 +117,9 @@ class GradientMonitor:
         self._device = device
         self._layer_of_parameter = [index for index, (_, params) in enumerate(layers) for _ in params]
         self._index_cache: dict[tuple[bool, ...], torch.Tensor] = {}
-        # Sums of squares in float64 so that large but finite norms do not overflow (not on MPS,
-        # which has no float64).
+        # Norms and their sums of squares in float64, so that large but finite gradients
+        # (norm above float32's 3.4e38, or squares above it) are not reported as non-finite
+        # (not on MPS, which has no float64).
         self._accumulate_dtype = torch.float32 if device.type == "mps" else torch.float64
         num_layers = len(self.layer_names)
         # One row per buffered step: [loss, layer norms..., global norm before, global norm after].
@@ -153,18 +160,19 @@ class GradientMonitor:
         if loss is not None:
             row[0].copy_(loss.detach().reshape(()))
         record = self.every > 0 and self.steps % self.every == 0  # steps 1, 1 + every, ...
-        if record or self.clipping.enabled:
-            grads = [p.grad for p in self._parameters if p.grad is not None]
+        grads = [p.grad for p in self._parameters if p.grad is not None] if record or self.clipping.enabled else []
+        record = record and bool(grads)  # no gradients (no backward yet): nothing to record
+        if grads:
             norm_before = None
-            if grads and record:
+            if record:
                 present = tuple(p.grad is not None for p in self._parameters)
-                squares = torch.stack(torch._foreach_norm(grads)).to(self._accumulate_dtype).square()
+                squares = torch.stack(torch._foreach_norm(grads, 2, dtype=self._accumulate_dtype)).square()
                 layer_squares = torch.zeros(self.num_layers, dtype=self._accumulate_dtype, device=self._device)
                 layer_squares.index_add_(0, self._layer_index(present), squares)
                 row[1 : 1 + self.num_layers].copy_(layer_squares.sqrt())
                 norm_before = layer_squares.sum().sqrt()
                 row[-2].copy_(norm_before)
-            if grads and self.clipping.enabled:
+            if self.clipping.enabled:
                 norm_after = self.clipping.apply(grads, norm_before)
                 if record:
                     row[-1].copy_(norm_after)

@@ -117,10 +117,15 @@ def register_optimizer(
         name=name,
         optimizer_class=optimizer_class,
         defaults=MappingProxyType(merged),
-        description=description or (optimizer_class.__doc__ or optimizer_class.__name__).strip().splitlines()[0],
+        description=description or _first_line(optimizer_class.__doc__) or optimizer_class.__name__,
         full_batch=full_batch,
     )
     return OPTIMIZERS.register(name, spec, overwrite=overwrite)
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0].strip() if lines else ""
 
 
 def get_optimizer(name: str) -> OptimizerSpec:

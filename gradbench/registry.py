@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 __all__ = ["Registry", "closest_match"]
 
 EntryT = TypeVar("EntryT")
+# The names that the name[key=value] syntax (specs.py) can spell.
+_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
 def closest_match(name: str, choices: list[str]) -> str | None:
@@ -41,9 +44,9 @@ class Registry(Generic[EntryT]):
             ValueError: if ``name`` is not a lower-case identifier, or is taken and
                 ``overwrite`` is false.
         """
-        if not name or not name.replace("_", "a").isalnum() or name != name.lower():
+        if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(
-                f"invalid {self.kind} name {name!r}: use lower-case letters, digits and '_'"
+                f"invalid {self.kind} name {name!r}: start with a lower-case letter, then lower-case letters, digits and '_'"
             )
         if name in self._entries and not overwrite:
             raise ValueError(f"{self.kind} {name!r} is already registered")

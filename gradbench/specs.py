@@ -27,8 +27,16 @@ def split_top_level(text: str, separator: str = ",") -> list[str]:
     parts: list[str] = []
     depth: list[str] = []
     current: list[str] = []
+    quote: str | None = None
     for char in text:
-        if char in _OPEN:
+        if quote is not None:  # inside a quoted string nothing is structure
+            if char == quote:
+                quote = None
+            current.append(char)
+            continue
+        if char in ("'", '"'):
+            quote = char
+        elif char in _OPEN:
             depth.append(_OPEN[char])
         elif char in _OPEN.values():
             if not depth or depth.pop() != char:
@@ -38,6 +46,8 @@ def split_top_level(text: str, separator: str = ",") -> list[str]:
             current = []
         else:
             current.append(char)
+    if quote is not None:
+        raise ValueError(f"unclosed quote {quote} in {text!r}")
     if depth:
         raise ValueError(f"unclosed bracket in {text!r}: {depth[-1]!r} is missing")
     parts.append("".join(current).strip())
@@ -56,6 +66,8 @@ def parse_value(text: str) -> Any:
         return lowered == "true"
     if lowered in ("none", "null"):
         return None
+    if lowered in ("inf", "+inf", "-inf"):
+        return float(lowered)
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -106,7 +118,13 @@ def format_value(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         return "(" + ",".join(format_value(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, float):
-        return repr(value)
+        return repr(value)  # 'inf' and '-inf' included, which parse_value reads back
+    if isinstance(value, str):
+        try:
+            bare = parse_value(value) == value and value.strip() == value
+        except ValueError:
+            bare = False
+        return value if bare else repr(value)
     return str(value)
 
 

@@ -195,3 +195,30 @@ def test_a_sweep_killed_mid_way_resumes_with_nothing_lost_or_duplicated(tmp_path
     per_run = connection.execute("SELECT run_key, count(*) FROM steps GROUP BY run_key").fetchall()
     connection.close()
     assert sorted(count for _, count in per_run) == [400] * 6  # each run's rows exactly once
+
+
+def test_ctrl_c_keeps_every_finished_cell_and_says_how_to_resume(tmp_path):
+    path = tmp_path / "interrupted.db"
+    command = [sys.executable, "-m", "gradbench.cli", "run", "--task", SMALL, "--seeds", "0-5", "--steps", "400", "--db", str(path), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(_stored(path)) < 1 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    stored = _stored(path)
+    assert 1 <= len(stored) < 6
+    assert f"interrupted: {len(stored)} of 6 cells are stored" in err and "run the same command again to resume" in err
+
+
+def test_dry_run_lists_cells_and_writes_nothing(db, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "run", "--task", SMALL, "--optimizer", "sgd,adam,rmsprop", "--steps", "30", "--db", str(db), "--dry-run")
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 3
+    assert sum("stored " in line for line in lines) == 2 and sum("to run " in line for line in lines) == 1
+    assert "3 cells, 2 already stored" in err
+    code, _, _ = run_cli(capsys, "run", "--steps", "30", "--db", str(tmp_path / "fresh.db"), "--dry-run")
+    assert code == 0 and not (tmp_path / "fresh.db").exists()

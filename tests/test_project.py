@@ -1,0 +1,64 @@
+"""The project's own promises: CI runs the README's commands, and every import is declared."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _quick_start_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)\n```", section, flags=re.S)
+
+
+def test_readme_quick_start_is_two_commands_and_ci_runs_the_test_one():
+    install_and_run, install_and_test = _quick_start_commands()
+    assert install_and_run.endswith("gradbench run")
+    ci = (ROOT / ".ci" / "run").read_text()
+    # CI makes the venv and installs exactly as the README says, then runs its test command.
+    for part in install_and_test.split(" && "):
+        assert part in ci, part
+
+
+def _declared_distributions() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        requirements += extra
+    return {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+
+def _imported_modules(folder: Path) -> set[str]:
+    modules = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                modules.add(node.module.split(".")[0])
+    return modules
+
+
+def test_every_third_party_import_is_declared_in_pyproject():
+    declared = _declared_distributions()
+    distributions = packages_distributions()
+    imported = _imported_modules(ROOT / "gradbench") | _imported_modules(ROOT / "tests")
+    missing = []
+    for module in sorted(imported):
+        if module in sys.stdlib_module_names or module in ("gradbench", "tomli", "conftest"):
+            continue
+        names = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
+        if not names & declared:
+            missing.append(f"{module} (from {', '.join(sorted(names))})")
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
