@@ -17,6 +17,10 @@ steps the monitor computes the per-parameter norms with one fused ``_foreach_nor
 them per layer with one ``index_add_``, and writes the row into a preallocated device buffer.
 Nothing is read back to the host until ``flush()`` (one transfer for the whole buffer), which
 the caller runs outside its timed region; ``step()`` itself never synchronises.
+
+Per-tensor norms are computed in the gradients' dtype, as ``clip_grad_norm_`` computes them: a
+float32 norm above 3.4e38 is recorded as inf, i.e. non-finite (the run has diverged for any
+practical learning rate). Per-layer and global combinations are summed in float64.
 """
 
 from __future__ import annotations
@@ -117,9 +121,9 @@ class GradientMonitor:
         self._device = device
         self._layer_of_parameter = [index for index, (_, params) in enumerate(layers) for _ in params]
         self._index_cache: dict[tuple[bool, ...], torch.Tensor] = {}
-        # Norms and their sums of squares in float64, so that large but finite gradients
-        # (norm above float32's 3.4e38, or squares above it) are not reported as non-finite
-        # (not on MPS, which has no float64).
+        # Per-tensor norms in the gradients' dtype, as clip_grad_norm_ computes them (float64
+        # norms cost 3x on a 20-layer MLP); their squares are summed in float64 so that
+        # combining large finite norms does not overflow (not on MPS, which has no float64).
         self._accumulate_dtype = torch.float32 if device.type == "mps" else torch.float64
         num_layers = len(self.layer_names)
         # One row per buffered step: [loss, layer norms..., global norm before, global norm after].
@@ -166,7 +170,8 @@ class GradientMonitor:
             norm_before = None
             if record:
                 present = tuple(p.grad is not None for p in self._parameters)
-                squares = torch.stack(torch._foreach_norm(grads, 2, dtype=self._accumulate_dtype)).square()
+                norms = torch.stack(torch._foreach_norm(grads)).to(self._accumulate_dtype)
+                squares = norms.square()
                 layer_squares = torch.zeros(self.num_layers, dtype=self._accumulate_dtype, device=self._device)
                 layer_squares.index_add_(0, self._layer_index(present), squares)
                 row[1 : 1 + self.num_layers].copy_(layer_squares.sqrt())

@@ -30,7 +30,7 @@ from gradbench.tasks import TASKS, TaskConfig, TaskInstance
 from gradbench.tasks.base import LossFn
 from gradbench.timing import StepTimer
 
-__all__ = ["RunResult", "Evaluation", "train_step", "run_cell", "evaluate", "READBACK_STEPS"]
+__all__ = ["RunResult", "Evaluation", "Session", "Batches", "prepare", "train_step", "run_cell", "evaluate", "READBACK_STEPS"]
 
 # Steps between read-backs of the device-side records (and divergence checks).
 READBACK_STEPS = 50
@@ -173,8 +173,11 @@ def evaluate(model: nn.Module, data: Dataset, loss_fn: LossFn, step: int, train_
     return Evaluation(step, train_loss, test_loss, test_accuracy, train_time_s)
 
 
-class _Batches:
-    """Mini-batches drawn by indexing on the device: a fresh permutation every epoch."""
+class Batches:
+    """Mini-batches drawn by indexing on the device: a fresh permutation every epoch.
+
+    ``batch_size=None`` gives the whole training set every step (full-batch optimizers).
+    """
 
     def __init__(self, data: Dataset, batch_size: int | None, seed: int, device: torch.device) -> None:
         self.x, self.y = data.x_train, data.y_train
@@ -212,6 +215,54 @@ def _build(cell: Cell, device: torch.device) -> TaskInstance:
     return instance
 
 
+@dataclass
+class Session:
+    """Everything one cell trains with, built and on its device. Building it is setup: the
+    runner and the benchmarks time only ``step``.
+
+    Attributes:
+        cell: The cell.
+        device: Its device.
+        task: The built task (model and data on the device).
+        model: What the forward pass calls: ``task.model``, or its ``torch.compile``d wrapper.
+        optimizer, monitor, batches: The optimizer, the gradient monitor (which also clips)
+            and the batch source.
+    """
+
+    cell: Cell
+    device: torch.device
+    task: TaskInstance
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    monitor: GradientMonitor
+    batches: Batches
+
+    def step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """One training step (the timed code)."""
+        return train_step(self.model, self.task.loss_fn, self.optimizer, self.monitor, inputs, targets)
+
+
+def prepare(cell: Cell, *, compile_model: bool = False) -> Session:
+    """Build a cell's model, data, optimizer, monitor and batches; set threads and seeds.
+
+    Args:
+        cell: The cell.
+        compile_model: Wrap the model in ``torch.compile`` (the first steps then compile; time
+            them as warm-up, never as steps).
+    """
+    device = check_device(cell.device)
+    torch.set_num_threads(cell.threads)
+    torch.manual_seed(cell.seed)
+    task = _build(cell, device)
+    task.model.train()
+    model = torch.compile(task.model) if compile_model else task.model
+    optimizer = build_optimizer(cell.optimizer, task.model.parameters(), dict(cell.hyperparameters))
+    # The monitor sees the original module, so layer names do not carry the compile wrapper.
+    monitor = GradientMonitor(task.model, clip=cell.clip, every=cell.record_every, buffer_steps=READBACK_STEPS)
+    batches = Batches(task.data, cell.batch_size, cell.seed, device)
+    return Session(cell, device, task, model, optimizer, monitor, batches)
+
+
 def run_cell(cell: Cell, *, on_steps: Callable[[int], None] | None = None) -> RunResult:
     """Train one cell and return its result; never raises for a failure inside the run.
 
@@ -235,25 +286,18 @@ def run_cell(cell: Cell, *, on_steps: Callable[[int], None] | None = None) -> Ru
 
 
 def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None) -> None:
-    device = check_device(cell.device)
-    torch.set_num_threads(cell.threads)
-    result.env = environment(device)
-    torch.manual_seed(cell.seed)
-    task = _build(cell, device)
+    session = prepare(cell)
+    result.env = environment(session.device)
+    task, monitor = session.task, session.monitor
     result.metric, result.target = task.metric, task.target
-    model, data = task.model, task.data
-    model.train()
-    optimizer = build_optimizer(cell.optimizer, model.parameters(), dict(cell.hyperparameters))
-    monitor = GradientMonitor(model, clip=cell.clip, every=cell.record_every, buffer_steps=READBACK_STEPS)
-    result.num_params = _layer_sizes(model, monitor)
-    batches = _Batches(data, cell.batch_size, cell.seed, device)
-    timer = StepTimer(device)
-    result.evaluations.append(evaluate(model, data, task.loss_fn, 0, 0.0))
+    result.num_params = _layer_sizes(task.model, monitor)
+    timer = StepTimer(session.device)
+    result.evaluations.append(evaluate(task.model, task.data, task.loss_fn, 0, 0.0))
     reported = 0
     for step in range(1, cell.steps + 1):
-        inputs, targets = batches.next()
+        inputs, targets = session.batches.next()
         timer.start()
-        train_step(model, task.loss_fn, optimizer, monitor, inputs, targets)
+        session.step(inputs, targets)
         timer.stop()
         if monitor.flush_due or step % cell.eval_every == 0 or step == cell.steps:
             history = monitor.flush()
@@ -265,7 +309,7 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
                 _end_diverged(result, history)
                 return
             if step % cell.eval_every == 0 or step == cell.steps:
-                evaluation = evaluate(model, data, task.loss_fn, step, sum(result.step_times))
+                evaluation = evaluate(task.model, task.data, task.loss_fn, step, sum(result.step_times))
                 result.evaluations.append(evaluation)
                 if not math.isfinite(evaluation.train_loss):
                     # Finite batch losses but a non-finite full-set loss: weights overflowed.

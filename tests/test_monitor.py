@@ -427,15 +427,30 @@ def test_step_without_gradient_after_flush_does_not_reuse_stale_row():
     assert history.loss_steps == [1, 2]
 
 
-def test_large_finite_gradient_is_not_reported_nonfinite():
-    model = nn.Sequential(nn.Linear(8, 8))
+def test_large_finite_gradients_are_combined_without_overflow():
+    """Per-tensor norms within float32's range: their per-layer and global combination (sums of
+    squares, in float64) does not overflow although the squares exceed float32's range."""
+    model = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8))
     for p in model.parameters():
-        p.grad = torch.full_like(p, 1e25)
+        p.grad = torch.full_like(p, 1e18)
     monitor = GradientMonitor(model)
     monitor.step()
     history = monitor.history()
     assert history.nonfinite is None
-    assert history.layer_grad_norms[0][0] == pytest.approx(1e25 * math.sqrt(72), rel=1e-4)
+    assert history.layer_grad_norms[0][0] == pytest.approx(1e18 * math.sqrt(72), rel=1e-4)
+    assert history.total_norm_before[0] == pytest.approx(1e18 * math.sqrt(144), rel=1e-4)
+
+
+def test_a_norm_beyond_float32_range_is_non_finite_as_in_torch():
+    """A gradient whose float32 norm overflows (above 3.4e38) is recorded as inf, exactly as
+    torch.nn.utils.clip_grad_norm_ computes it: such a run has diverged for any practical lr."""
+    model = nn.Sequential(nn.Linear(8, 8))
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 1e25)
+    assert math.isinf(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")))
+    monitor = GradientMonitor(model)
+    monitor.step()
+    assert monitor.history().nonfinite == NonFinite(1, "gradient", "0")
 
 
 class _Tied(nn.Module):

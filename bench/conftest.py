@@ -1,0 +1,101 @@
+"""Options, fixtures and machine info for gradbench's training-step benchmarks.
+
+    pytest bench/                                  # the default run (a few minutes on 2 CPU cores)
+    pytest bench/ --gb-quick                       # one benchmark per group (under a minute)
+    pytest bench/ --gb-device cuda                 # on the GPU (timings synchronise the device)
+    pytest bench/ --gb-threads 1                   # torch CPU threads (default 1: stable numbers)
+    pytest bench/ --benchmark-group-by=group       # tables compare like with like (the default)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from gradbench.benchmark import machine_info
+from gradbench.env import check_device
+from gradbench.grid import AXES, Cell, expand, parse_suite
+
+_RATIOS: list[tuple[str, dict[str, float]]] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gradbench", "gradbench benchmarks")
+    group.addoption("--gb-device", default="cpu", help="device to benchmark on: cpu, cuda or cuda:N (default: cpu)")
+    group.addoption("--gb-threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    group.addoption("--gb-quick", action="store_true", help="run only the quick subset: one benchmark per group")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "quick: part of the quick subset (--gb-quick)")
+    threads = config.getoption("--gb-threads")
+    if threads < 1:
+        raise pytest.UsageError(f"invalid --gb-threads {threads}: must be >= 1")
+    try:
+        check_device(config.getoption("--gb-device"))
+    except ValueError as error:
+        raise pytest.UsageError(f"--gb-device: {error}") from None
+    torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--gb-quick"):
+        return
+    selected = [item for item in items if item.get_closest_marker("quick")]
+    config.hook.pytest_deselected(items=[item for item in items if item not in selected])
+    items[:] = selected
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    """Store what the timings depend on: torch, CUDA and cuDNN versions, device, threads, dtype."""
+    machine_info.update(_machine_info(config))
+
+
+def _machine_info(config: pytest.Config) -> dict[str, Any]:
+    return machine_info(torch.device(config.getoption("--gb-device")))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _RATIOS:
+        return
+    terminalreporter.section("gradbench: runner vs hand-written loop (median s/step, interleaved rounds)")
+    for label, ratio in _RATIOS:
+        terminalreporter.write_line(
+            f"{label}: runner {1e3 * ratio['runner_step_s']:.3f} ms, hand-written {1e3 * ratio['handwritten_step_s']:.3f} ms, "
+            f"ratio {ratio['ratio']:.3f} ({ratio['rounds']} rounds x {ratio['steps']} steps)"
+        )
+
+
+@pytest.fixture
+def record_ratio():
+    """Report a runner/hand-written ratio in the terminal summary."""
+
+    def record(label: str, ratio: dict[str, float]) -> None:
+        _RATIOS.append((label, ratio))
+
+    return record
+
+
+@pytest.fixture
+def make_cell(request: pytest.FixtureRequest):
+    """Build one cell on the benchmark device and threads: ``make_cell(tasks=[...], ...)``."""
+    device = request.config.getoption("--gb-device")
+    threads = request.config.getoption("--gb-threads")
+
+    def make(**axes: Any) -> Cell:
+        overrides = {key: [value] if key in AXES and not isinstance(value, list) else value for key, value in axes.items()}
+        (cell,) = expand(parse_suite("").with_overrides({**overrides, "device": device, "threads": threads, "steps": [1]}))
+        return cell
+
+    return make
+
+
+@pytest.fixture
+def timing(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """pytest-benchmark's own time budget per benchmark, for run_benchmark."""
+    return {
+        "max_time": float(request.config.getoption("benchmark_max_time")),  # given as a string
+        "min_rounds": int(request.config.getoption("benchmark_min_rounds")),
+    }

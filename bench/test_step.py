@@ -1,0 +1,66 @@
+"""The training step (forward, backward, monitor and clip, optimizer step), timed per group.
+
+Generated from the registries: every optimizer, every activation and every clipping mode on
+each representative task, plus optimizer implementations (for-loop, foreach, fused) and
+``torch.compile``. Each benchmark's ``extra_info`` holds its full cell configuration.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gradbench.activations import list_activations
+from gradbench.benchmark import run_benchmark
+from gradbench.optimizers import list_optimizers
+
+# Representative tasks: name in the report -> task spec.
+TASKS = {
+    "mlp": "mnist1d_mlp[depth=20,width=256]",  # the deep MLP: 20 hidden layers of 256
+}
+QUICK = {"optimizer": ("sgd", "adam"), "activation": ("relu",), "clip": ("norm:1",)}
+
+
+def _params(values, quick):
+    return [pytest.param(value, marks=pytest.mark.quick) if value in quick else value for value in values]
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("optimizer", _params(list_optimizers(), QUICK["optimizer"]))
+def test_optimizer(benchmark, make_cell, timing, task, optimizer):
+    benchmark.group = f"optimizer | {task}"
+    run_benchmark(benchmark, make_cell(tasks=TASKS[task], optimizers=optimizer), **timing)
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("activation", _params(list_activations(), QUICK["activation"]))
+def test_activation(benchmark, make_cell, timing, task, activation):
+    benchmark.group = f"activation | {task} | sgd"
+    run_benchmark(benchmark, make_cell(tasks=TASKS[task], activations=activation), **timing)
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("clip", _params(["none", "norm:1", "value:1"], QUICK["clip"]))
+def test_clip(benchmark, make_cell, timing, task, clip):
+    benchmark.group = f"clip | {task} | sgd"
+    run_benchmark(benchmark, make_cell(tasks=TASKS[task], clips=clip), **timing)
+
+
+# torch.optim's implementations: one kernel per tensor, one fused multi-tensor kernel per
+# operation (foreach), or a single fused kernel (fused; CPU support since torch 2.4).
+IMPLEMENTATIONS = {"for-loop": "foreach=false", "foreach": "foreach=true", "fused": "fused=true"}
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd[momentum=0.9]"])
+@pytest.mark.parametrize("implementation", [pytest.param(i, marks=pytest.mark.quick) if i == "foreach" else i for i in IMPLEMENTATIONS])
+def test_implementation(benchmark, make_cell, timing, optimizer, implementation):
+    name, _, params = optimizer.partition("[")
+    spec = f"{name}[{params.rstrip(']') + ',' if params else ''}{IMPLEMENTATIONS[implementation]}]"
+    benchmark.group = f"implementation | mlp | {optimizer}"
+    run_benchmark(benchmark, make_cell(tasks=TASKS["mlp"], optimizers=spec, record_every=1), **timing)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_compile(benchmark, make_cell, timing, compiled):
+    """torch.compile of the model (the monitor and optimizer stay eager); compilation is warm-up."""
+    benchmark.group = "torch.compile | mlp | adam"
+    run_benchmark(benchmark, make_cell(tasks=TASKS["mlp"], optimizers="adam"), compile_model=compiled, **timing)

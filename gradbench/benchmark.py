@@ -1,0 +1,189 @@
+"""The training step made ready for pytest-benchmark, and the runner-overhead comparison.
+
+pytest-benchmark times with the host clock and never synchronises the device. On CUDA an
+unsynchronised step returns as soon as its kernels are queued, so it looks many times faster
+than it is. ``TimedStep`` ends every timed call with ``torch.cuda.synchronize()``, so the time
+reported is the time until the step's work is done on the device; drawing the batch and reading
+back the monitor's buffer happen in the untimed ``setup``. Building the model, moving the data,
+warm-up and any ``torch.compile`` compilation happen before timing starts.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradbench.env import environment
+from gradbench.grid import Cell
+from gradbench.train import Batches, Session, prepare
+
+__all__ = ["TimedStep", "rounds_for", "run_benchmark", "compare_runner_to_handwritten", "machine_info"]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class TimedStep:
+    """One cell's training step as a pytest-benchmark target: ``pedantic(step, setup=step.setup)``.
+
+    Attributes:
+        session: The prepared cell (``train.prepare``).
+        synchronize: End each call with a device synchronisation (keep true except to show
+            what goes wrong without it).
+    """
+
+    session: Session
+    synchronize: bool = True
+
+    def setup(self) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, Any]]:
+        """Untimed: read back a full monitor buffer, draw the next batch."""
+        if self.session.monitor.flush_due:
+            self.session.monitor.flush()
+        return self.session.batches.next(), {}
+
+    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.session.step(inputs, targets)
+        if self.synchronize:
+            _synchronize(self.session.device)
+
+    def run(self, steps: int) -> None:
+        """Untimed steps: warm-up, compilation."""
+        for _ in range(steps):
+            args, _ = self.setup()
+            self(*args)
+        _synchronize(self.session.device)
+
+    def estimate_seconds(self, steps: int = 5) -> float:
+        """Median time of a few synchronised steps, to choose how many rounds to time."""
+        durations = []
+        for _ in range(steps):
+            args, _ = self.setup()
+            start = time.perf_counter()
+            self(*args)
+            _synchronize(self.session.device)
+            durations.append(time.perf_counter() - start)
+        return statistics.median(durations)
+
+    def extra_info(self) -> dict[str, Any]:
+        cell = self.session.cell
+        return {
+            "cell": cell.config(),
+            "cell_key": cell.key,
+            "label": cell.label,
+            "compiled": self.session.model is not self.session.task.model,
+            "synchronized": self.synchronize,
+        }
+
+
+def rounds_for(step_seconds: float, max_time: float, min_rounds: int, max_rounds: int = 10_000) -> int:
+    """How many one-step rounds fit in ``max_time`` seconds, at least ``min_rounds``."""
+    if step_seconds <= 0:
+        return max_rounds
+    return max(min_rounds, min(max_rounds, int(max_time / step_seconds)))
+
+
+def run_benchmark(
+    benchmark: Any,
+    cell: Cell,
+    *,
+    max_time: float = 1.0,
+    min_rounds: int = 5,
+    warmup_steps: int = 10,
+    compile_model: bool = False,
+    synchronize: bool = True,
+) -> TimedStep:
+    """Time one training step of ``cell`` with pytest-benchmark's ``benchmark`` fixture.
+
+    Each round is one step; the number of rounds fills ``max_time`` (at least ``min_rounds``).
+    With ``--benchmark-disable`` the step runs once, untimed, as a smoke test.
+    """
+    step = TimedStep(prepare(cell, compile_model=compile_model), synchronize=synchronize)
+    benchmark.extra_info.update(step.extra_info())
+    if getattr(benchmark, "disabled", False):
+        benchmark.pedantic(step, setup=step.setup, rounds=1)
+        return step
+    step.run(warmup_steps + (3 if compile_model else 0))
+    rounds = rounds_for(step.estimate_seconds(), max_time, min_rounds)
+    benchmark.pedantic(step, setup=step.setup, rounds=rounds, warmup_rounds=1)
+    return step
+
+
+def _handwritten_loop(model: nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer, batches: Batches) -> Callable[[int], None]:
+    """The minimal PyTorch loop a user would write: batch, zero_grad, forward, backward, step."""
+
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            inputs, targets = batches.next()
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(inputs), targets)
+            loss.backward()
+            optimizer.step()
+
+    return run
+
+
+def _runner_loop(session: Session) -> Callable[[int], None]:
+    """gradbench's runner loop (``train._train`` without its evaluations): timer, monitor,
+    read-back at its cadence."""
+    from gradbench.timing import StepTimer
+
+    timer = StepTimer(session.device)
+
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            inputs, targets = session.batches.next()
+            timer.start()
+            session.step(inputs, targets)
+            timer.stop()
+            if session.monitor.flush_due:
+                session.monitor.flush()
+                timer.collect()
+        session.monitor.flush()
+        timer.collect()
+
+    return run
+
+
+def compare_runner_to_handwritten(cell: Cell, *, steps: int = 200, rounds: int = 15) -> dict[str, float]:
+    """Time gradbench's runner and a hand-written loop on the same model, data and optimizer,
+    interleaved round by round so that machine noise hits both alike.
+
+    Both start from the same seed; each round runs ``steps`` steps of each. Returns the median
+    seconds per step of each and their ratio (runner / hand-written).
+    """
+    runner_session = prepare(cell)
+    hand_session = prepare(cell)  # an identical copy: same seed, same data, same optimizer
+    task = hand_session.task
+    loops = {
+        "runner": _runner_loop(runner_session),
+        "handwritten": _handwritten_loop(task.model, task.loss_fn, hand_session.optimizer, hand_session.batches),
+    }
+    for run in loops.values():  # warm-up, untimed
+        run(10)
+    _synchronize(runner_session.device)
+    times: dict[str, list[float]] = {name: [] for name in loops}
+    for round_index in range(rounds):
+        # Alternate which goes first, so neither always runs on a warmer cache.
+        order = list(loops) if round_index % 2 == 0 else list(reversed(loops))
+        for name in order:
+            _synchronize(runner_session.device)
+            start = time.perf_counter()
+            loops[name](steps)
+            _synchronize(runner_session.device)
+            times[name].append((time.perf_counter() - start) / steps)
+    runner, handwritten = statistics.median(times["runner"]), statistics.median(times["handwritten"])
+    return {"runner_step_s": runner, "handwritten_step_s": handwritten, "ratio": runner / handwritten, "rounds": rounds, "steps": steps}
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """What pytest-benchmark should store about the machine: versions, device, threads, dtype."""
+    return {"gradbench": environment(device)}

@@ -1,0 +1,124 @@
+"""gradbench.benchmark and bench/: the timed step, the regression workflow, CUDA synchronisation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gradbench.benchmark import TimedStep, compare_runner_to_handwritten, rounds_for
+from gradbench.grid import expand, parse_suite
+from gradbench.train import prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = "mnist1d_mlp[depth=2,width=16,num_samples=500]"
+
+
+def cell(**axes):
+    (only,) = expand(parse_suite("").with_overrides({"tasks": [SMALL], "steps": [1], **axes}))
+    return only
+
+
+def test_rounds_fill_the_time_budget():
+    assert rounds_for(0.01, max_time=1.0, min_rounds=5) == 100
+    assert rounds_for(2.0, max_time=1.0, min_rounds=5) == 5
+    assert rounds_for(1e-9, max_time=1.0, min_rounds=5, max_rounds=1000) == 1000
+
+
+def test_setup_reads_back_a_full_monitor_buffer_outside_the_timed_call():
+    step = TimedStep(prepare(cell()))
+    monitor = step.session.monitor
+    for _ in range(monitor.buffer_steps):
+        args, kwargs = step.setup()
+        step(*args, **kwargs)
+    assert monitor.flush_due  # the timed calls never flushed
+    step.setup()
+    assert not monitor.flush_due and len(monitor.history().losses) == monitor.buffer_steps
+
+
+def test_extra_info_holds_the_full_cell():
+    the_cell = cell(optimizers=["adam"])
+    info = TimedStep(prepare(the_cell)).extra_info()
+    assert info["cell"] == the_cell.config() and info["cell_key"] == the_cell.key
+    assert info["compiled"] is False and info["synchronized"] is True
+
+
+def test_runner_comparison_reports_both_times_and_their_ratio():
+    result = compare_runner_to_handwritten(cell(record_every=0), steps=5, rounds=2)
+    assert result["runner_step_s"] > 0 and result["handwritten_step_s"] > 0
+    assert result["ratio"] == pytest.approx(result["runner_step_s"] / result["handwritten_step_s"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: shows why the timed call synchronises")
+def test_unsynchronised_cuda_steps_look_faster_than_they_are():
+    the_cell = cell(tasks=["mnist1d_mlp[depth=20,width=2048]"], device="cuda", batch_sizes=[1024], record_every=0)
+
+    def host_time(synchronize: bool) -> float:
+        step = TimedStep(prepare(the_cell), synchronize=synchronize)
+        step.run(5)
+        start = time.perf_counter()
+        for _ in range(20):
+            args, _ = step.setup()
+            step(*args)
+        elapsed = time.perf_counter() - start  # what pytest-benchmark's host clock would see
+        torch.cuda.synchronize()
+        return elapsed
+
+    assert host_time(synchronize=False) < 0.7 * host_time(synchronize=True)
+
+
+def _pytest(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=600, env={**os.environ, **(env or {})},
+    )
+
+
+def test_the_quick_benchmark_subset_still_runs():
+    """CI runs every quick benchmark once, untimed, so bench/ cannot rot."""
+    process = _pytest("bench/", "--gb-quick", "--benchmark-disable", "-q")
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    assert " passed" in process.stdout and "deselected" in process.stdout
+
+
+SLOWED_BENCHMARK = textwrap.dedent(
+    '''
+    import os, time
+    import torch
+    from gradbench.benchmark import run_benchmark
+    from gradbench.grid import expand, parse_suite
+
+    torch.set_num_threads(1)
+
+    def test_step(benchmark):
+        (cell,) = expand(parse_suite("").with_overrides({"tasks": ["%s"], "steps": [1]}))
+        if os.environ.get("SLOW_STEP"):  # make every training step 10 ms slower
+            from gradbench import train
+            original = train.train_step
+            def slowed(*args, **kwargs):
+                time.sleep(0.01)
+                return original(*args, **kwargs)
+            train.train_step = slowed
+        run_benchmark(benchmark, cell, max_time=0.3, min_rounds=20)
+    '''
+    % SMALL
+)
+
+
+def test_a_saved_baseline_passes_its_compare_and_a_slower_step_fails_it(tmp_path):
+    (tmp_path / "test_slowed.py").write_text(SLOWED_BENCHMARK)
+    storage = f"file://{tmp_path / 'storage'}"
+    common = ["test_slowed.py", "-q", f"--benchmark-storage={storage}"]
+    saved = _pytest(*common, "--benchmark-save=baseline", cwd=tmp_path)
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    same = _pytest(*common, "--benchmark-compare=0001", "--benchmark-compare-fail=median:100%", cwd=tmp_path)
+    assert same.returncode == 0, same.stdout + same.stderr
+    slowed = _pytest(*common, "--benchmark-compare=0001", "--benchmark-compare-fail=median:5%", env={"SLOW_STEP": "1"}, cwd=tmp_path)
+    assert slowed.returncode != 0
+    assert "Performance has regressed" in slowed.stdout + slowed.stderr
