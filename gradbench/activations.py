@@ -22,11 +22,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from gradbench.registry import Registry
 
-__all__ = ["ActivationSpec", "ACTIVATIONS", "register_activation", "list_activations", "build_activation", "activation_gain"]
+__all__ = ["ActivationSpec", "ACTIVATIONS", "register_activation", "list_activations", "build_activation", "check_activation", "activation_gain"]
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,25 @@ def build_activation(name: str, params: Mapping[str, Any] | None = None) -> nn.M
     kwargs = dict(params or {})
     try:
         module = spec.module_class(**kwargs)
-    except TypeError as error:
-        raise ValueError(f"invalid parameters {kwargs} for activation {name!r}: {error}") from None
+    except Exception as error:  # TypeError for unknown keys, AssertionError or ValueError for values
+        raise ValueError(f"invalid parameters {kwargs} for activation {name!r}: {error or type(error).__name__}") from None
     if getattr(module, "inplace", False):
         raise ValueError(f"activation {name!r} must not be in-place")
     return module
+
+
+def check_activation(name: str, params: Mapping[str, Any] | None = None) -> None:
+    """Build the activation and run it on a small tensor: some parameters (``gelu``'s
+    ``approximate``) are only checked when the module runs.
+
+    Raises:
+        ValueError: naming the activation and the problem.
+    """
+    module = build_activation(name, params)
+    try:
+        module(torch.linspace(-2.0, 2.0, 8))
+    except Exception as error:
+        raise ValueError(f"invalid parameters {dict(params or {})} for activation {name!r}: {error}") from None
 
 
 def activation_gain(name: str, params: Mapping[str, Any] | None = None) -> float:

@@ -85,7 +85,11 @@ class Clipping:
 
     @property
     def label(self) -> str:
-        return "none" if self.kind == "none" else f"{self.kind}:{self.threshold:g}"
+        """``kind:threshold`` with the threshold exactly (``repr``), ``norm:1`` for 1.0."""
+        if self.kind == "none":
+            return "none"
+        text = repr(float(self.threshold))  # type: ignore[arg-type]
+        return f"{self.kind}:{text[:-2] if text.endswith('.0') else text}"
 
     @property
     def enabled(self) -> bool:

@@ -19,6 +19,7 @@ import functools
 import os
 import random
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,7 +141,8 @@ def make_linreg(num_train: int = 512, num_test: int = 512, dim: int = 20, noise:
 
     x_train, y_train = sample(num_train)
     x_test, y_test = sample(num_test)
-    return Dataset(f"linreg[dim={dim},noise={noise},seed={seed}]", x_train, y_train, x_test, y_test, None)
+    name = f"linreg[dim={dim},noise={noise},num_test={num_test},num_train={num_train},seed={seed}]"
+    return Dataset(name, x_train, y_train, x_test, y_test, None)
 
 
 def linreg_optimum(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -152,14 +154,22 @@ def linreg_optimum(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor, float]
     return solution[:-1], solution[-1], float(residual.square().mean())
 
 
-_device_copies: dict[tuple[str, str], Dataset] = {}
+# (id of the host dataset, device) -> (the host dataset, its device copy). Holding the host
+# dataset keeps its id from being reused while the entry lives. Least recently used first.
+_device_copies: OrderedDict[tuple[int, str], tuple[Dataset, Dataset]] = OrderedDict()
+DEVICE_CACHE_SIZE = 4
 
 
 def on_device(dataset: Dataset, device: torch.device) -> Dataset:
-    """``dataset`` on ``device``, copied there once per process and reused by later runs."""
+    """``dataset`` on ``device``: copied there once and reused by later runs of the process
+    (the last ``DEVICE_CACHE_SIZE`` datasets are kept)."""
     if device.type == "cpu":
         return dataset
-    key = (dataset.name, str(device))  # names encode every generation parameter
-    if key not in _device_copies:
-        _device_copies[key] = dataset.to(device)
-    return _device_copies[key]
+    key = (id(dataset), str(device))
+    if key in _device_copies:
+        _device_copies.move_to_end(key)
+    else:
+        _device_copies[key] = (dataset, dataset.to(device))
+        while len(_device_copies) > DEVICE_CACHE_SIZE:
+            _device_copies.popitem(last=False)
+    return _device_copies[key][1]

@@ -27,6 +27,7 @@ rerun can skip it.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import re
 import sys
@@ -37,10 +38,10 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from gradbench.activations import build_activation
+from gradbench.activations import ACTIVATIONS, check_activation
 from gradbench.clipping import parse_clipping
 from gradbench.env import check_device
-from gradbench.init import check_init_params
+from gradbench.init import INITS, check_init_params
 from gradbench.optimizers import get_optimizer, resolve_hyperparameters
 from gradbench.specs import format_spec, parse_spec
 from gradbench.tasks import TASKS, resolve_knobs
@@ -281,8 +282,31 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _integer(value: Any, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+_INT32_MAX = 2**31 - 1
+_SEED_MAX = 2**63 - 1  # what SQLite's INTEGER and torch.manual_seed both hold
+_THREADS_MAX = 1024  # far above any machine; torch crashes on absurd counts
+
+
+def _integer(value: Any, minimum: int, maximum: int = _INT32_MAX) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum
+
+
+def _canonical(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters without those equal to their defaults, ints made floats where the default is
+    a float: ``leaky_relu[negative_slope=0.01]`` is ``leaky_relu``, one cell with one key."""
+    canonical = {}
+    for key, value in params.items():
+        default = defaults.get(key, inspect.Parameter.empty)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if value != default or type(value) is not type(default):
+            canonical[key] = value
+    return canonical
+
+
+def _activation_defaults(name: str) -> dict[str, Any]:
+    signature = inspect.signature(ACTIVATIONS.get(name).module_class.__init__)
+    return {key: p.default for key, p in signature.parameters.items() if p.default is not inspect.Parameter.empty}
 
 
 def _check_axis(key: str, values: list[Any]) -> list[Any]:
@@ -308,13 +332,13 @@ def _check_axis(key: str, values: list[Any]) -> list[Any]:
         return values
     if key == "seeds":
         for value in values:
-            if not _integer(value, 0):
-                raise ValueError(f"invalid seed {value!r}: must be an integer >= 0")
+            if not _integer(value, 0, _SEED_MAX):
+                raise ValueError(f"invalid seed {value!r}: must be an integer from 0 to 2**63-1")
         return values
     if key in ("steps", "batch_sizes"):
         for value in values:
             if not (_integer(value, 1) or (key == "batch_sizes" and value is None)):
-                raise ValueError(f"invalid {key[:-1] if key.endswith('s') else key} {value!r}: must be an integer >= 1")
+                raise ValueError(f"invalid {key[:-1] if key.endswith('s') else key} {value!r}: must be an integer from 1 to 2**31-1")
         return values
     raise AssertionError(key)
 
@@ -323,12 +347,12 @@ def _check_setting(key: str, value: Any) -> Any:
     if key == "device":
         if not isinstance(value, str):
             raise ValueError(f"invalid device {value!r}; choose from: cpu, cuda, cuda:N")
-        check_device(value)
-        return value
-    if key == "threads" and not _integer(value, 1):
-        raise ValueError(f"invalid threads {value!r}: must be an integer >= 1")
+        device = check_device(value)
+        return "cpu" if device.type == "cpu" else value  # 'cpu:3' is the same CPU
+    if key == "threads" and not _integer(value, 1, _THREADS_MAX):
+        raise ValueError(f"invalid threads {value!r}: must be an integer from 1 to {_THREADS_MAX}")
     if key == "eval_every" and not (value is None or _integer(value, 1)):
-        raise ValueError(f"invalid eval_every {value!r}: must be an integer >= 1")
+        raise ValueError(f"invalid eval_every {value!r}: must be an integer from 1 to 2**31-1")
     if key == "record_every" and not _integer(value, 0):
         raise ValueError(f"invalid record_every {value!r}: must be an integer >= 0 (0: no gradient records)")
     return value
@@ -355,18 +379,29 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any]) -> Iterable[
             raise _fail(suite, index, key, str(error)) from None
 
     tasks = [(name, checked("tasks", resolve_knobs, name, params)) for name, params in axes["tasks"]]
+    activations = []
     for name, params in axes["activations"]:
-        checked("activations", build_activation, name, params)
+        checked("activations", check_activation, name, params)
+        activations.append(format_spec(name, _canonical(params, _activation_defaults(name))))
+    inits = []
     for name, params in axes["inits"]:
         checked("inits", check_init_params, name, params)
+        inits.append(format_spec(name, _canonical(params, INITS.get(name).params)))
     optimizers = []
     for name, params in axes["optimizers"]:
         for lr in axes["lrs"]:
             overrides = dict(params) if lr is None else {**params, "lr": float(lr)}
             key = "lrs" if lr is not None else "optimizers"
             optimizers.append((name, checked(key, resolve_hyperparameters, name, overrides)))
+    for task_name, knobs in tasks:
+        task = TASKS.get(task_name)
+        for batch_size in axes["batch_sizes"]:
+            size = batch_size or task.batch_size
+            if task.train_size is not None and size > task.train_size(knobs):
+                message = f"batch size {size} is larger than the training set of {format_spec(task_name, knobs)} ({task.train_size(knobs)} examples)"
+                raise _fail(suite, index, "batch_sizes" if batch_size else "tasks", message)
     for (task_name, knobs), (opt_name, hyper), activation, init, clip, seed, steps, batch_size in product(
-        tasks, optimizers, axes["activations"], axes["inits"], axes["clips"], axes["seeds"], axes["steps"], axes["batch_sizes"]
+        tasks, optimizers, activations, inits, axes["clips"], axes["seeds"], axes["steps"], axes["batch_sizes"]
     ):
         task = TASKS.get(task_name)
         full_batch = get_optimizer(opt_name).full_batch
@@ -375,8 +410,8 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any]) -> Iterable[
             task_knobs=tuple(sorted(knobs.items())),
             optimizer=opt_name,
             hyperparameters=tuple(sorted(hyper.items())),
-            activation=format_spec(*activation) if task.uses_activation else None,
-            init=format_spec(*init) if task.uses_init else None,
+            activation=activation if task.uses_activation else None,
+            init=init if task.uses_init else None,
             clip=clip,
             seed=seed,
             steps=steps,

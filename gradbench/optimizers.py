@@ -141,10 +141,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _check_type(spec: OptimizerSpec, key: str, value: Any) -> None:
+def _check_type(spec: OptimizerSpec, key: str, value: Any) -> Any:
+    """``value`` checked against the type of the default; ints become floats where the default
+    is a float, so ``sgd[lr=1]`` and ``sgd[lr=1.0]`` are one configuration."""
     default = spec.defaults.get(key)
     if default is None:
-        return
+        return value
     label = f"{spec.name} hyper-parameter {key}={value!r}"
     if isinstance(default, bool):
         if not isinstance(value, bool):
@@ -152,9 +154,13 @@ def _check_type(spec: OptimizerSpec, key: str, value: Any) -> None:
     elif _is_number(default):
         if not _is_number(value):
             raise ValueError(f"invalid {label}: expected a number")
+        if isinstance(default, float):
+            return float(value)
     elif isinstance(default, tuple):
         if not (isinstance(value, tuple) and len(value) == len(default) and all(map(_is_number, value))):
             raise ValueError(f"invalid {label}: expected a tuple of {len(default)} numbers like {default!r}")
+        return tuple(float(v) if isinstance(d, float) else v for v, d in zip(value, default))
+    return value
 
 
 def resolve_hyperparameters(name: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -170,8 +176,7 @@ def resolve_hyperparameters(name: str, overrides: Mapping[str, Any] | None = Non
     for key, value in (overrides or {}).items():
         if key not in valid:
             raise ValueError(f"optimizer {name!r} has no hyper-parameter {key!r}; valid: {', '.join(valid)}")
-        _check_type(spec, key, value)
-        hyperparameters[key] = value
+        hyperparameters[key] = _check_type(spec, key, value)
     lr = hyperparameters["lr"]
     if not _is_number(lr) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"invalid learning rate lr={lr!r} for {name}: must be a positive number")

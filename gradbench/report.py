@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gradbench.optimizers import OPTIMIZERS
+from gradbench.specs import format_spec
+
 __all__ = ["Table", "build_table", "render", "FORMATS"]
 
 FORMATS = ("md", "csv")
 # Configuration columns, in display order; seed is what rows aggregate over.
-_CONFIG = ("task", "optimizer", "lr", "activation", "init", "clip", "batch_size", "steps", "device", "threads")
+_CONFIG = ("task", "optimizer", "lr", "activation", "init", "clip", "batch_size", "steps", "device", "threads", "eval_every", "record_every")
 _ALWAYS_SHOWN = ("optimizer", "activation", "clip")
 # (column, run field, how to aggregate)
 _METRICS = (
@@ -57,14 +61,38 @@ def _geometric(values: Sequence[float]) -> tuple[float | None, float | None]:
     return 10**mean, std  # std in decades
 
 
+def _optimizer_label(config: dict[str, Any]) -> str:
+    """The optimizer with the hyper-parameters that differ from its registered defaults (the
+    learning rate has a column of its own)."""
+    name, hyperparameters = config["optimizer"], dict(config["hyperparameters"])
+    defaults = dict(OPTIMIZERS.get(name).defaults) if name in OPTIMIZERS else {}
+    changed = {
+        key: tuple(value) if isinstance(value, list) else value
+        for key, value in hyperparameters.items()
+        if key != "lr" and (tuple(value) if isinstance(value, list) else value) != defaults.get(key)
+    }
+    return format_spec(name, changed)
+
+
+def _display(run: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    shown = {column: run.get(column) for column in _CONFIG}
+    shown["optimizer"] = _optimizer_label(config)
+    shown["eval_every"], shown["record_every"] = config["eval_every"], config["record_every"]
+    return shown
+
+
 def build_table(runs: Sequence[dict[str, Any]]) -> Table:
-    """Aggregate run rows (``Store.runs()``) over seeds."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
+    """Aggregate run rows (``Store.runs()``) over seeds: runs whose full configuration is the
+    same but for the seed form one row."""
+    groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for run in runs:
-        groups.setdefault(tuple(run[c] for c in _CONFIG), []).append(run)
+        config = json.loads(run["config"])
+        group = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
+        groups.setdefault(group, []).append((run, config))
     rows = []
-    for config, members in groups.items():
-        row: dict[str, Any] = dict(zip(_CONFIG, config))
+    for pairs in groups.values():
+        members = [run for run, _ in pairs]
+        row: dict[str, Any] = _display(*pairs[0])
         done = [m for m in members if m["status"] == "done"]
         diverged = [m for m in members if m["status"] == "diverged"]
         row["seeds"] = len(members)
@@ -110,7 +138,7 @@ def _cell_text(row: dict[str, Any], title: str) -> str:
         mean, std, reached = value
         if reached == 0:
             return "not reached"
-        text = f"{mean:.0f}" + (f" +- {std:.0f}" if row["done"] > 1 else "")
+        text = f"{mean:.0f}" + (f" +- {std:.0f}" if reached > 1 else "")
         return text if reached == row["done"] else f"{text} ({reached}/{row['done']})"
     mean, std = value
     if mean is None:
@@ -162,6 +190,12 @@ def _markdown(table: Table) -> str:
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" if c in _CONFIG or c == "runs" else "---:" for c in header) + "|")
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
+    failures = [(row, error) for row in table.rows for error in row["errors"]]
+    if failures:
+        lines.append("\nfailed runs:")
+        for row, error in failures:
+            identity = " ".join(_config_text(row[c]) for c in table.columns if c in _CONFIG)
+            lines.append(f"- {identity}: {error}")
     target = {(r["task"], r["metric"], r["target"]) for r in table.rows if r["target"] is not None}
     for task, metric, value in sorted(target, key=str):
         name = task if task is not None else table.constants.get("task")
@@ -174,13 +208,13 @@ def _csv(table: Table) -> str:
     output = io.StringIO()
     writer = csv.writer(output, lineterminator="\n")
     metric_fields = [field for _, field, _ in _METRICS]
-    header = [*_CONFIG, "seeds", "done", "diverged", "failed", "diverged_steps", "metric", "target"]
+    header = [*_CONFIG, "seeds", "done", "diverged", "failed", "diverged_steps", "errors", "metric", "target"]
     for field in metric_fields:
         header += [f"{field}_mean", f"{field}_std"] + (["reached"] if field == "steps_to_target" else [])
     writer.writerow(header)
     for row in table.rows:
         values = [row[c] for c in _CONFIG] + [row["seeds"], row["done"], row["diverged"], row["failed"]]
-        values += [" ".join(map(str, row["diverged_steps"])), row["metric"], row["target"]]
+        values += [" ".join(map(str, row["diverged_steps"])), " | ".join(row["errors"]), row["metric"], row["target"]]
         for field in metric_fields:
             values += list(row[field])
         writer.writerow(["" if v is None else v for v in values])

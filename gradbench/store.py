@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -141,6 +142,38 @@ def _check_existing(path: Path) -> None:
         raise StoreError(f"{str(path)!r} is not a gradbench database (not an SQLite file); choose another --db path")
 
 
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    uri = f"file:{quote(str(path.resolve()))}?mode={'ro' if readonly else 'rwc'}"
+    try:
+        connection = sqlite3.connect(uri, uri=True, timeout=30.0)
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return connection
+    except sqlite3.DatabaseError as error:
+        if readonly and "readonly" in str(error) and os.access(path, os.W_OK):
+            # A hot journal left by a killed writer: a read-write open rolls it back (what
+            # SQLite does on any write open); then read-only as asked.
+            sqlite3.connect(uri.replace("mode=ro", "mode=rw"), uri=True, timeout=30.0).execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return _connect(path, readonly)
+        raise StoreError(f"{str(path)!r} is not a gradbench database ({error})") from None
+
+
+def _identity(connection: sqlite3.Connection) -> tuple[int, int, int]:
+    """(application_id, user_version, number of schema objects)."""
+    application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    return application_id, version, tables
+
+
+def _create_schema(connection: sqlite3.Connection) -> None:
+    """Create the tables and mark the file, in one transaction: a kill half-way leaves an empty
+    file, never a half-made one, and two processes creating the same file at once both succeed."""
+    schema = _SCHEMA.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ")
+    connection.executescript(
+        f"BEGIN IMMEDIATE;\n{schema}\nPRAGMA application_id = {APPLICATION_ID};\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+    )
+
+
 class Store:
     """A gradbench SQLite database. Use ``Store.open``; close it, or use it as a context manager."""
 
@@ -158,41 +191,43 @@ class Store:
             readonly: Open read-only (reports), so nothing can be written by accident.
 
         Raises:
-            StoreError: if the file is missing (and ``create`` is false), is not a gradbench
-                database, or was made by a newer gradbench.
+            StoreError: if the file is missing (and ``create`` is false), is not a regular file,
+                is not a gradbench database, was made by a newer gradbench, or (unless
+                ``readonly``) cannot be written.
         """
         path = Path(path)
         exists = path.exists()
-        if exists and path.is_dir():
-            raise StoreError(f"database path {str(path)!r} is a directory; give a file path with --db")
+        if exists and not path.is_file():  # a directory, a FIFO (would block), a device
+            kind = "a directory" if path.is_dir() else "not a regular file"
+            raise StoreError(f"database path {str(path)!r} is {kind}; give a file path with --db")
         if not exists and not create:
             raise StoreError(f"no gradbench database at {str(path)!r}; run 'gradbench run --db {path}' first")
-        if not exists and not path.parent.exists():
+        if not exists and not path.parent.is_dir():
             raise StoreError(f"cannot create database {str(path)!r}: directory {str(path.parent)!r} does not exist")
         if exists:
             _check_existing(path)
-        empty = not exists or path.stat().st_size == 0
-        if readonly and empty:
+        if readonly and (not exists or path.stat().st_size == 0):
             raise StoreError(f"no gradbench database at {str(path)!r} (the file is empty)")
-        uri = f"file:{quote(str(path.resolve()))}?mode={'ro' if readonly else 'rwc'}"
+        connection = _connect(path, readonly)
         try:
-            connection = sqlite3.connect(uri, uri=True, timeout=30.0)
-            application_id = connection.execute("PRAGMA application_id").fetchone()[0]
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            application_id, version, tables = _identity(connection)
+            if tables == 0 and application_id == 0 and not readonly:
+                _create_schema(connection)
+                application_id, version, tables = _identity(connection)
+            if application_id != APPLICATION_ID:
+                raise StoreError(f"{str(path)!r} is not a gradbench database (an SQLite file of another application); choose another --db path")
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{str(path)!r} was written by a newer gradbench (schema {version} > {SCHEMA_VERSION}); upgrade gradbench")
+            if not readonly:
+                # Fail now, before anything trains, if the file cannot be written.
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("ROLLBACK")
         except sqlite3.DatabaseError as error:
-            raise StoreError(f"{str(path)!r} is not a gradbench database ({error})") from None
-        if tables == 0 and application_id == 0 and not readonly:
-            with connection:
-                connection.executescript(_SCHEMA)
-                connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        elif application_id != APPLICATION_ID:
             connection.close()
-            raise StoreError(f"{str(path)!r} is not a gradbench database (an SQLite file of another application); choose another --db path")
-        elif version > SCHEMA_VERSION:
+            raise StoreError(f"cannot use database {str(path)!r}: {error}") from None
+        except StoreError:
             connection.close()
-            raise StoreError(f"{str(path)!r} was written by a newer gradbench (schema {version} > {SCHEMA_VERSION}); upgrade gradbench")
+            raise
         connection.row_factory = sqlite3.Row
         return cls(connection, path)
 

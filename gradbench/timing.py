@@ -27,7 +27,9 @@ class StepTimer:
     def start(self) -> None:
         if self._cuda:
             event = torch.cuda.Event(enable_timing=True)
-            event.record()
+            # On the step's own device: a bare record() uses the *current* device's stream,
+            # which for cuda:1 would be cuda:0's idle stream.
+            event.record(torch.cuda.current_stream(self.device))
             self._started = event
         else:
             self._started = time.perf_counter()
@@ -35,7 +37,7 @@ class StepTimer:
     def stop(self) -> None:
         if self._cuda:
             event = torch.cuda.Event(enable_timing=True)
-            event.record()
+            event.record(torch.cuda.current_stream(self.device))
             self._pending.append((self._started, event))
         else:
             self._pending.append((self._started, time.perf_counter()))

@@ -8,6 +8,7 @@ ends it as ``failed`` with its message, and the sweep goes on. Only ``KeyboardIn
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
@@ -251,6 +252,8 @@ def prepare(cell: Cell, *, compile_model: bool = False) -> Session:
             them as warm-up, never as steps).
     """
     device = check_device(cell.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # allocations, streams and events of this run on its GPU
     torch.set_num_threads(cell.threads)
     torch.manual_seed(cell.seed)
     task = _build(cell, device)
@@ -272,14 +275,24 @@ def run_cell(cell: Cell, *, on_steps: Callable[[int], None] | None = None) -> Ru
     """
     result = RunResult(cell=cell, status="failed", started_at=_now())
     wall_start = time.perf_counter()
-    try:
-        _train(cell, result, on_steps)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception as error:  # a failed cell is a result; the sweep goes on
-        result.status = "failed"
-        location = traceback.extract_tb(error.__traceback__)[-1]
-        result.error = f"{type(error).__name__}: {error} (at {location.filename.rsplit('/', 1)[-1]}:{location.lineno})"
+    # The run sets torch's thread count, seeds and CUDA device; the caller gets its own back.
+    threads = torch.get_num_threads()
+    gpus: list[int] = []
+    if cell.device.startswith("cuda") and torch.cuda.is_available():
+        with contextlib.suppress(RuntimeError):  # a bad device string fails inside, as a result
+            index = torch.device(cell.device).index
+            gpus = [index if index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=gpus), (torch.cuda.device(gpus[0]) if gpus else contextlib.nullcontext()):
+        try:
+            _train(cell, result, on_steps)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:  # a failed cell is a result; the sweep goes on
+            result.status = "failed"
+            location = traceback.extract_tb(error.__traceback__)[-1]
+            result.error = f"{type(error).__name__}: {error} (at {location.filename.rsplit('/', 1)[-1]}:{location.lineno})"
+        finally:
+            torch.set_num_threads(threads)
     result.finished_at = _now()
     result.wall_time_s = time.perf_counter() - wall_start
     return result

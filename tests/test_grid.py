@@ -118,3 +118,41 @@ def test_cuda_without_cuda_is_rejected():
 def test_unknown_device_is_rejected():
     with pytest.raises(SuiteError, match=r"device 'tpu'.*choose from: cpu, cuda"):
         suite_of(device="tpu")
+
+
+MORE_ERRORS = [
+    ({"batch_sizes": [5000]}, r"--batch-size: batch size 5000 is larger than the training set of mnist1d_mlp\[.*\] \(4000 examples\)"),
+    ({"tasks": ["mnist1d_mlp[num_samples=5]"]}, r"invalid knob num_samples=5 for task 'mnist1d_mlp': must be >= 20"),
+    ({"activations": ["gelu[approximate=foo]"]}, r"invalid parameters \{'approximate': 'foo'\} for activation 'gelu'"),
+    ({"activations": ["hardtanh[min_val=2.0,max_val=1.0]"]}, r"invalid parameters .* for activation 'hardtanh'"),
+    ({"threads": 100000000}, r"invalid threads 100000000: must be an integer from 1 to 1024"),
+    ({"seeds": [2**63]}, r"invalid seed 9223372036854775808: must be an integer from 0 to 2\*\*63-1"),
+    ({"batch_sizes": [10**20]}, r"invalid batch_size 100000000000000000000"),
+]
+
+
+@pytest.mark.parametrize("axes, pattern", MORE_ERRORS)
+def test_values_that_would_fail_later_are_refused_up_front(axes, pattern):
+    with pytest.raises(SuiteError, match=pattern):
+        suite_of(**axes)
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ({"optimizers": ["sgd[lr=1]"]}, {"optimizers": ["sgd[lr=1.0]"]}),
+        ({"optimizers": ["sgd"], "lrs": [1]}, {"optimizers": ["sgd[lr=1.0]"]}),
+        ({"optimizers": ["adam[betas=(0,0.999)]"]}, {"optimizers": ["adam[betas=(0.0,0.999)]"]}),
+        ({"activations": ["leaky_relu"]}, {"activations": ["leaky_relu[negative_slope=0.01]"]}),
+        ({"inits": ["kaiming_normal"]}, {"inits": ["kaiming_normal[mode=fan_in]"]}),
+        ({"inits": ["xavier_uniform[gain=2]"]}, {"inits": ["xavier_uniform[gain=2.0]"]}),
+        ({"device": "cpu"}, {"device": "cpu:3"}),
+    ],
+)
+def test_one_configuration_written_two_ways_is_one_cell(first, second):
+    assert suite_of(steps=[10], **first)[0].key == suite_of(steps=[10], **second)[0].key
+
+
+def test_clip_thresholds_keep_every_digit():
+    cells = suite_of(clips=["norm:0.1234567891", "norm:0.1234571", "norm:1.0"])
+    assert [c.clip for c in cells] == ["norm:0.1234567891", "norm:0.1234571", "norm:1"]

@@ -98,11 +98,20 @@ def test_huge_learning_rate_is_stored_as_diverged_with_its_first_step(small_mlp_
     assert result.metrics()["final_train_loss"] is None
 
 
-def test_an_exception_inside_a_run_is_a_failed_result(small_mlp_task):
-    result = run_cell(cell(tasks=[small_mlp_task], batch_sizes=[5000], steps=[5]))
+def test_an_exception_inside_a_run_is_a_failed_result():
+    from gradbench.tasks import Task, register_task
+
+    def explode(config):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    register_task(Task("exploding", "raises while building", explode, knobs={}))
+    try:
+        result = run_cell(cell(tasks=["exploding"], steps=[5]))
+    finally:
+        TASKS.unregister("exploding")
     assert result.status == "failed"
-    assert "batch_size=5000 is larger than the training set" in result.error
-    assert result.finished_at
+    assert result.error.startswith("RuntimeError: CUDA out of memory (simulated)")
+    assert result.finished_at and result.metrics()["final_train_loss"] is None
 
 
 def test_steps_to_target_is_the_first_evaluation_at_target(small_mlp_task):

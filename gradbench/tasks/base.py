@@ -70,6 +70,10 @@ class Task:
         knobs: Knob names and defaults. Integer knobs are counts and must be >= 1.
         uses_activation, uses_init: Whether the activation and init axes apply to this task.
         batch_size: Default mini-batch size.
+        train_size: ``knobs -> number of training examples``, so that a batch size larger than
+            the training set is refused before anything trains.
+        check: ``knobs -> None``, raising ``ValueError`` for knob values that cannot work
+            together (checked with the knobs, before anything trains).
     """
 
     name: str
@@ -79,6 +83,8 @@ class Task:
     uses_activation: bool = True
     uses_init: bool = True
     batch_size: int = 64
+    train_size: Callable[[Mapping[str, Any]], int] | None = None
+    check: Callable[[Mapping[str, Any]], None] | None = None
 
 
 TASKS: Registry[Task] = Registry("task")
@@ -121,4 +127,6 @@ def resolve_knobs(name: str, given: Mapping[str, Any] | None = None) -> dict[str
         if not ok:
             raise ValueError(f"invalid knob {key}={value!r} for task {name!r}: expected {expected}")
         knobs[key] = value
+    if task.check is not None:
+        task.check(knobs)
     return knobs

@@ -34,5 +34,6 @@ register_task(
         knobs={"dim": 20, "num_train": 512, "noise": 0.1},
         uses_activation=False,
         batch_size=32,
+        train_size=lambda knobs: knobs["num_train"],
     )
 )

@@ -40,6 +40,18 @@ class MLP(nn.Module):
         return self.layers(x.flatten(1))
 
 
+def _mnist1d_train_size(knobs) -> int:
+    per_class = knobs["num_samples"] // 10  # make_dataset draws num_samples // 10 per digit
+    return int(10 * per_class * 0.8)  # and keeps the first 80% for training
+
+
+def _check_mnist1d_knobs(knobs) -> None:
+    if knobs["num_samples"] < 20:
+        raise ValueError(f"invalid knob num_samples={knobs['num_samples']} for task 'mnist1d_mlp': must be >= 20 (2 per class)")
+    if not 0 <= knobs["target"] <= 1:
+        raise ValueError(f"invalid knob target={knobs['target']} for task 'mnist1d_mlp': an accuracy in [0, 1]")
+
+
 def _build_mnist1d_mlp(config: TaskConfig) -> TaskInstance:
     knobs = config.knobs
     data = load_mnist1d(num_samples=knobs["num_samples"])
@@ -57,5 +69,7 @@ register_task(
         build=_build_mnist1d_mlp,
         knobs={"depth": 8, "width": 64, "num_samples": 5000, "target": 0.5},
         batch_size=64,
+        train_size=_mnist1d_train_size,
+        check=_check_mnist1d_knobs,
     )
 )
