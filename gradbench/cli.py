@@ -88,6 +88,7 @@ def _build_parser() -> _Parser:
     settings.add_argument("--db", default=None, help="results database (default: gradbench.db)")
     settings.add_argument("--format", choices=("md", "csv"), default="md", help="format of the final table")
     settings.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bars (default: on a terminal)")
+    settings.add_argument("--retry-failed", action="store_true", help="run again the cells stored as failed (by default every stored cell is skipped)")
     settings.add_argument("--dry-run", action="store_true", help="list the cells (and whether each is stored) without running")
 
     report = commands.add_parser("report", help="print the comparison table from the store")
@@ -156,15 +157,16 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with Store.open(db, create=True) as store:
         try:
-            summary = run_sweep(cells, store, progress=args.progress)
+            summary = run_sweep(cells, store, progress=args.progress, retry_failed=args.retry_failed)
         except KeyboardInterrupt:
             stored = len(store.finished_keys() & {c.key for c in cells})
             print(f"\ninterrupted: {stored} of {len(cells)} cells are stored in {db}; run the same command again to resume", file=sys.stderr)
             return 130
         print(render(store.runs([c.key for c in cells]), args.format), end="")
     statuses = ", ".join(f"{count} {status}" for status, count in sorted(summary.statuses.items())) or "nothing new"
+    failed_note = f" ({summary.skipped_failed} of them failed: --retry-failed runs them again)" if summary.skipped_failed else ""
     print(
-        f"suite {suite.name!r}: {summary.total} cells, ran {summary.ran} ({statuses}), {summary.skipped} already stored; "
+        f"suite {suite.name!r}: {summary.total} cells, ran {summary.ran} ({statuses}), {summary.skipped} already stored{failed_note}; "
         f"results in {db} ({time.perf_counter() - started:.1f} s)",
         file=sys.stderr,
     )
@@ -180,14 +182,33 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output(path: Path, db: Path) -> None:
+    """Refuse an output path that would destroy something: the database, a directory, a file
+    that is not a regular file."""
+    if not path.parent.is_dir():
+        raise UsageError(f"cannot write --output {str(path)!r}: directory {str(path.parent)!r} does not exist")
+    if path.exists():
+        if path.is_dir() or not path.is_file():
+            raise UsageError(f"cannot write --output {str(path)!r}: it is {'a directory' if path.is_dir() else 'not a regular file'}")
+        if db.exists() and os.path.samefile(path, db):
+            raise UsageError(f"--output {str(path)!r} is the database itself; choose another file")
+        with path.open("rb") as existing:
+            if existing.read(16) == b"SQLite format 3\x00":
+                raise UsageError(f"--output {str(path)!r} is an SQLite database; choose another file")
+
+
 def _write_atomically(path: Path, text: str) -> None:
-    if not path.parent.exists():
-        raise UsageError(f"cannot write {str(path)!r}: directory {str(path.parent)!r} does not exist")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``text`` to ``path`` through a temporary file: never a half-written output."""
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise UsageError(f"cannot write --output {str(path)!r}: {error.strerror}") from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as output:
             output.write(text)
         os.replace(temporary, path)
+    except OSError as error:
+        raise UsageError(f"cannot write --output {str(path)!r}: {error.strerror}") from None
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -197,7 +218,10 @@ def _export(args: argparse.Namespace) -> int:
     from gradbench.export import export
     from gradbench.store import Store
 
-    with Store.open(_db_path(args), readonly=True) as store:
+    db = _db_path(args)
+    if args.output:
+        _check_output(Path(args.output), db)
+    with Store.open(db, readonly=True) as store:
         text = export(store, args.what, args.format)
     if args.output:
         _write_atomically(Path(args.output), text)

@@ -193,7 +193,8 @@ def _line_of(suite: Suite, grid_index: int, key: str) -> int | None:
         return None
     lines = suite.text.splitlines()
     section, found_top = -1, None
-    pattern = re.compile(rf"\s*{re.escape(key)}\s*=")
+    # A key may be quoted ("steps" = 5); the 'grid' key may be a [grid] or [grid.x] table.
+    pattern = re.compile(rf"""\s*(["']?){re.escape(key)}\1\s*=""" + (r"|\s*\[\s*grid\b" if key == "grid" else ""))
     for number, line in enumerate(lines, start=1):
         if re.match(r"\s*\[\[\s*grid\s*\]\]", line):
             section += 1

@@ -14,7 +14,8 @@ Drop it into any training loop::
 A *layer* is a module that owns parameters directly (``layers.3`` of a Sequential, ``conv1``);
 its gradient norm is the L2 norm of all its parameters' gradients together. Every ``every``
 steps the monitor computes the per-parameter norms with one fused ``_foreach_norm``, combines
-them per layer with one ``index_add_``, and writes the row into a preallocated device buffer.
+them per layer with one small matrix product (deterministic, unlike ``index_add_`` on CUDA),
+and writes the row into a preallocated device buffer.
 Nothing is read back to the host until ``flush()`` (one transfer for the whole buffer), which
 the caller runs outside its timed region; ``step()`` itself never synchronises.
 
@@ -94,6 +95,11 @@ def model_layers(model: nn.Module) -> list[tuple[str, list[nn.Parameter]]]:
 class GradientMonitor:
     """Records per-layer gradient norms and the loss on the device; optionally clips.
 
+    Create it after moving the model to its device. Under mixed precision with a
+    ``GradScaler``, call ``scaler.unscale_(optimizer)`` before ``monitor.step``, so that norms
+    and clipping see true gradients, not scaled ones (the infinities a scaler skips would
+    otherwise be recorded as divergence).
+
     Args:
         model: Any ``nn.Module``; its trainable parameters are grouped by owning module.
         clip: A ``Clipping`` or its text (``"none"``, ``"norm:1.0"``, ``"value:0.5"``). Clipping
@@ -120,7 +126,7 @@ class GradientMonitor:
         device = self._parameters[0].device
         self._device = device
         self._layer_of_parameter = [index for index, (_, params) in enumerate(layers) for _ in params]
-        self._index_cache: dict[tuple[bool, ...], torch.Tensor] = {}
+        self._assignment_cache: dict[tuple[bool, ...], torch.Tensor] = {}
         # Per-tensor norms in the gradients' dtype, as clip_grad_norm_ computes them (float64
         # norms cost 3x on a 20-layer MLP); their squares are summed in float64 so that
         # combining large finite norms does not overflow (not on MPS, which has no float64).
@@ -134,6 +140,8 @@ class GradientMonitor:
         self._has_loss: list[bool] = []
         self.steps = 0
         self._history = MonitorHistory(layer_names=list(self.layer_names))
+        # Built now, not inside the first step: a host-to-device copy would synchronise there.
+        self._assignment(tuple(True for _ in self._parameters))
 
     @property
     def num_layers(self) -> int:
@@ -144,13 +152,26 @@ class GradientMonitor:
         """True when the device buffer is full: call ``flush()`` before the next ``step()``."""
         return self._row >= self.buffer_steps
 
-    def _layer_index(self, present: tuple[bool, ...]) -> torch.Tensor:
-        index = self._index_cache.get(present)
-        if index is None:
+    def _assignment(self, present: tuple[bool, ...]) -> torch.Tensor:
+        """[layers, most parameters in a layer] indices into the gradients' squared norms, padded
+        with the index of an extra zero: ``squares[assignment].sum(1)`` is each layer's sum.
+
+        A gather and a row sum rather than ``index_add_``, whose CUDA kernel adds with atomics in
+        no fixed order (norms, and so norm clipping, would differ from run to run), and rather
+        than a 0/1 matrix product, which would spread one layer's NaN to every layer (0 * NaN).
+        """
+        assignment = self._assignment_cache.get(present)
+        if assignment is None:
             layers = [layer for layer, here in zip(self._layer_of_parameter, present) if here]
-            index = torch.tensor(layers, device=self._device)
-            self._index_cache[present] = index
-        return index
+            members: list[list[int]] = [[] for _ in range(self.num_layers)]
+            for position, layer in enumerate(layers):
+                members[layer].append(position)
+            padding = len(layers)  # the index of the zero appended to the squares
+            width = max(1, max(len(m) for m in members))
+            rows = [m + [padding] * (width - len(m)) for m in members]
+            assignment = torch.tensor(rows, dtype=torch.long).to(self._device)
+            self._assignment_cache[present] = assignment
+        return assignment
 
     def step(self, loss: torch.Tensor | None = None) -> None:
         """Record this step (after ``backward()``, before ``optimizer.step()``) and clip.
@@ -160,6 +181,11 @@ class GradientMonitor:
         """
         if self.flush_due:
             self.flush()
+        if self._parameters[0].device != self._device:
+            raise RuntimeError(
+                f"GradientMonitor was created for {self._device} but the model is now on "
+                f"{self._parameters[0].device}: create the monitor after model.to(device)"
+            )
         row = self._buffer[self._row]
         if loss is not None:
             row[0].copy_(loss.detach().reshape(()))
@@ -171,9 +197,8 @@ class GradientMonitor:
             if record:
                 present = tuple(p.grad is not None for p in self._parameters)
                 norms = torch.stack(torch._foreach_norm(grads)).to(self._accumulate_dtype)
-                squares = norms.square()
-                layer_squares = torch.zeros(self.num_layers, dtype=self._accumulate_dtype, device=self._device)
-                layer_squares.index_add_(0, self._layer_index(present), squares)
+                squares = torch.cat([norms.square(), norms.new_zeros(1)])
+                layer_squares = squares[self._assignment(present)].sum(dim=1)
                 row[1 : 1 + self.num_layers].copy_(layer_squares.sqrt())
                 norm_before = layer_squares.sum().sqrt()
                 row[-2].copy_(norm_before)
@@ -218,7 +243,8 @@ class GradientMonitor:
         return history
 
     def history(self) -> MonitorHistory:
-        """Flush, then return everything recorded so far."""
+        """Flush, then return everything recorded so far: one object, growing as the monitor
+        records (copy it to keep a snapshot)."""
         return self.flush()
 
     def __enter__(self) -> GradientMonitor:

@@ -317,6 +317,10 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def statuses(self) -> dict[str, str]:
+        """Status of every stored run, by key."""
+        return {row[0]: row[1] for row in self.connection.execute("SELECT key, status FROM runs")}
+
     def finished_keys(self) -> set[str]:
         """Keys of every stored run (done, diverged or failed): what a rerun skips."""
         return {row[0] for row in self.connection.execute("SELECT key FROM runs")}

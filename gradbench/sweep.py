@@ -13,10 +13,7 @@ from gradbench.grid import Cell
 from gradbench.store import Store
 from gradbench.train import RunResult, run_cell
 
-__all__ = ["SweepSummary", "run_sweep", "STEP_BAR_MIN_STEPS"]
-
-# Cells with at least this many steps get a progress bar of their own.
-STEP_BAR_MIN_STEPS = 2000
+__all__ = ["SweepSummary", "run_sweep"]
 
 
 @dataclass
@@ -25,6 +22,7 @@ class SweepSummary:
 
     total: int
     skipped: int
+    skipped_failed: int = 0
     statuses: Counter = field(default_factory=Counter)
 
     @property
@@ -32,7 +30,14 @@ class SweepSummary:
         return sum(self.statuses.values())
 
 
-def run_sweep(cells: Sequence[Cell], store: Store, *, executor: Executor | None = None, progress: bool | None = None) -> SweepSummary:
+def run_sweep(
+    cells: Sequence[Cell],
+    store: Store,
+    *,
+    executor: Executor | None = None,
+    progress: bool | None = None,
+    retry_failed: bool = False,
+) -> SweepSummary:
     """Run every cell not yet in ``store``; commit each result in one transaction as it arrives.
 
     Args:
@@ -40,18 +45,20 @@ def run_sweep(cells: Sequence[Cell], store: Store, *, executor: Executor | None 
         store: Where results go; its finished keys are skipped.
         executor: How cells run (default: serially, in this process).
         progress: Show tqdm bars; ``None`` shows them only on a terminal.
+        retry_failed: Run again the cells stored as ``failed`` (their new result replaces the
+            old one); diverged and done cells are always kept.
     """
     executor = executor or SerialExecutor()
-    finished = store.finished_keys()
-    todo = [cell for cell in cells if cell.key not in finished]
-    summary = SweepSummary(total=len(cells), skipped=len(cells) - len(todo))
+    statuses = store.statuses()
+    skip = {key for key, status in statuses.items() if status != "failed" or not retry_failed}
+    todo = [cell for cell in cells if cell.key not in skip]
+    skipped_failed = sum(1 for cell in cells if statuses.get(cell.key) == "failed" and cell.key in skip)
+    summary = SweepSummary(total=len(cells), skipped=len(cells) - len(todo), skipped_failed=skipped_failed)
     disable = None if progress is None else not progress
     with tqdm(total=len(cells), initial=summary.skipped, desc="cells", unit="cell", disable=disable) as bar:
 
         def run(cell: Cell) -> RunResult:
             bar.set_postfix_str(cell.label, refresh=True)
-            if cell.steps < STEP_BAR_MIN_STEPS:
-                return run_cell(cell)
             with tqdm(total=cell.steps, desc="steps", unit="step", leave=False, disable=disable) as steps:
                 return run_cell(cell, on_steps=steps.update)
 

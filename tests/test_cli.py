@@ -222,3 +222,40 @@ def test_dry_run_lists_cells_and_writes_nothing(db, tmp_path, capsys):
     assert "3 cells, 2 already stored" in err
     code, _, _ = run_cli(capsys, "run", "--steps", "30", "--db", str(tmp_path / "fresh.db"), "--dry-run")
     assert code == 0 and not (tmp_path / "fresh.db").exists()
+
+
+def test_export_never_overwrites_the_database_or_a_directory(db, tmp_path, capsys):
+    before = db.read_bytes()
+    for output, pattern in [(db, "is the database itself"), (tmp_path, "is a directory")]:
+        code, out, err = run_cli(capsys, "export", "--db", str(db), "--what", "runs", "--output", str(output))
+        assert code == 2 and pattern in err and out == ""
+    assert db.read_bytes() == before
+
+
+def test_failed_cells_are_skipped_unless_retry_failed(tmp_path, capsys):
+    from gradbench.tasks import TASKS, Task, register_task
+    from gradbench.tasks.mlp import _build_mnist1d_mlp
+
+    attempts = []
+
+    def flaky(config):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return _build_mnist1d_mlp(config)
+
+    knobs = dict(TASKS.get("mnist1d_mlp").knobs, num_samples=500, depth=2, width=16)
+    register_task(Task("flaky_mlp", "fails on its first build", flaky, knobs=knobs))
+    try:
+        path = str(tmp_path / "r.db")
+        args = ["run", "--task", "flaky_mlp", "--steps", "10", "--db", path, "--no-progress"]
+        code, out, err = run_cli(capsys, *args)
+        assert code == 0 and "1 failed" in err and "CUDA out of memory (simulated)" in out
+        code, _, err = run_cli(capsys, *args)
+        assert code == 0 and "ran 0" in err and "1 of them failed: --retry-failed runs them again" in err
+        code, out, err = run_cli(capsys, *args, "--retry-failed")
+        assert code == 0 and "ran 1 (1 done)" in err and "1/1 done" in out
+        with Store.open(path, readonly=True) as store:
+            assert [r["status"] for r in store.runs()] == ["done"]
+    finally:
+        TASKS.unregister("flaky_mlp")

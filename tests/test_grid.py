@@ -156,3 +156,15 @@ def test_one_configuration_written_two_ways_is_one_cell(first, second):
 def test_clip_thresholds_keep_every_digit():
     cells = suite_of(clips=["norm:0.1234567891", "norm:0.1234571", "norm:1.0"])
     assert [c.clip for c in cells] == ["norm:0.1234567891", "norm:0.1234571", "norm:1"]
+
+
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ('name = "x"\n\n"steps" = 0\n', r"suite.toml, line 3: invalid step 0"),
+        ('steps = 5\n[grid]\noptimizers = ["sgd"]\n', r"suite.toml, line 2: 'grid' must be a list of tables"),
+    ],
+)
+def test_error_lines_for_quoted_keys_and_grid_tables(text, pattern):
+    with pytest.raises(SuiteError, match=pattern):
+        expand(parse_suite(text, "suite.toml"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +135,54 @@ def test_readonly_store_cannot_write(tmp_path, results):
     with Store.open(tmp_path / "r.db", readonly=True) as store:
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             store.save(results[0])
+
+
+def test_two_processes_creating_one_database_both_succeed(tmp_path):
+    import subprocess
+    import sys
+
+    script = "import sys; from gradbench.store import Store; Store.open(sys.argv[1], create=True).close()"
+    for attempt in range(5):
+        path = tmp_path / f"race{attempt}.db"
+        processes = [subprocess.Popen([sys.executable, "-c", script, str(path)], stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        for process in processes:
+            _, err = process.communicate(timeout=120)
+            assert process.returncode == 0, err
+        with Store.open(path, readonly=True) as store:
+            assert store.runs() == []
+
+
+def test_fifo_and_device_paths_are_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.db"
+    os.mkfifo(fifo)
+    with pytest.raises(StoreError, match="not a regular file"):
+        Store.open(fifo, readonly=True)
+    with pytest.raises(StoreError, match="not a regular file"):
+        Store.open("/dev/null", create=True)
+
+
+def test_a_hot_journal_left_by_a_killed_writer_does_not_block_reading(tmp_path, results):
+    """Copy a database and its journal mid-transaction, as a SIGKILL would leave them."""
+    import shutil
+
+    path = tmp_path / "r.db"
+    store = Store.open(path, create=True)
+    store.save(results[0])
+    store.connection.execute("PRAGMA cache_size = 1")  # make the writer spill to the file
+    store.connection.execute("BEGIN IMMEDIATE")
+    store.connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", [("zz", i, 0.0, 0.0) for i in range(20000)])
+    copy = tmp_path / "killed.db"
+    shutil.copy(path, copy)
+    journal = Path(str(path) + "-journal")
+    if not journal.exists():
+        store.connection.rollback()
+        store.close()
+        pytest.skip("this SQLite kept the transaction in memory: no hot journal to recover")
+    shutil.copy(journal, str(copy) + "-journal")
+    store.connection.rollback()
+    store.close()
+    with Store.open(copy, readonly=True) as reader:
+        assert reader.finished_keys() == {results[0].cell.key}
+        assert reader.connection.execute("SELECT count(*) FROM steps WHERE run_key = 'zz'").fetchone()[0] == 0
