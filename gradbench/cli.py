@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 import tempfile
 import time
@@ -276,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError) as error:  # SuiteError and StoreError are ValueErrors
         print(f"gradbench: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except sqlite3.Error as error:  # the disk filled up, the file vanished mid-run, ...
+        print(f"gradbench: error: database error: {error}; every cell stored before it is kept", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `gradbench export | head`
         sys.stderr.close()
         return 0
