@@ -63,8 +63,11 @@ def environment(device: torch.device, dtype: torch.dtype = torch.float32) -> dic
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "dtype": str(dtype).replace("torch.", ""),
+        # The CUDA and cuDNN torch was built with; on a CPU run they still name the build.
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "cuda_available": torch.cuda.is_available(),
     }
     if device.type == "cuda":
-        env["cuda"] = torch.version.cuda
-        env["cudnn"] = torch.backends.cudnn.version()
+        env["cuda_capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
     return env
