@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from gradbench.executors import Executor, SerialExecutor
 from gradbench.grid import Cell
+from gradbench.image_data import DataOptions
 from gradbench.store import Store
 from gradbench.train import RunResult, run_cell
 
@@ -32,7 +33,14 @@ class SweepSummary:
         return sum(self.statuses.values())
 
 
-def run_sweep(cells: Sequence[Cell], store: Store, *, executor: Executor | None = None, progress: bool | None = None) -> SweepSummary:
+def run_sweep(
+    cells: Sequence[Cell],
+    store: Store,
+    *,
+    executor: Executor | None = None,
+    progress: bool | None = None,
+    data_options: DataOptions | None = None,
+) -> SweepSummary:
     """Run every cell not yet in ``store``; commit each result in one transaction as it arrives.
 
     Args:
@@ -40,6 +48,7 @@ def run_sweep(cells: Sequence[Cell], store: Store, *, executor: Executor | None 
         store: Where results go; its finished keys are skipped.
         executor: How cells run (default: serially, in this process).
         progress: Show tqdm bars; ``None`` shows them only on a terminal.
+        data_options: Where real datasets live (default: ``$GRADBENCH_DATA`` or its default).
     """
     executor = executor or SerialExecutor()
     finished = store.finished_keys()
@@ -51,9 +60,9 @@ def run_sweep(cells: Sequence[Cell], store: Store, *, executor: Executor | None 
         def run(cell: Cell) -> RunResult:
             bar.set_postfix_str(cell.label, refresh=True)
             if cell.steps < STEP_BAR_MIN_STEPS:
-                return run_cell(cell)
+                return run_cell(cell, data_options=data_options)
             with tqdm(total=cell.steps, desc="steps", unit="step", leave=False, disable=disable) as steps:
-                return run_cell(cell, on_steps=steps.update)
+                return run_cell(cell, data_options=data_options, on_steps=steps.update)
 
         for result in executor.map(run, todo):
             store.save(result)

@@ -111,7 +111,7 @@ BAD_INPUTS = [
     (["run", "--activation", "relu6"], r"unknown activation 'relu6' \(did you mean 'relu'\?\)"),
     (["run", "--init", "he_normal"], r"unknown init 'he_normal'.*choose from: default"),
     (["run", "--task", "mnist1d_mlp[depth=0]"], r"invalid knob depth=0 for task 'mnist1d_mlp'"),
-    (["run", "--task", "cifar"], r"unknown task 'cifar'.*choose from: linreg, mnist1d_mlp"),
+    (["run", "--task", "cifar"], r"unknown task 'cifar' \(did you mean 'cifar10_mlp'\?\); choose from: mnist1d_mlp, .*, linreg$"),
     (["run", "--seeds", "a"], r"invalid --seeds value 'a'"),
     (["run", "--steps", "0"], r"invalid step 0"),
     (["run", "--threads", "x"], r"argument --threads: invalid int value: 'x'"),
