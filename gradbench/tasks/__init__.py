@@ -8,6 +8,9 @@ Families: ``mlp`` (deep MLPs), ``cnn`` (the MNIST-1D CNN, DeepOBS's 2c2d and 3c3
 
 # Imported one by one, in the order `gradbench list tasks` shows them.
 from gradbench.tasks import mlp  # noqa: F401,I001  (each import registers its family's tasks)
+from gradbench.tasks import cnn  # noqa: F401,I001
+from gradbench.tasks import deep_cnn  # noqa: F401,I001
+from gradbench.tasks import resnet  # noqa: F401,I001
 from gradbench.tasks import linreg  # noqa: F401,I001
 from gradbench.tasks.base import TASKS, Task, TaskConfig, TaskInstance, list_tasks, register_task, resolve_knobs
 
