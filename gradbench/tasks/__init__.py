@@ -11,6 +11,8 @@ from gradbench.tasks import mlp  # noqa: F401,I001  (each import registers its f
 from gradbench.tasks import cnn  # noqa: F401,I001
 from gradbench.tasks import deep_cnn  # noqa: F401,I001
 from gradbench.tasks import resnet  # noqa: F401,I001
+from gradbench.tasks import rnn  # noqa: F401,I001
+from gradbench.tasks import quadratic  # noqa: F401,I001
 from gradbench.tasks import linreg  # noqa: F401,I001
 from gradbench.tasks.base import TASKS, Task, TaskConfig, TaskInstance, list_tasks, register_task, resolve_knobs
 
