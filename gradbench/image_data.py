@@ -148,7 +148,8 @@ def _load(name: str, root: Path, download: bool) -> Dataset:
         folder = root / source.folder
         present = folder.is_dir() and any(folder.iterdir())
         reason = f"is incomplete or corrupted ({_first_line(error)})" if present else "was not found"
-        hint = None if download else f"pass --download to 'gradbench run' (DataOptions(download=True)) to fetch it, or copy {_expected_files(root, source)}"
+        files = _expected_files(root, source)
+        hint = f"copy the files there by hand: {files}" if download else f"pass --download to 'gradbench run' (DataOptions(download=True)) to fetch it, or copy {files}"
         raise DatasetUnavailable(name, root, reason, hint) from None
     x_train, y_train = _as_tensors(train.data, train.targets, source)
     x_test, y_test = _as_tensors(test.data, test.targets, source)
