@@ -18,21 +18,17 @@ References:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
 
 from gradbench.activations import build_activation
-from gradbench.data import load_mnist1d
+from gradbench.data import Dataset, load_mnist1d
 from gradbench.tasks.base import Task, TaskConfig, TaskInstance, apply_init, register_task
 from gradbench.tasks.blocks import image_data
 
 __all__ = ["MNIST1DCNN", "TwoConvTwoDense", "ThreeConvThreeDense"]
-
-
-def _activation(config_activation: str, params: Mapping[str, Any]) -> nn.Module:
-    return build_activation(config_activation, dict(params))
 
 
 class MNIST1DCNN(nn.Sequential):
@@ -51,11 +47,11 @@ class MNIST1DCNN(nn.Sequential):
         super().__init__(OrderedDict([
             ("unflatten", nn.Unflatten(1, (1, 40))),
             ("conv1", nn.Conv1d(1, channels, 5, stride=2, padding=1)),
-            ("act1", _activation(activation, params)),
+            ("act1", build_activation(activation, params)),
             ("conv2", nn.Conv1d(channels, channels, 3, stride=2, padding=1)),
-            ("act2", _activation(activation, params)),
+            ("act2", build_activation(activation, params)),
             ("conv3", nn.Conv1d(channels, channels, 3, stride=2, padding=1)),
-            ("act3", _activation(activation, params)),
+            ("act3", build_activation(activation, params)),
             ("flatten", nn.Flatten()),
             ("linear", nn.Linear(5 * channels, 10)),
         ]))
@@ -80,14 +76,14 @@ class TwoConvTwoDense(nn.Sequential):
         params = dict(activation_params or {})
         super().__init__(OrderedDict([
             ("conv1", nn.Conv2d(1, 32, 5, padding=2)),
-            ("act1", _activation(activation, params)),
+            ("act1", build_activation(activation, params)),
             ("pool1", nn.MaxPool2d(2, 2)),
             ("conv2", nn.Conv2d(32, 64, 5, padding=2)),
-            ("act2", _activation(activation, params)),
+            ("act2", build_activation(activation, params)),
             ("pool2", nn.MaxPool2d(2, 2)),
             ("flatten", nn.Flatten()),
             ("dense1", nn.Linear(7 * 7 * 64, 1024)),
-            ("act3", _activation(activation, params)),
+            ("act3", build_activation(activation, params)),
             ("dense2", nn.Linear(1024, 10)),
         ]))
         for module in self.modules():
@@ -128,19 +124,19 @@ class ThreeConvThreeDense(nn.Sequential):
         params = dict(activation_params or {})
         super().__init__(OrderedDict([
             ("conv1", nn.Conv2d(3, 64, 5)),
-            ("act1", _activation(activation, params)),
+            ("act1", build_activation(activation, params)),
             ("pool1", _same_max_pool()),
             ("conv2", nn.Conv2d(64, 96, 3)),
-            ("act2", _activation(activation, params)),
+            ("act2", build_activation(activation, params)),
             ("pool2", _same_max_pool()),
             ("conv3", nn.Conv2d(96, 128, 3, padding=1)),
-            ("act3", _activation(activation, params)),
+            ("act3", build_activation(activation, params)),
             ("pool3", _same_max_pool()),
             ("flatten", nn.Flatten()),
             ("dense1", nn.Linear(3 * 3 * 128, 512)),
-            ("act4", _activation(activation, params)),
+            ("act4", build_activation(activation, params)),
             ("dense2", nn.Linear(512, 256)),
-            ("act5", _activation(activation, params)),
+            ("act5", build_activation(activation, params)),
             ("dense3", nn.Linear(256, 10)),
         ]))
         for module in self.modules():
@@ -152,7 +148,7 @@ class ThreeConvThreeDense(nn.Sequential):
                 nn.init.zeros_(module.bias)
 
 
-def _classifier(model: nn.Module, data: Any, config: TaskConfig) -> TaskInstance:
+def _classifier(model: nn.Module, data: Dataset, config: TaskConfig) -> TaskInstance:
     apply_init(model, config)
     return TaskInstance(model, data, nn.functional.cross_entropy, metric="accuracy", target=config.knobs["target"])
 
@@ -164,7 +160,7 @@ def _build_mnist1d_cnn(config: TaskConfig) -> TaskInstance:
     return _classifier(model, data, config)
 
 
-def _build_2c2d(dataset: str):
+def _build_2c2d(dataset: str) -> Callable[[TaskConfig], TaskInstance]:
     def build(config: TaskConfig) -> TaskInstance:
         assert config.activation is not None
         model = TwoConvTwoDense(activation=config.activation, activation_params=config.activation_params)

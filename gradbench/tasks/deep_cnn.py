@@ -17,7 +17,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional
 
 from gradbench.activations import build_activation
-from gradbench.data import load_mnist1d
+from gradbench.data import Dataset, load_mnist1d
 from gradbench.tasks.base import NORM_CHOICES, Task, TaskConfig, TaskInstance, apply_init, register_task
 from gradbench.tasks.blocks import image_data, map_norm
 
@@ -132,7 +132,7 @@ def _check_depth(knobs: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _deep_cnn_task(name: str, description: str, *, spatial_dims: int, load: Any, in_channels: int, knobs: Mapping[str, Any], batch_size: int, datasets: tuple[str, ...] = ()) -> Task:
+def _deep_cnn_task(name: str, description: str, *, spatial_dims: int, load: Callable[[TaskConfig], Dataset], in_channels: int, knobs: Mapping[str, Any], batch_size: int, datasets: tuple[str, ...] = ()) -> Task:
     def build(config: TaskConfig) -> TaskInstance:
         assert config.activation is not None
         data = load(config)
