@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sqlite3
 import sys
 import tempfile
@@ -87,6 +88,8 @@ def _build_parser() -> _Parser:
     settings.add_argument("--eval-every", type=int, help="steps between test evaluations (default: steps/20)")
     settings.add_argument("--record-every", type=int, help="steps between gradient-norm records (default: 1)")
     settings.add_argument("--db", default=None, help="results database (default: gradbench.db)")
+    settings.add_argument("--data-dir", help="where MNIST, Fashion-MNIST and CIFAR-10 are read from, in torchvision's layout (default: $GRADBENCH_DATA, else ~/.cache/gradbench/data)")
+    settings.add_argument("--download", action="store_true", help="download a real dataset that is missing from the data directory (default: never download)")
     settings.add_argument("--format", choices=("md", "csv"), default="md", help="format of the final table")
     settings.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bars (default: on a terminal)")
     settings.add_argument("--retry-failed", action="store_true", help="run again the cells stored as failed (by default every stored cell is skipped)")
@@ -149,16 +152,18 @@ def _run(args: argparse.Namespace) -> int:
         suite = default_suite()  # nothing but settings: the built-in suite
     cells = expand(suite.with_overrides(overrides))
     db = _db_path(args)
+    data_options = _data_options(args)
     if args.dry_run:
         stored = Store.open(db, readonly=True).finished_keys() if db.exists() else set()
         for cell in cells:
             print(f"{cell.key}  {'stored ' if cell.key in stored else 'to run '}  {cell.label}")
         print(f"{len(cells)} cells, {sum(c.key in stored for c in cells)} already stored", file=sys.stderr)
         return 0
+    _check_datasets(cells, data_options, args)  # before the store is opened: a missing one writes nothing
     started = time.perf_counter()
     with Store.open(db, create=True) as store:
         try:
-            summary = run_sweep(cells, store, progress=args.progress, retry_failed=args.retry_failed)
+            summary = run_sweep(cells, store, progress=args.progress, retry_failed=args.retry_failed, data_options=data_options)
         except KeyboardInterrupt:
             stored = len(store.finished_keys() & {c.key for c in cells})
             print(f"\ninterrupted: {stored} of {len(cells)} cells are stored in {db}; run the same command again to resume", file=sys.stderr)
@@ -172,6 +177,32 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _data_options(args: argparse.Namespace) -> Any:
+    from gradbench.image_data import DataOptions, default_data_dir
+
+    root = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+    return DataOptions(root, download=args.download)
+
+
+def _check_datasets(cells: Sequence[Any], data_options: Any, args: argparse.Namespace) -> None:
+    """Load (or, with --download, fetch) every real dataset the cells need, before any run.
+
+    Raises:
+        UsageError: naming the dataset, the directory and the exact command that fetches it.
+    """
+    from gradbench.image_data import DatasetUnavailable, load_image_dataset
+    from gradbench.tasks import TASKS
+
+    for name in sorted({dataset for cell in cells for dataset in TASKS.get(cell.task).datasets}):
+        try:
+            load_image_dataset(name, data_options)  # kept in memory: the runs reuse it
+        except DatasetUnavailable as error:
+            if not data_options.download:
+                command = shlex.join(["gradbench", *args.argv, "--download"])
+                error = error.with_fetch_hint(f"fetch it with: {command}")
+            raise UsageError(str(error)) from None
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -244,7 +275,7 @@ def _list(args: argparse.Namespace) -> int:
         if len(kinds) > 1:
             print(("\n" if index else "") + kind)
         if kind == "tasks":
-            rows = [(t.name, f"{t.description}; knobs: {format_spec('', dict(t.knobs))[1:-1]}; batch {t.batch_size}") for _, t in TASKS.items()]
+            rows = [(t.name, f"{t.description}; knobs: {t.describe_knobs()}") for _, t in TASKS.items()]
         elif kind == "optimizers":
             rows = [(o.name, f"{o.description}; defaults {format_spec('', dict(o.defaults))[1:-1]}") for _, o in OPTIMIZERS.items()]
         elif kind == "activations":
@@ -262,8 +293,10 @@ def _list(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
+        args.argv = argv  # to spell out the exact command that fixes some errors
         if args.version:
             from importlib.metadata import version
 

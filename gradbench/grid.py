@@ -45,6 +45,7 @@ from gradbench.init import INITS, check_init_params
 from gradbench.optimizers import get_optimizer, resolve_hyperparameters
 from gradbench.specs import format_spec, parse_spec
 from gradbench.tasks import TASKS, resolve_knobs
+from gradbench.tasks.base import BATCH_SIZE_KNOB, keyed_knobs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -79,7 +80,9 @@ class Cell:
     """One training run, fully specified. Frozen and hashable; ``key`` is stable across runs.
 
     Attributes:
-        task, task_knobs: Task name and its knobs (all of them, defaults filled in).
+        task, task_knobs: Task name and its knobs, defaults filled in, except ``batch_size``
+            (the ``batch_size`` field below) and knobs added to a task after results could be
+            stored, while at their default (``Task.unkeyed_defaults``): so a cell keeps its key.
         optimizer, hyperparameters: Optimizer name and all its hyper-parameters (``lr`` included).
         activation, init: Canonical specs (``leaky_relu[negative_slope=0.2]``), ``None`` where
             the task takes none.
@@ -379,7 +382,15 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any]) -> Iterable[
         except ValueError as error:
             raise _fail(suite, index, key, str(error)) from None
 
-    tasks = [(name, checked("tasks", resolve_knobs, name, params)) for name, params in axes["tasks"]]
+    tasks = []
+    batch_axis_set = any(value is not None for value in axes["batch_sizes"])
+    for name, params in axes["tasks"]:
+        knobs = checked("tasks", resolve_knobs, name, params)
+        # A task's batch_size knob is its default batch size; the batch_sizes axis sets it for
+        # every task. Both at once would leave one silently ignored, so that is an error.
+        if BATCH_SIZE_KNOB in params and batch_axis_set:
+            raise _fail(suite, index, "tasks", f"{format_spec(name, params)} sets batch_size, and so does batch_sizes (--batch-size): set it in one place")
+        tasks.append((name, keyed_knobs(name, knobs), knobs[BATCH_SIZE_KNOB]))
     activations = []
     for name, params in axes["activations"]:
         checked("activations", check_activation, name, params)
@@ -394,14 +405,15 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any]) -> Iterable[
             overrides = dict(params) if lr is None else {**params, "lr": float(lr)}
             key = "lrs" if lr is not None else "optimizers"
             optimizers.append((name, checked(key, resolve_hyperparameters, name, overrides)))
-    for task_name, knobs in tasks:
+    for task_name, knobs, task_batch_size in tasks:
         task = TASKS.get(task_name)
         for batch_size in axes["batch_sizes"]:
-            size = batch_size or task.batch_size
-            if task.train_size is not None and size > task.train_size(knobs):
-                message = f"batch size {size} is larger than the training set of {format_spec(task_name, knobs)} ({task.train_size(knobs)} examples)"
+            size = batch_size or task_batch_size
+            if task.train_size is not None and size > task.train_size(resolve_knobs(task_name, knobs)):
+                examples = task.train_size(resolve_knobs(task_name, knobs))
+                message = f"batch size {size} is larger than the training set of {format_spec(task_name, knobs)} ({examples} examples)"
                 raise _fail(suite, index, "batch_sizes" if batch_size else "tasks", message)
-    for (task_name, knobs), (opt_name, hyper), activation, init, clip, seed, steps, batch_size in product(
+    for (task_name, knobs, task_batch_size), (opt_name, hyper), activation, init, clip, seed, steps, batch_size in product(
         tasks, optimizers, activations, inits, axes["clips"], axes["seeds"], axes["steps"], axes["batch_sizes"]
     ):
         task = TASKS.get(task_name)
@@ -416,7 +428,7 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any]) -> Iterable[
             clip=clip,
             seed=seed,
             steps=steps,
-            batch_size=None if full_batch else (batch_size or task.batch_size),
+            batch_size=None if full_batch else (batch_size or task_batch_size),
             device=settings["device"],
             threads=settings["threads"],
             eval_every=settings["eval_every"] or max(1, steps // 20),

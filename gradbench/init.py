@@ -2,7 +2,9 @@
 
 An initialiser sets weights (parameters named ``weight*`` with two or more dimensions: linear
 layers, convolutions, recurrent matrices) and zeroes the matching biases; normalisation layers'
-scales and shifts keep their 1 and 0. ``default`` leaves torch's own layer initialisation alone.
+scales and shifts keep their 1 and 0. ``default`` leaves the model's own initialisation alone:
+torch's layer defaults, or the published one where a task's architecture defines it (DeepOBS's
+2c2d and 3c3d, torchvision's ResNet-18).
 
 Gains: Kaiming and orthogonal initialisation take the activation's gain (``activations.py``);
 Xavier uses gain 1 as Glorot & Bengio did (``xavier_uniform[gain=...]`` overrides it); LeCun
@@ -178,7 +180,7 @@ def _standard(weight: torch.Tensor, gain: float, params: Mapping[str, Any]) -> N
 
 
 def _register_builtins() -> None:
-    register_init("default", None, description="torch's own layer initialisation, left untouched")
+    register_init("default", None, description="the model's own initialisation, left untouched: torch's layer defaults, or the published one where a task's architecture defines it (DeepOBS 2c2d/3c3d, torchvision ResNet-18)")
     register_init("xavier_uniform", _xavier_uniform, params={"gain": 1.0}, description="U[-a, a], a = gain*sqrt(6/(fan_in+fan_out)), gain 1 (Glorot & Bengio 2010)")
     register_init("xavier_normal", _xavier_normal, params={"gain": 1.0}, description="N(0, gain^2 * 2/(fan_in+fan_out)), gain 1 (Glorot & Bengio 2010)")
     register_init("kaiming_uniform", _kaiming_uniform, params={"gain": None, "mode": "fan_in"}, description="U[-a, a], a = gain*sqrt(3/fan_in), gain of the activation (He et al. 2015)")

@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from gradbench.executors import Executor, SerialExecutor
 from gradbench.grid import Cell
+from gradbench.image_data import DataOptions
 from gradbench.store import Store
 from gradbench.train import RunResult, run_cell
 
@@ -37,6 +38,7 @@ def run_sweep(
     executor: Executor | None = None,
     progress: bool | None = None,
     retry_failed: bool = False,
+    data_options: DataOptions | None = None,
 ) -> SweepSummary:
     """Run every cell not yet in ``store``; commit each result in one transaction as it arrives.
 
@@ -47,6 +49,7 @@ def run_sweep(
         progress: Show tqdm bars; ``None`` shows them only on a terminal.
         retry_failed: Run again the cells stored as ``failed`` (their new result replaces the
             old one); diverged and done cells are always kept.
+        data_options: Where real datasets live (default: ``$GRADBENCH_DATA`` or its default).
     """
     executor = executor or SerialExecutor()
     statuses = store.statuses()
@@ -60,7 +63,7 @@ def run_sweep(
         def run(cell: Cell) -> RunResult:
             bar.set_postfix_str(cell.label, refresh=True)
             with tqdm(total=cell.steps, desc="steps", unit="step", leave=False, disable=disable) as steps:
-                return run_cell(cell, on_steps=steps.update)
+                return run_cell(cell, data_options=data_options, on_steps=steps.update)
 
         for result in executor.map(run, todo):
             store.save(result)

@@ -24,11 +24,12 @@ from torch import nn
 from gradbench.data import Dataset, on_device
 from gradbench.env import check_device, environment
 from gradbench.grid import Cell
+from gradbench.image_data import DataOptions
 from gradbench.monitor import GradientMonitor, MonitorHistory, NonFinite
 from gradbench.optimizers import build_optimizer
 from gradbench.specs import parse_spec
 from gradbench.tasks import TASKS, TaskConfig, TaskInstance
-from gradbench.tasks.base import LossFn
+from gradbench.tasks.base import BATCH_SIZE_KNOB, LossFn, resolve_knobs
 from gradbench.timing import StepTimer
 
 __all__ = ["RunResult", "Evaluation", "Session", "Batches", "prepare", "train_step", "run_cell", "evaluate", "READBACK_STEPS"]
@@ -151,23 +152,32 @@ def train_step(
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Dataset, loss_fn: LossFn, step: int, train_time_s: float) -> Evaluation:
-    """Loss on the full training set, loss and accuracy on the test set (model in eval mode)."""
+    """Loss on the training set, loss and accuracy on the test set (model in eval mode).
+
+    The training loss is taken over ``data.train_eval_index`` where the dataset has one (a
+    fixed subset the size of the test set, for the large image datasets), else over all of it.
+    """
     was_training = model.training
     model.eval()
     try:
 
-        def pass_over(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float | None]:
+        def pass_over(x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None) -> tuple[float, float | None]:
+            count = x.shape[0] if index is None else index.shape[0]
             total_loss, correct = 0.0, 0
-            for start in range(0, x.shape[0], _EVAL_CHUNK):
-                outputs = model(x[start : start + _EVAL_CHUNK])
-                labels = y[start : start + _EVAL_CHUNK]
+            for start in range(0, count, _EVAL_CHUNK):
+                if index is None:
+                    inputs, labels = x[start : start + _EVAL_CHUNK], y[start : start + _EVAL_CHUNK]
+                else:  # gather one chunk at a time: no copy of the whole subset
+                    rows = index[start : start + _EVAL_CHUNK]
+                    inputs, labels = x[rows], y[rows]
+                outputs = model(inputs)
                 total_loss += float(loss_fn(outputs, labels)) * labels.shape[0]
                 if data.num_classes is not None:
                     correct += int((outputs.argmax(dim=1) == labels).sum())
-            accuracy = correct / x.shape[0] if data.num_classes is not None else None
-            return total_loss / x.shape[0], accuracy
+            accuracy = correct / count if data.num_classes is not None else None
+            return total_loss / count, accuracy
 
-        train_loss, _ = pass_over(data.x_train, data.y_train)
+        train_loss, _ = pass_over(data.x_train, data.y_train, data.train_eval_index)
         test_loss, test_accuracy = pass_over(data.x_test, data.y_test)
     finally:
         model.train(was_training)
@@ -206,10 +216,13 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _build(cell: Cell, device: torch.device) -> TaskInstance:
+def _build(cell: Cell, device: torch.device, data_options: DataOptions | None = None) -> TaskInstance:
     activation, activation_params = parse_spec(cell.activation) if cell.activation else (None, {})
     init, init_params = parse_spec(cell.init) if cell.init else (None, {})
-    config = TaskConfig(dict(cell.task_knobs), activation, activation_params, init, init_params)
+    # A cell stores only the knobs of its identity (grid.keyed_knobs): fill in the rest.
+    knobs = resolve_knobs(cell.task, dict(cell.task_knobs))
+    knobs.pop(BATCH_SIZE_KNOB)  # the cell's own batch_size field is what counts
+    config = TaskConfig(knobs, activation, activation_params, init, init_params, data_options or DataOptions.from_environment())
     instance = TASKS.get(cell.task).build(config)
     instance.model.to(device)
     instance.data = on_device(instance.data, device)
@@ -243,20 +256,22 @@ class Session:
         return train_step(self.model, self.task.loss_fn, self.optimizer, self.monitor, inputs, targets)
 
 
-def prepare(cell: Cell, *, compile_model: bool = False) -> Session:
+def prepare(cell: Cell, *, compile_model: bool = False, data_options: DataOptions | None = None) -> Session:
     """Build a cell's model, data, optimizer, monitor and batches; set threads and seeds.
 
     Args:
         cell: The cell.
         compile_model: Wrap the model in ``torch.compile`` (the first steps then compile; time
             them as warm-up, never as steps).
+        data_options: Where real datasets live and whether they may be downloaded (default:
+            ``$GRADBENCH_DATA`` or its default, no downloads). Not part of the cell's identity.
     """
     device = check_device(cell.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # allocations, streams and events of this run on its GPU
     torch.set_num_threads(cell.threads)
     torch.manual_seed(cell.seed)
-    task = _build(cell, device)
+    task = _build(cell, device, data_options)
     task.model.train()
     model = torch.compile(task.model) if compile_model else task.model
     optimizer = build_optimizer(cell.optimizer, task.model.parameters(), dict(cell.hyperparameters))
@@ -266,11 +281,13 @@ def prepare(cell: Cell, *, compile_model: bool = False) -> Session:
     return Session(cell, device, task, model, optimizer, monitor, batches)
 
 
-def run_cell(cell: Cell, *, on_steps: Callable[[int], None] | None = None) -> RunResult:
+def run_cell(cell: Cell, *, data_options: DataOptions | None = None, on_steps: Callable[[int], None] | None = None) -> RunResult:
     """Train one cell and return its result; never raises for a failure inside the run.
 
     Args:
         cell: The run to perform.
+        data_options: Where real datasets live and whether they may be downloaded (default:
+            ``$GRADBENCH_DATA`` or its default, no downloads). Not part of the cell's identity.
         on_steps: Called with the number of steps done since the last call (progress bars).
     """
     result = RunResult(cell=cell, status="failed", started_at=_now())
@@ -284,7 +301,7 @@ def run_cell(cell: Cell, *, on_steps: Callable[[int], None] | None = None) -> Ru
             gpus = [index if index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=gpus), (torch.cuda.device(gpus[0]) if gpus else contextlib.nullcontext()):
         try:
-            _train(cell, result, on_steps)
+            _train(cell, result, on_steps, data_options)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as error:  # a failed cell is a result; the sweep goes on
@@ -298,8 +315,8 @@ def run_cell(cell: Cell, *, on_steps: Callable[[int], None] | None = None) -> Ru
     return result
 
 
-def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None) -> None:
-    session = prepare(cell)
+def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None, data_options: DataOptions | None) -> None:
+    session = prepare(cell, data_options=data_options)
     result.env = environment(session.device)
     task, monitor = session.task, session.monitor
     result.metric, result.target = task.metric, task.target

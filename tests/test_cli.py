@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -79,6 +80,35 @@ def test_export_layers_is_long_format_and_matches_the_store(db, capsys, tmp_path
     assert runs[0]["config"]["steps"] == 30 and runs[0]["env"]["threads"] == 1
 
 
+def test_list_tasks_shows_each_description_and_its_knobs(capsys):
+    from gradbench import TASKS
+
+    code, out, _ = run_cli(capsys, "list", "tasks")
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert set(lines) == set(TASKS)
+    for name, task in TASKS.items():
+        assert task.description in lines[name] and f"batch_size={task.batch_size}" in lines[name]
+        for knob in task.knobs:
+            assert f"{knob}=" in lines[name]
+    assert "norm=none (none|batch|layer)" in lines["mnist_mlp"] and "length=100" in lines["adding_lstm"]
+
+
+def test_real_dataset_tasks_run_from_the_data_dir_which_is_not_part_of_the_key(tiny_data, tmp_path, capsys):
+    db = tmp_path / "real.db"
+    task = "mnist_mlp[depth=2,width=16]"
+    code, out, err = run_cli(capsys, "run", "--task", task, "--steps", "10", "--data-dir", str(tiny_data.root), "--db", str(db), "--no-progress")
+    assert code == 0, err
+    assert "ran 1 (1 done)" in err and "mnist_mlp[depth=2,width=16]" in out
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_data.root, moved)
+    code, _, err = run_cli(capsys, "run", "--task", task, "--steps", "10", "--data-dir", str(moved), "--db", str(db), "--no-progress")
+    assert code == 0 and "ran 0 (nothing new), 1 already stored" in err
+    with Store.open(db, readonly=True) as store:
+        (run,) = store.runs()
+    assert str(tiny_data.root) not in run["config"]
+
+
 def test_list_shows_every_registered_name(capsys):
     from gradbench import ACTIVATIONS, INITS, OPTIMIZERS, TASKS
 
@@ -111,7 +141,14 @@ BAD_INPUTS = [
     (["run", "--activation", "relu6"], r"unknown activation 'relu6' \(did you mean 'relu'\?\)"),
     (["run", "--init", "he_normal"], r"unknown init 'he_normal'.*choose from: default"),
     (["run", "--task", "mnist1d_mlp[depth=0]"], r"invalid knob depth=0 for task 'mnist1d_mlp'"),
-    (["run", "--task", "cifar"], r"unknown task 'cifar'.*choose from: linreg, mnist1d_mlp"),
+    (["run", "--task", "cifar"], r"unknown task 'cifar' \(did you mean 'cifar10_mlp'\?\); choose from: mnist1d_mlp, .*, linreg$"),
+    (["run", "--task", "mnist_mlp[norm=bach]"], r"--task: invalid knob norm='bach' for task 'mnist_mlp'; choose from: none, batch, layer$"),
+    (["run", "--task", "adding_lstm[length=1]"], r"invalid knob length=1 for task 'adding_lstm': the adding problem needs at least 2 steps"),
+    (["run", "--task", "mnist1d_mlp[batch_size=32]", "--batch-size", "64"], r"sets batch_size, and so does batch_sizes \(--batch-size\): set it in one place"),
+    (
+        ["run", "--task", "mnist_mlp", "--data-dir", "{tmp}/nodata"],
+        r"dataset 'mnist' was not found in '\S+/nodata'; fetch it with: gradbench run --task mnist_mlp --data-dir \S+/nodata --db \S+ --download$",
+    ),
     (["run", "--seeds", "a"], r"invalid --seeds value 'a'"),
     (["run", "--steps", "0"], r"invalid step 0"),
     (["run", "--threads", "x"], r"argument --threads: invalid int value: 'x'"),
@@ -234,15 +271,15 @@ def test_export_never_overwrites_the_database_or_a_directory(db, tmp_path, capsy
 
 def test_failed_cells_are_skipped_unless_retry_failed(tmp_path, capsys):
     from gradbench.tasks import TASKS, Task, register_task
-    from gradbench.tasks.mlp import _build_mnist1d_mlp
 
     attempts = []
+    build_mnist1d_mlp = TASKS.get("mnist1d_mlp").build
 
     def flaky(config):
         attempts.append(1)
         if len(attempts) == 1:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return _build_mnist1d_mlp(config)
+        return build_mnist1d_mlp(config)
 
     knobs = dict(TASKS.get("mnist1d_mlp").knobs, num_samples=500, depth=2, width=16)
     register_task(Task("flaky_mlp", "fails on its first build", flaky, knobs=knobs))

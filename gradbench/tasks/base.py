@@ -1,8 +1,13 @@
 """The ``Task`` spec: how to build a model and its data, the loss, the metric and the target.
 
 A task is registered once and built per run from a ``TaskConfig`` (its knobs, the activation and
-the initialiser of the run). Knobs are checked against the task's declared defaults before
-anything trains, so ``mnist1d_mlp[depht=30]`` fails at once with the list of valid knobs.
+the initialiser of the run, where the real datasets live). Knobs are checked against the task's
+declared defaults and choices before anything trains, so ``mnist1d_mlp[depht=30]`` or
+``mnist1d_mlp[norm=bach]`` fails at once with the list of valid knobs or values.
+
+Every task also takes a ``batch_size`` knob: the task's mini-batch size, which the grid moves
+into the cell's own ``batch_size`` (see ``grid.py``). Setting it both as a knob and with the
+``batch_sizes`` axis (``--batch-size``) is an error, so that no one wonders which one won.
 """
 
 from __future__ import annotations
@@ -14,12 +19,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradbench.activations import activation_gain
 from gradbench.data import Dataset
+from gradbench.image_data import DataOptions
+from gradbench.init import initialise
 from gradbench.registry import Registry
 
-__all__ = ["Task", "TaskConfig", "TaskInstance", "TASKS", "register_task", "list_tasks", "resolve_knobs"]
+__all__ = [
+    "Task", "TaskConfig", "TaskInstance", "TASKS", "BATCH_SIZE_KNOB", "register_task", "list_tasks",
+    "resolve_knobs", "keyed_knobs", "apply_init",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# The knob every task accepts; the grid turns it into the cell's batch size.
+BATCH_SIZE_KNOB = "batch_size"
+NORM_CHOICES = ("none", "batch", "layer")
 
 
 @dataclass(frozen=True)
@@ -27,10 +41,13 @@ class TaskConfig:
     """What a task's builder receives.
 
     Attributes:
-        knobs: The task's knobs, defaults filled in.
+        knobs: The task's knobs, defaults filled in (``batch_size`` excepted: it is the
+            runner's business).
         activation, activation_params: The activation and its parameters (``None`` if the task
             takes no activation).
-        init, init_params: The initialiser and its parameters (``None``: torch's default).
+        init, init_params: The initialiser and its parameters (``None``: the task takes none;
+            ``"default"``: the model's own initialisation).
+        data: Where real datasets live and whether they may be downloaded.
     """
 
     knobs: Mapping[str, Any]
@@ -38,6 +55,7 @@ class TaskConfig:
     activation_params: Mapping[str, Any] = field(default_factory=dict)
     init: str | None = None
     init_params: Mapping[str, Any] = field(default_factory=dict)
+    data: DataOptions = field(default_factory=DataOptions.from_environment)
 
 
 @dataclass
@@ -67,13 +85,19 @@ class Task:
         name: Registry name (``<dataset>_<model>``).
         description: One line for ``gradbench list tasks``.
         build: ``TaskConfig -> TaskInstance``; the caller seeds torch first.
-        knobs: Knob names and defaults. Integer knobs are counts and must be >= 1.
+        knobs: Knob names and defaults. The default's type is the knob's type; integer knobs
+            are counts and must be >= 1, float knobs must be >= 0.
         uses_activation, uses_init: Whether the activation and init axes apply to this task.
-        batch_size: Default mini-batch size.
+        batch_size: Default mini-batch size (the ``batch_size`` knob's default).
+        knob_choices: For string knobs, the values allowed.
+        check_knobs: Rules beyond type and range (``depth`` of the form 6n + 2): returns
+            ``None`` when the knobs are valid, else ``(knob, rule)`` for the error message.
+        datasets: Real datasets the task reads from the data directory (``mnist``, ...), so
+            that the command line can check or download them before anything runs.
+        unkeyed_defaults: Knobs added after results could have been stored: left out of a
+            cell's identity while at their default, so those cells keep their keys.
         train_size: ``knobs -> number of training examples``, so that a batch size larger than
-            the training set is refused before anything trains.
-        check: ``knobs -> None``, raising ``ValueError`` for knob values that cannot work
-            together (checked with the knobs, before anything trains).
+            the training set is refused before anything trains (``None``: not known up front).
     """
 
     name: str
@@ -83,8 +107,29 @@ class Task:
     uses_activation: bool = True
     uses_init: bool = True
     batch_size: int = 64
+    knob_choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    check_knobs: Callable[[Mapping[str, Any]], tuple[str, str] | None] | None = None
+    datasets: tuple[str, ...] = ()
+    unkeyed_defaults: frozenset[str] = frozenset()
     train_size: Callable[[Mapping[str, Any]], int] | None = None
-    check: Callable[[Mapping[str, Any]], None] | None = None
+
+    def __post_init__(self) -> None:
+        if BATCH_SIZE_KNOB in self.knobs:
+            raise ValueError(f"task {self.name!r}: {BATCH_SIZE_KNOB!r} is implicit; set Task.batch_size instead")
+        for key, choices in self.knob_choices.items():
+            if self.knobs.get(key) not in choices:
+                raise ValueError(f"task {self.name!r}: default {key}={self.knobs.get(key)!r} is not one of its choices {choices}")
+
+    def describe_knobs(self) -> str:
+        """``depth=8, norm=none (none|batch|layer), ..., batch_size=64`` for listings."""
+        from gradbench.specs import format_value
+
+        parts = []
+        for key, default in self.knobs.items():
+            choices = self.knob_choices.get(key)
+            parts.append(f"{key}={default} ({'|'.join(choices)})" if choices else f"{key}={format_value(default)}")
+        parts.append(f"{BATCH_SIZE_KNOB}={self.batch_size}")
+        return ", ".join(parts)
 
 
 TASKS: Registry[Task] = Registry("task")
@@ -98,35 +143,80 @@ def list_tasks(pattern: str = "*") -> list[str]:
     return TASKS.names(pattern)
 
 
+def _check_value(name: str, task: Task, key: str, value: Any) -> Any:
+    default = task.knobs[key] if key != BATCH_SIZE_KNOB else task.batch_size
+    choices = task.knob_choices.get(key)
+    if choices is not None:
+        if value is None and "none" in choices:
+            value = "none"  # the spec syntax reads a bare `none` as null: here it means the choice
+        if value not in choices:
+            raise ValueError(f"invalid knob {key}={value!r} for task {name!r}; choose from: {', '.join(choices)}")
+        return value
+    if isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, expected = isinstance(value, int) and not isinstance(value, bool) and value >= 1, "an integer >= 1"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+        expected = "a number >= 0"
+        value = float(value) if ok else value
+    else:
+        ok, expected = isinstance(value, type(default)), type(default).__name__
+    if not ok:
+        raise ValueError(f"invalid knob {key}={value!r} for task {name!r}: expected {expected}")
+    return value
+
+
 def resolve_knobs(name: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Task ``name``'s knobs: defaults updated by ``given``, each checked.
+    """Task ``name``'s knobs, ``batch_size`` included: defaults updated by ``given``, each checked.
 
     Raises:
-        ValueError: for an unknown task or knob, or a value of the wrong type or range.
+        ValueError: for an unknown task or knob, or a value of the wrong type, range or choice.
     """
     task = TASKS.get(name)
-    knobs = dict(task.knobs)
+    knobs = {**task.knobs, BATCH_SIZE_KNOB: task.batch_size}
     for key, value in (given or {}).items():
-        if key not in task.knobs:
-            valid = ", ".join(task.knobs) or "none"
+        if key not in knobs:
+            valid = ", ".join(knobs)
             raise ValueError(f"task {name!r} has no knob {key!r}; knobs: {valid}")
-        default = task.knobs[key]
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-            expected = "true or false"
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-            expected = "an integer >= 1"
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
-            expected = "a number >= 0"
-            value = float(value) if ok else value
-        else:
-            ok = isinstance(value, type(default))
-            expected = type(default).__name__
-        if not ok:
-            raise ValueError(f"invalid knob {key}={value!r} for task {name!r}: expected {expected}")
-        knobs[key] = value
-    if task.check is not None:
-        task.check(knobs)
+        knobs[key] = _check_value(name, task, key, value)
+    if knobs.get("num_samples", 20) < 20:  # MNIST-1D draws num_samples // 10 per digit
+        raise ValueError(f"invalid knob num_samples={knobs['num_samples']} for task {name!r}: must be >= 20 (2 examples per class)")
+    broken = task.check_knobs(knobs) if task.check_knobs is not None else None
+    if broken is not None:
+        key, rule = broken
+        raise ValueError(f"invalid knob {key}={knobs[key]!r} for task {name!r}: {rule}")
     return knobs
+
+
+def mnist1d_train_size(knobs: Mapping[str, Any]) -> int:
+    """Training examples of MNIST-1D made with ``num_samples``: num_samples // 10 per digit,
+    the first 80% for training."""
+    return int(10 * (knobs["num_samples"] // 10) * 0.8)
+
+
+def keyed_knobs(name: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
+    """The knobs that make up a cell's identity: all but ``batch_size`` (the cell has its own
+    field) and the task's ``unkeyed_defaults`` while they hold their default."""
+    task = TASKS.get(name)
+    return {
+        key: value
+        for key, value in knobs.items()
+        if key != BATCH_SIZE_KNOB and not (key in task.unkeyed_defaults and value == task.knobs[key])
+    }
+
+
+def apply_init(model: nn.Module, config: TaskConfig, gain: float | None = None) -> None:
+    """Apply the run's initialiser to ``model``; ``"default"`` keeps the model's own.
+
+    Args:
+        model: The freshly built model.
+        config: The run's configuration (``config.init`` ``None``: nothing to do).
+        gain: The gain Kaiming and orthogonal initialisation use; ``None``: the gain of the
+            run's activation (1 if the task takes none).
+    """
+    if config.init is None:
+        return
+    if gain is None:
+        gain = activation_gain(config.activation, config.activation_params) if config.activation else 1.0
+    initialise(model, config.init, gain, config.init_params)

@@ -1,75 +1,151 @@
-"""Deep multilayer perceptrons: ``mnist1d_mlp``.
+"""Deep multilayer perceptrons on MNIST-1D, digits, MNIST, Fashion-MNIST and CIFAR-10.
 
 The depth knob makes the vanishing-gradient effect visible: with sigmoid units and Glorot &
 Bengio's "standard" initialisation each layer scales the back-propagated gradient by roughly
 ``0.25 / sqrt(3)``, so the first layer of a deep net receives orders of magnitude less
-gradient than the last.
+gradient than the last. ``norm`` and ``residual`` are the architectural remedies.
+
+Every task uses the same uniform-width ``MLP`` (not DeepOBS's 1000-500-100 ``mnist_mlp``), so a
+depth or width sweep changes one thing at a time. Images are flattened.
+
+References:
+    Glorot & Bengio, "Understanding the difficulty of training deep feedforward neural
+    networks", AISTATS 2010.
+    Greydanus & Kobak, "Scaling Down Deep Learning with MNIST-1D", https://arxiv.org/abs/2011.14439.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
 from torch import nn
 
-from gradbench.activations import activation_gain, build_activation
-from gradbench.data import load_mnist1d
-from gradbench.init import initialise
-from gradbench.tasks.base import Task, TaskConfig, TaskInstance, register_task
+from gradbench.activations import build_activation
+from gradbench.data import Dataset, load_digits, load_mnist1d
+from gradbench.tasks.base import NORM_CHOICES, Task, TaskConfig, TaskInstance, apply_init, mnist1d_train_size, register_task
+from gradbench.tasks.blocks import Residual, feature_norm, image_data
 
 __all__ = ["MLP"]
 
 
 class MLP(nn.Module):
-    """``depth`` hidden layers of ``width`` units, each ``Linear -> activation``, then a linear output.
+    """``depth`` hidden layers of ``width`` units, then a linear output layer.
 
-    Layers (``layers.<index>``): ``Linear(in, width)``, activation, ``depth - 1`` times
-    ``Linear(width, width)``, activation, and ``Linear(width, out)``. The activation modules have
-    no parameters, so the monitored layers are the ``depth + 1`` linear layers.
+    Layers (``layers.<index>``), for ``norm=none, residual=false``:
+
+    1. ``Linear(in_features, width)``, activation
+    2. ``depth - 1`` times: ``Linear(width, width)``, activation
+    3. ``Linear(width, out_features)``
+
+    ``norm`` inserts ``BatchNorm1d(width)`` or ``LayerNorm(width)`` between each hidden
+    ``Linear`` and its activation. ``residual`` wraps hidden layers 2..depth (whose input and
+    output widths agree) as ``h + activation(norm(Linear(h)))``. The monitored layers are the
+    ``depth + 1`` linear layers, plus the normalisation layers, which own parameters too.
+
+    Args:
+        in_features, out_features: Input size (inputs are flattened) and number of outputs.
+        depth, width: Number and width of the hidden layers.
+        activation, activation_params: The hidden layers' activation.
+        norm: ``none``, ``batch`` or ``layer``.
+        residual: Identity shortcuts around hidden layers 2..depth.
     """
 
-    def __init__(self, in_features: int, out_features: int, *, depth: int, width: int, activation: str, activation_params: dict | None = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        depth: int,
+        width: int,
+        activation: str,
+        activation_params: Mapping[str, Any] | None = None,
+        norm: str = "none",
+        residual: bool = False,
+    ) -> None:
         super().__init__()
         modules: list[nn.Module] = []
         features = in_features
-        for _ in range(depth):
-            modules += [nn.Linear(features, width), build_activation(activation, activation_params)]
+        for index in range(depth):
+            layer: list[nn.Module] = [nn.Linear(features, width)]
+            normalisation = feature_norm(norm, width)
+            if normalisation is not None:
+                layer.append(normalisation)
+            layer.append(build_activation(activation, dict(activation_params or {})))
+            if residual and index > 0:  # the first layer changes the width: no identity there
+                modules.append(Residual(nn.Sequential(*layer)))
+            else:
+                modules += layer
             features = width
         modules.append(nn.Linear(features, out_features))
         self.layers = nn.Sequential(*modules)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x.flatten(1))
 
 
-def _mnist1d_train_size(knobs) -> int:
-    per_class = knobs["num_samples"] // 10  # make_dataset draws num_samples // 10 per digit
-    return int(10 * per_class * 0.8)  # and keeps the first 80% for training
+_MLP_KNOBS = {"depth": 8, "width": 64, "norm": "none", "residual": False}
 
 
-def _check_mnist1d_knobs(knobs) -> None:
-    if knobs["num_samples"] < 20:
-        raise ValueError(f"invalid knob num_samples={knobs['num_samples']} for task 'mnist1d_mlp': must be >= 20 (2 per class)")
-    if not 0 <= knobs["target"] <= 1:
-        raise ValueError(f"invalid knob target={knobs['target']} for task 'mnist1d_mlp': an accuracy in [0, 1]")
+def _mlp_task(
+    name: str,
+    description: str,
+    load: Callable[[TaskConfig], Dataset],
+    *,
+    in_features: int,
+    knobs: Mapping[str, Any],
+    batch_size: int,
+    datasets: tuple[str, ...] = (),
+    unkeyed_defaults: frozenset[str] = frozenset(),
+    train_size: Callable[[Mapping[str, Any]], int] | None = None,
+) -> Task:
+    def build(config: TaskConfig) -> TaskInstance:
+        data = load(config)
+        assert config.activation is not None and data.num_classes is not None
+        model = MLP(
+            in_features, data.num_classes, depth=config.knobs["depth"], width=config.knobs["width"],
+            activation=config.activation, activation_params=config.activation_params,
+            norm=config.knobs["norm"], residual=config.knobs["residual"],
+        )
+        apply_init(model, config)
+        return TaskInstance(model, data, nn.functional.cross_entropy, metric="accuracy", target=config.knobs["target"])
 
-
-def _build_mnist1d_mlp(config: TaskConfig) -> TaskInstance:
-    knobs = config.knobs
-    data = load_mnist1d(num_samples=knobs["num_samples"])
-    assert config.activation is not None
-    model = MLP(40, 10, depth=knobs["depth"], width=knobs["width"], activation=config.activation, activation_params=dict(config.activation_params))
-    if config.init is not None:
-        initialise(model, config.init, activation_gain(config.activation, config.activation_params), config.init_params)
-    return TaskInstance(model, data, nn.functional.cross_entropy, metric="accuracy", target=knobs["target"])
-
-
-register_task(
-    Task(
-        name="mnist1d_mlp",
-        description="deep MLP on MNIST-1D (40-sample 1-D signals, 10 classes, 4000/1000 split), generated offline",
-        build=_build_mnist1d_mlp,
-        knobs={"depth": 8, "width": 64, "num_samples": 5000, "target": 0.5},
-        batch_size=64,
-        train_size=_mnist1d_train_size,
-        check=_check_mnist1d_knobs,
+    return Task(
+        name=name, description=description, build=build, knobs={**_MLP_KNOBS, **knobs}, batch_size=batch_size,
+        knob_choices={"norm": NORM_CHOICES}, datasets=datasets, unkeyed_defaults=unkeyed_defaults, train_size=train_size,
     )
-)
+
+
+register_task(_mlp_task(
+    "mnist1d_mlp",
+    "deep MLP on MNIST-1D (40-sample 1-D signals, 10 classes, 4000/1000 split), generated offline",
+    lambda config: load_mnist1d(num_samples=config.knobs["num_samples"]),
+    in_features=40, knobs={"num_samples": 5000, "target": 0.5}, batch_size=64, train_size=mnist1d_train_size,
+    # norm and residual came after the first results were stored: those cells keep their keys.
+    unkeyed_defaults=frozenset({"norm", "residual"}),
+))
+register_task(_mlp_task(
+    "digits_mlp",
+    "deep MLP on scikit-learn's 8x8 digits (1437/360 split), bundled offline",
+    lambda config: load_digits(),
+    in_features=64, knobs={"target": 0.9}, batch_size=64,
+))
+register_task(_mlp_task(
+    "mnist_mlp",
+    "deep MLP on MNIST (28x28, 60000/10000), from --data-dir",
+    lambda config: image_data("mnist", config),
+    in_features=784, knobs={"width": 256, "train_eval_size": 10000, "target": 0.97}, batch_size=128, datasets=("mnist",),
+))
+register_task(_mlp_task(
+    "fashion_mnist_mlp",
+    "deep MLP on Fashion-MNIST (28x28, 60000/10000), from --data-dir",
+    lambda config: image_data("fashion_mnist", config),
+    in_features=784, knobs={"width": 256, "train_eval_size": 10000, "target": 0.85}, batch_size=128, datasets=("fashion_mnist",),
+))
+register_task(_mlp_task(
+    "cifar10_mlp",
+    "deep MLP on CIFAR-10 flattened (3x32x32, 50000/10000), from --data-dir",
+    lambda config: image_data("cifar10", config),
+    in_features=3072, knobs={"width": 512, "train_eval_size": 10000, "target": 0.45}, batch_size=128, datasets=("cifar10",),
+))

@@ -1,0 +1,140 @@
+"""Recurrent networks (vanilla RNN, LSTM, GRU) on the adding problem and on MNIST-1D as a sequence.
+
+The adding problem is the classic test of gradients through time: the two numbers to add sit
+about ``T / 2`` steps apart, and one of them ``T / 2`` or more steps before the end, so the
+loss's gradient reaches them only through that many recurrent steps. A vanilla tanh RNN stalls
+at the baseline MSE of 1/6 once ``T`` is long enough; gated cells (LSTM, GRU) were designed to
+get through. The ``length`` knob is the papers' ``T``: sweep it to see where each cell breaks.
+
+MNIST-1D read as a 40-step sequence, one sample per step, is classified from the last hidden
+state, like pixel-by-pixel sequential MNIST (Le et al. 2015): every input reaches the loss only
+through time. (The MNIST-1D paper's GRU baseline is bidirectional and reads out every step,
+which makes the task easier; this is the harder, gradient-through-time version.)
+
+Layers are stacked single-layer modules (``layers.0``, ``layers.1``, ...), not one
+``nn.LSTM(num_layers=depth)``: the gradient monitor groups parameters by the module that owns
+them, so a multi-layer ``nn.LSTM`` would be one "layer" and a depth sweep would show nothing.
+The monitor reports norms per layer, not per time step; vanishing *through time* shows in the
+loss (the adding problem stuck at 1/6) rather than in the layer norms.
+
+The activation axis does not apply (a gated cell's sigmoids and tanh are its definition); the
+vanilla RNN has a ``nonlinearity`` knob, ``tanh`` or ``relu`` (Le et al.'s IRNN uses relu).
+
+References:
+    Hochreiter & Schmidhuber, "Long Short-Term Memory", Neural Computation 9(8), 1997.
+    Cho et al., "Learning Phrase Representations using RNN Encoder-Decoder for Statistical
+    Machine Translation", https://arxiv.org/abs/1406.1078 (GRU).
+    Bengio, Simard & Frasconi, "Learning long-term dependencies with gradient descent is
+    difficult", IEEE Trans. Neural Networks 5(2), 1994.
+    Le, Jaitly & Hinton, "A Simple Way to Initialize Recurrent Networks of Rectified Linear
+    Units", https://arxiv.org/abs/1504.00941.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradbench.activations import activation_gain
+from gradbench.data import Dataset, load_mnist1d, make_adding_problem
+from gradbench.tasks.base import Task, TaskConfig, TaskInstance, apply_init, register_task
+
+__all__ = ["RecurrentNet", "CELLS"]
+
+CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class RecurrentNet(nn.Module):
+    """``depth`` stacked recurrent layers read out at the last time step.
+
+    Layers:
+
+    1. ``layers.0``: RNN / LSTM / GRU (in_features -> width), one layer, batch first
+    2. ``layers.1`` .. ``layers.<depth-1>``: the same cell, width -> width
+    3. ``head``: Linear(width, out_features) on the last step's hidden state
+
+    Inputs are ``[N, T, in_features]``, or ``[N, T]`` for sequences of scalars.
+
+    Args:
+        cell: ``rnn`` (Elman), ``lstm`` or ``gru``.
+        nonlinearity: The vanilla RNN's, ``tanh`` or ``relu`` (ignored by gated cells).
+    """
+
+    def __init__(self, cell: str, in_features: int, out_features: int, *, depth: int, width: int, nonlinearity: str = "tanh") -> None:
+        super().__init__()
+        recurrent_class = CELLS[cell]
+        options = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
+        self.layers = nn.ModuleList(
+            recurrent_class(in_features if index == 0 else width, width, num_layers=1, batch_first=True, **options)
+            for index in range(depth)
+        )
+        self.head = nn.Linear(width, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(-1)
+        for layer in self.layers:
+            x, _ = layer(x)
+        return self.head(x[:, -1])
+
+
+_CELL_NAMES = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+def _recurrent_task(
+    name: str,
+    description: str,
+    cell: str,
+    load: Callable[[Mapping[str, Any]], Dataset],
+    *,
+    in_features: int,
+    out_features: int,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    metric: str,
+    knobs: Mapping[str, Any],
+    batch_size: int,
+    check_knobs: Callable[[Mapping[str, Any]], tuple[str, str] | None] | None = None,
+) -> Task:
+    def build(config: TaskConfig) -> TaskInstance:
+        knobs_ = config.knobs
+        nonlinearity = knobs_.get("nonlinearity", "tanh")
+        model = RecurrentNet(cell, in_features, out_features, depth=knobs_["depth"], width=knobs_["width"], nonlinearity=nonlinearity)
+        # Kaiming and orthogonal init take the gain of the recurrence's nonlinearity; a gated
+        # cell mixes sigmoids and tanh, and gets gain 1.
+        apply_init(model, config, gain=activation_gain(nonlinearity) if cell == "rnn" else 1.0)
+        return TaskInstance(model, load(knobs_), loss_fn, metric=metric, target=knobs_["target"])
+
+    all_knobs = {**({"nonlinearity": "tanh"} if cell == "rnn" else {}), **knobs}
+    return Task(
+        name=name, description=description, build=build, knobs=all_knobs, uses_activation=False, batch_size=batch_size,
+        knob_choices={"nonlinearity": ("tanh", "relu")} if cell == "rnn" else {}, check_knobs=check_knobs,
+    )
+
+
+def _check_length(knobs: Mapping[str, Any]) -> tuple[str, str] | None:
+    return ("length", "the adding problem needs at least 2 steps") if knobs["length"] < 2 else None
+
+
+for _cell, _cell_name in _CELL_NAMES.items():
+    register_task(_recurrent_task(
+        f"adding_{_cell}",
+        f"{_cell_name} on the adding problem (sum of 2 marked values in `length` steps; baseline MSE 1/6), generated offline",
+        _cell,
+        lambda knobs: make_adding_problem(knobs["length"], num_train=knobs["num_train"]),
+        in_features=2, out_features=1, loss_fn=nn.functional.mse_loss, metric="loss",
+        knobs={"length": 100, "depth": 1, "width": 128, "num_train": 10000, "target": 0.01},
+        batch_size=64, check_knobs=_check_length,
+    ))
+for _cell, _cell_name in _CELL_NAMES.items():
+    register_task(_recurrent_task(
+        f"mnist1d_{_cell}",
+        f"{_cell_name} reading MNIST-1D as a 40-step sequence, classified from the last step, offline",
+        _cell,
+        lambda knobs: load_mnist1d(num_samples=knobs["num_samples"]),
+        in_features=1, out_features=10, loss_fn=nn.functional.cross_entropy, metric="accuracy",
+        knobs={"depth": 1, "width": 64, "num_samples": 5000, "target": 0.6},
+        batch_size=100,
+    ))
