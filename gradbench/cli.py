@@ -85,10 +85,10 @@ def _build_parser() -> _Parser:
     settings.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     settings.add_argument("--threads", type=int, help="torch CPU threads per run (default: 1)")
     settings.add_argument("--eval-every", type=int, help="steps between test evaluations (default: steps/20)")
-    settings.add_argument("--record-every", type=int, help="steps between records of per-layer gradient and weight norms (default: 10)")
+    settings.add_argument("--record-every", type=int, help="steps between records of per-layer gradient norms (default: 10)")
     settings.add_argument(
         "--detail-every", type=int,
-        help="steps between records of update ratios and activation statistics: a multiple of --record-every, 0 for none (default: 10 x --record-every)",
+        help="steps between records of weight norms, update ratios and activation statistics: a multiple of --record-every, 0 for none (default: 10 x --record-every)",
     )
     settings.add_argument("--db", default=None, help="results database (default: gradbench.db)")
     settings.add_argument("--format", choices=("md", "csv"), default="md", help="format of the final table")

@@ -67,9 +67,9 @@ AXES: dict[str, list[Any]] = {
     "batch_sizes": [None],  # None: the task's default batch size
 }
 # Single-valued settings shared by the whole grid.
-# record_every: gradient and weight norms every 10 steps cost about 1% of a small CPU step (every
-# step, 5-7%); detail_every: update ratios and activation statistics (None: DETAIL_FACTOR x
-# record_every). See gradbench.monitor.
+# record_every: per-layer gradient norms every 10 steps cost about 0.5% of a small CPU step (every
+# step, about 5%); detail_every: weight norms, update ratios and activation statistics (None:
+# DETAIL_FACTOR x record_every). See gradbench.monitor.
 SETTINGS: dict[str, Any] = {"device": "cpu", "threads": 1, "eval_every": None, "record_every": DEFAULT_EVERY, "detail_every": None}
 _META = ("name", "description")
 
@@ -94,9 +94,9 @@ class Cell:
             whole training set).
         device, threads: Where to run, and torch's CPU thread count.
         eval_every: Steps between evaluations of the test metric (steps-to-target resolution).
-        record_every: Steps between records of gradient and weight norms (0: none).
-        detail_every: Steps between records of update ratios and activation statistics (a
-            multiple of ``record_every``; 0: none).
+        record_every: Steps between records of per-layer gradient norms (0: none).
+        detail_every: Steps between records of weight norms, update ratios and activation
+            statistics (a multiple of ``record_every``; 0: none).
     """
 
     task: str
@@ -367,7 +367,7 @@ def _check_setting(key: str, value: Any) -> Any:
     if key == "record_every" and not _integer(value, 0):
         raise ValueError(f"invalid record_every {value!r}: must be an integer >= 0 (0: no gradient records)")
     if key == "detail_every" and not (value is None or _integer(value, 0)):
-        raise ValueError(f"invalid detail_every {value!r}: must be an integer >= 0 (0: no update ratios or activation statistics)")
+        raise ValueError(f"invalid detail_every {value!r}: must be an integer >= 0 (0: no weight norms, update ratios or activation statistics)")
     return value
 
 

@@ -72,7 +72,7 @@ class MonitorHistory:
         clip_fired: Whether clipping changed the gradients at each recorded step (``None``
             without clipping).
         layer_weight_norms: The weights' L2 norm per layer as the step began (``None`` rows
-            when weight statistics are off).
+            at steps that are not detailed, or when weight statistics are off).
         layer_update_ratios: ``||W_after - W_before|| / ||W_before||`` per layer over the
             optimizer step that followed (``None`` rows when the monitor has no optimizer or did
             not see its step; ``None`` entries for a layer whose weights were zero).

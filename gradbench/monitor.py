@@ -14,14 +14,14 @@ Drop it into a loop::
 A *layer* is a module that owns parameters directly (``layers.3`` of a Sequential, ``conv1``,
 a BatchNorm); its norms are the L2 norms of all its own parameters together. The loss is
 recorded every step. Every ``every`` steps (steps 1, 1 + every, ...) the monitor also records,
-per layer, the gradient norm before and after clipping and the weight norm, and whether clipping
-changed the gradients. Every ``detail_every`` steps (10 x ``every`` by default) it adds the two
-costlier statistics: the update-to-weight ratio ``||W_after - W_before|| / ||W_before||`` over
-the optimizer step that follows (a copy of the weights and three more passes over them), and
-activation statistics from forward hooks (``gradbench.activation_stats``).
+per layer, the gradient norm before and after clipping, and whether clipping changed the
+gradients. Every ``detail_every`` steps (10 x ``every`` by default) it adds the weight norm, the
+update-to-weight ratio ``||W_after - W_before|| / ||W_before||`` over the optimizer step that
+follows (a copy of the weights and three more passes over them), and activation statistics from
+forward hooks (``gradbench.activation_stats``): weights change slowly and these cost more.
 
-At a recorded step one fused ``_foreach_norm`` computes the norms of all gradients and weights
-together and three more operations combine them per layer (``gradbench.layer_norms``), straight
+At a recorded step one fused ``_foreach_norm`` computes the norms of all gradients (and, at a
+detailed step, weights) together and three more operations combine them per layer (``gradbench.layer_norms``), straight
 into a preallocated device buffer. Nothing is read back until ``flush()`` (one transfer for the
 buffer, a second for activation statistics), which the caller runs outside its timed region;
 ``step()`` and the optimizer hooks never synchronise. Quantities derived from recorded ones
@@ -42,11 +42,11 @@ from gradbench.layer_norms import LayerNorms, model_layers
 
 __all__ = ["GradientMonitor", "MonitorHistory", "NonFinite", "model_layers", "DEFAULT_EVERY", "DETAIL_FACTOR"]
 
-# Record every 10th step by default: a record costs a pass over the gradients and one over the
-# weights (memory-bound), about 5% of a small CPU step each; every 10th step, about 1% together.
+# Record every 10th step by default: a record is a memory-bound pass over the gradients, about
+# 5% of a small CPU step; every 10th step, about 0.5%.
 DEFAULT_EVERY = 10
-# The costlier statistics (update ratios, activation statistics) at every 10th record: each costs
-# 15-20% of a small CPU step when recorded (see bench/test_health_overhead.py).
+# Weight norms, update ratios and activation statistics at every 10th record: together they cost
+# 30-40% of a small CPU step when recorded (see bench/test_health_overhead.py).
 DETAIL_FACTOR = 10
 
 
@@ -68,17 +68,17 @@ class GradientMonitor:
         model: Any ``nn.Module``; its trainable parameters are grouped by owning module.
         clip: A ``Clipping`` or its text (``"none"``, ``"norm:1.0"``, ``"value:0.5"``). Norm
             clipping reuses the norms the monitor computes; it applies at every step.
-        every: Record gradient and weight norms every ``every`` steps (``0``: never; the loss
-            is still recorded every step and clipping still applies).
-        detail_every: Record update ratios and activation statistics every ``detail_every``
-            steps: a multiple of ``every``, or ``0`` for never (default: ``DETAIL_FACTOR`` x
-            ``every``).
+        every: Record gradient norms every ``every`` steps (``0``: never; the loss is still
+            recorded every step and clipping still applies).
+        detail_every: Record weight norms, update ratios and activation statistics every
+            ``detail_every`` steps: a multiple of ``every``, or ``0`` for never (default:
+            ``DETAIL_FACTOR`` x ``every``).
         buffer_steps: Steps held on the device between read-backs; ``flush()`` when
             ``flush_due`` is true, or the monitor flushes by itself (a synchronisation) when full.
         optimizer: The optimizer, for update ratios: its step hooks copy the weights before the
             update of a detailed step and measure the change after it (memory for one copy of
             the weights). Without it, no update ratios.
-        weights: Record weight norms (and, with ``optimizer``, update ratios).
+        weights: Record weight norms at detailed steps (and, with ``optimizer``, update ratios).
         activations: Record activation statistics at detailed steps, through forward hooks on
             the model's activation modules, registered only for those steps' forward passes.
             Under ``torch.compile`` pass ``False``: compiled code does not follow hooks that
@@ -131,6 +131,7 @@ class GradientMonitor:
         self._row = 0
         self._buffer_first_step = 1  # steps count from 1: step k is the k-th call of step()
         self._recorded: list[bool] = []
+        self._detailed: list[bool] = []
         self._losses: list[torch.Tensor | None] = []
         self._activations_recorded: list[bool] = []
         self._updated = [False] * buffer_steps
@@ -149,8 +150,8 @@ class GradientMonitor:
         if self._activations is not None:
             self._activations.arm(self._detail_next)
         # Built now, not inside the first step: a host-to-device copy would synchronise there.
-        self._full_assignment = self._layer_norms.assignment(None, weights)
-        self._layer_norms.assignment(None, False)
+        self._detail_assignment = self._layer_norms.assignment(None, weights)
+        self._full_assignment = self._layer_norms.assignment(None, False)
 
     def _layout(self, updates: bool) -> None:
         """Columns of a buffer row: loss, gradient norms, [weight norms], [update norms],
@@ -225,7 +226,7 @@ class GradientMonitor:
             if grads:
                 with torch.no_grad():
                     if record:
-                        self._record(row, grads)
+                        self._record(row, grads, detail and self._weights)
                     else:
                         self.clipping.clip_(grads)
         detail = detail and record
@@ -238,17 +239,21 @@ class GradientMonitor:
             self._activations.arm(self._detail_next)
         self._activations_recorded.append(activations_recorded)
         self._recorded.append(record)
+        self._detailed.append(detail)
         self._update_row = row if detail and self._snapshots else None
         self._row += 1
 
-    def _record(self, row: int, grads: list[torch.Tensor]) -> None:
-        """Gradient and weight norms into buffer row ``row``, then clipping (and, for value
-        clipping, whether it fired and the norms after it)."""
+    def _record(self, row: int, grads: list[torch.Tensor], weights: bool) -> None:
+        """Gradient norms (and with ``weights`` weight norms) into buffer row ``row``, then
+        clipping (and, for value clipping, whether it fired and the norms after it)."""
         parameters = self._parameters
         present = None if len(grads) == len(parameters) else tuple(p.grad is not None for p in parameters)
-        tensors = grads + parameters if self._weights else grads
-        assignment = self._full_assignment if present is None else self._layer_norms.assignment(present, self._weights)
-        self._layer_norms(tensors, assignment, self._norm_views[row])
+        tensors = grads + parameters if weights else grads
+        if present is None:
+            assignment = self._detail_assignment if weights else self._full_assignment
+        else:
+            assignment = self._layer_norms.assignment(present, weights)
+        self._layer_norms(tensors, assignment, (self._norm_views if weights else self._grad_norm_views)[row])
         if self._clip_kind == "norm":
             norm_before = torch.linalg.vector_norm(self._grad_norm_views[row], out=self._total_views[row])
             self.clipping.clip_(grads, norm_before)
@@ -295,12 +300,13 @@ class GradientMonitor:
             if self._losses[offset] is not None:
                 self._add_loss(step, values[0])
             if self._recorded[offset]:
-                self._add_record(step, offset, values)
+                self._add_record(step, offset, values, self._detailed[offset])
             if self._activations_recorded[offset]:
                 self._add_activations(step, offset, activation_rows[offset])
         self._buffer_first_step += self._row
         self._row = 0
         self._recorded.clear()
+        self._detailed.clear()
         self._losses.clear()
         self._activations_recorded.clear()
         self._updated = [False] * self.buffer_steps
@@ -313,7 +319,7 @@ class GradientMonitor:
         if history.nonfinite is None and not math.isfinite(loss):
             history.nonfinite = NonFinite(step, "loss")
 
-    def _add_record(self, step: int, offset: int, values: list[float]) -> None:
+    def _add_record(self, step: int, offset: int, values: list[float], detailed: bool) -> None:
         history, num_layers = self._history, self.num_layers
         norms = values[1 : 1 + num_layers]
         total = math.sqrt(sum(norm * norm for norm in norms))
@@ -334,7 +340,7 @@ class GradientMonitor:
         history.total_norm_before.append(total)
         history.total_norm_after.append(total_after)
         history.clip_fired.append(fired)
-        weights = values[1 + num_layers : 1 + 2 * num_layers] if self._weights else None
+        weights = values[1 + num_layers : 1 + 2 * num_layers] if self._weights and detailed else None
         history.layer_weight_norms.append(weights)
         updates = values[self._update_column : self._update_column + num_layers] if weights is not None and self._updated[offset] else None
         ratios = None if updates is None else [update / weight if weight != 0 else None for update, weight in zip(updates, weights or [])]

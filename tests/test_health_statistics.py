@@ -97,13 +97,13 @@ def test_norms_weights_and_update_ratios_equal_independent_computations(model_na
     for index, reference in enumerate(references):
         assert history.layer_grad_norms[index] == pytest.approx(reference["grads"], rel=1e-5)
         assert history.layer_grad_norms_after[index] == history.layer_grad_norms[index]  # no clipping
-        assert history.layer_weight_norms[index] == pytest.approx(reference["weights"], rel=1e-5)
         ratios = history.layer_update_ratios[index]
         if index % 2 == 0:  # steps 1, 3, 5: detailed
+            assert history.layer_weight_norms[index] == pytest.approx(reference["weights"], rel=1e-5)
             expected = [update / weight for update, weight in zip(reference["updates"], reference["weights"])]
             assert ratios == pytest.approx(expected, rel=1e-4)
         else:
-            assert ratios is None
+            assert ratios is None and history.layer_weight_norms[index] is None
         assert history.clip_fired[index] is None
     assert history.nonfinite is None
 
@@ -297,7 +297,7 @@ def test_invalid_statistics_arguments(kwargs, pattern):
         GradientMonitor(model, **kwargs)
 
 
-def test_defaults_record_every_10_and_details_every_100():
+def test_defaults_record_gradients_every_10_steps_and_details_every_100():
     model = _mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     monitor = GradientMonitor(model, optimizer=optimizer)
@@ -312,3 +312,4 @@ def test_defaults_record_every_10_and_details_every_100():
     assert history.grad_steps == list(range(1, 202, 10))
     assert history.activation_steps == [1, 101, 201]
     assert [step for step, ratios in zip(history.grad_steps, history.layer_update_ratios) if ratios] == [1, 101, 201]
+    assert [step for step, weights in zip(history.grad_steps, history.layer_weight_norms) if weights] == [1, 101, 201]
