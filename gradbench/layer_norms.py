@@ -4,7 +4,9 @@ A *layer* is a module that owns trainable parameters directly (``layers.3`` of a
 ``conv1``, a BatchNorm); its norm is the L2 norm of all its own parameters' tensors together.
 ``LayerNorms`` computes those norms for gradients, weights or weight updates in four device
 operations: one fused ``_foreach_norm`` over the tensors, a stack, a gather, and one
-``vector_norm`` that squares, sums and takes the root in float64. Few operations matter: right
+``vector_norm`` that squares, sums and takes the root in float64; the same ``vector_norm`` can
+also give the global norm of the gradients (one more row of the gather), which norm clipping
+needs, so that clipping with per-layer norms costs one operation more than clipping alone. Few operations matter: right
 after a backward pass the CPU's caches are cold and each small operation costs 10-20 us there.
 
 Per-tensor norms are computed in the tensors' dtype, as ``clip_grad_norm_`` computes them (a
@@ -52,17 +54,18 @@ class LayerNorms:
         self.device = device
         self.accumulate_dtype = torch.float32 if device.type == "mps" else torch.float64
         self._zeros = {dtype: torch.zeros((), dtype=dtype, device=device) for dtype in dtypes}
-        self._cache: dict[tuple[tuple[bool, ...] | None, bool], torch.Tensor] = {}
+        self._cache: dict[tuple[tuple[bool, ...] | None, bool, bool], torch.Tensor] = {}
 
-    def assignment(self, present: tuple[bool, ...] | None = None, with_weights: bool = False) -> torch.Tensor:
-        """[layers (x2 with weights), most parameters in a layer] indices into the stacked
-        per-tensor norms (the tensors given, then one zero), padded with the zero's index.
+    def assignment(self, present: tuple[bool, ...] | None = None, with_weights: bool = False, with_total: bool = False) -> torch.Tensor:
+        """[rows, width] indices into the stacked per-tensor norms (the tensors given, then
+        one zero), padded with the zero's index: one row per layer, in the order
+        [gradient layers..., global gradient norm (with_total), weight layers... (with_weights)].
 
         Args:
             present: Which parameters the tensors stand for (``None``: all of them, in order);
                 gradients can be missing for some parameters.
-            with_weights: The tensors are the gradients followed by all the weights; their
-                layer norms come out as [gradient layers..., weight layers...].
+            with_weights: The tensors are the gradients followed by all the weights.
+            with_total: Add a row of every gradient: their global norm.
 
         A gather and a row norm rather than ``index_add_``, whose CUDA kernel adds with atomics
         in no fixed order (norms, and so norm clipping, would differ from run to run), and
@@ -70,17 +73,21 @@ class LayerNorms:
         The index tensor is built once per ``present`` pattern: its host-to-device copy would
         synchronise, so the common patterns are built before the first step.
         """
-        key = (present, with_weights)
+        key = (present, with_weights, with_total)
         assignment = self._cache.get(key)
         if assignment is None:
             flags = present if present is not None else (True,) * len(self.layer_of_parameter)
             gradient_layers = [layer for layer, here in zip(self.layer_of_parameter, flags) if here]
-            members: list[list[int]] = [[] for _ in range(self.num_layers * (2 if with_weights else 1))]
+            members: list[list[int]] = [[] for _ in range(self.num_layers)]
             for position, layer in enumerate(gradient_layers):
                 members[layer].append(position)
+            if with_total:
+                members.append(list(range(len(gradient_layers))))
             if with_weights:
+                weights: list[list[int]] = [[] for _ in range(self.num_layers)]
                 for position, layer in enumerate(self.layer_of_parameter):
-                    members[self.num_layers + layer].append(len(gradient_layers) + position)
+                    weights[layer].append(len(gradient_layers) + position)
+                members += weights
             padding = len(gradient_layers) + (len(self.layer_of_parameter) if with_weights else 0)
             width = max(1, max(len(m) for m in members))
             rows = [m + [padding] * (width - len(m)) for m in members]

@@ -150,22 +150,23 @@ class GradientMonitor:
         if self._activations is not None:
             self._activations.arm(self._detail_next)
         # Built now, not inside the first step: a host-to-device copy would synchronise there.
-        self._detail_assignment = self._layer_norms.assignment(None, weights)
-        self._full_assignment = self._layer_norms.assignment(None, False)
+        self._detail_assignment = self._layer_norms.assignment(None, weights, with_total=True)
+        self._full_assignment = self._layer_norms.assignment(None, False, with_total=True)
+        self._layer_norms.assignment()  # updates, and norms after value clipping
 
     def _layout(self, updates: bool) -> None:
-        """Columns of a buffer row: loss, gradient norms, [weight norms], [update norms],
-        [gradient norms after value clipping], [global norm before norm clipping], [value
-        clipping fired]. Gradient and weight norms are adjacent, so one operation writes both."""
+        """Columns of a buffer row: loss, gradient norms, global gradient norm, [weight norms],
+        [update norms], [gradient norms after value clipping, value clipping fired]. The
+        gradient norms, their global norm and the weight norms are adjacent, in the order of
+        the assignment's rows, so that one operation writes them all."""
         num_layers = len(self.layer_names)
-        column = 1 + num_layers * (2 if self._weights else 1)
-        self._update_column = self._after_column = self._total_column = self._fired_column = -1
+        self._total_column = 1 + num_layers
+        column = self._total_column + 1 + (num_layers if self._weights else 0)
+        self._update_column = self._after_column = self._fired_column = -1
         if updates:
             self._update_column, column = column, column + num_layers
         if self._clip_kind == "value":
             self._after_column, self._fired_column, column = column, column + num_layers, column + num_layers + 1
-        if self._clip_kind == "norm":
-            self._total_column, column = column, column + 1
         self._width = column
 
     def _views(self, rows: int) -> None:
@@ -177,8 +178,8 @@ class GradientMonitor:
                 return []
             return [buffer[row, column] if width is None else buffer[row, column : column + width] for row in range(rows)]
 
-        self._norm_views = views(1, self.num_layers * (2 if self._weights else 1))
-        self._grad_norm_views = views(1, self.num_layers)
+        self._norm_views = views(1, self.num_layers * (2 if self._weights else 1) + 1)
+        self._grad_norm_views = views(1, self.num_layers + 1)
         self._update_views = views(self._update_column, self.num_layers)
         self._after_views = views(self._after_column, self.num_layers)
         self._total_views = views(self._total_column, None)
@@ -252,11 +253,10 @@ class GradientMonitor:
         if present is None:
             assignment = self._detail_assignment if weights else self._full_assignment
         else:
-            assignment = self._layer_norms.assignment(present, weights)
+            assignment = self._layer_norms.assignment(present, weights, with_total=True)
         self._layer_norms(tensors, assignment, (self._norm_views if weights else self._grad_norm_views)[row])
         if self._clip_kind == "norm":
-            norm_before = torch.linalg.vector_norm(self._grad_norm_views[row], out=self._total_views[row])
-            self.clipping.clip_(grads, norm_before)
+            self.clipping.clip_(grads, self._total_views[row])
         elif self._clip_kind == "value":
             # Fired: some element beyond the threshold (an exact test; norms could not tell a
             # barely clipped element from rounding). aminmax reads each gradient once.
@@ -322,10 +322,9 @@ class GradientMonitor:
     def _add_record(self, step: int, offset: int, values: list[float], detailed: bool) -> None:
         history, num_layers = self._history, self.num_layers
         norms = values[1 : 1 + num_layers]
-        total = math.sqrt(sum(norm * norm for norm in norms))
+        total = values[self._total_column]
         fired: bool | None = None
         if self._clip_kind == "norm":
-            total = values[self._total_column]
             coefficient = self.clipping.coefficient(total)
             assert coefficient is not None
             after, total_after, fired = [norm * coefficient for norm in norms], total * coefficient, coefficient < 1.0
@@ -340,7 +339,7 @@ class GradientMonitor:
         history.total_norm_before.append(total)
         history.total_norm_after.append(total_after)
         history.clip_fired.append(fired)
-        weights = values[1 + num_layers : 1 + 2 * num_layers] if self._weights and detailed else None
+        weights = values[self._total_column + 1 : self._total_column + 1 + num_layers] if self._weights and detailed else None
         history.layer_weight_norms.append(weights)
         updates = values[self._update_column : self._update_column + num_layers] if weights is not None and self._updated[offset] else None
         ratios = None if updates is None else [update / weight if weight != 0 else None for update, weight in zip(updates, weights or [])]
