@@ -5,6 +5,9 @@
     pytest bench/ --gb-device cuda                 # on the GPU (timings synchronise the device)
     pytest bench/ --gb-threads 1                   # torch CPU threads (default 1: stable numbers)
     pytest bench/ --benchmark-group-by=group       # tables compare like with like (the default)
+    pytest bench/test_health_overhead.py -s        # what each gradient-health statistic costs
+    pytest bench/ --gb-clock wall                  # interleaved comparisons on the wall clock
+    pytest bench/test_health_overhead.py -s --gb-rounds 100   # tighter ratios, longer run
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from typing import Any
 import pytest
 import torch
 
-from gradbench.benchmark import machine_info
+from gradbench.benchmark import CLOCKS, machine_info
 from gradbench.env import check_device
 from gradbench.grid import AXES, Cell, expand, parse_suite
 
 _RATIOS: list[tuple[str, dict[str, float]]] = []
+_OVERHEADS: list[tuple[str, dict[str, Any]]] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,6 +30,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gb-device", default="cpu", help="device to benchmark on: cpu, cuda or cuda:N (default: cpu)")
     group.addoption("--gb-threads", type=int, default=1, help="torch CPU threads (default: 1)")
     group.addoption("--gb-quick", action="store_true", help="run only the quick subset: one benchmark per group")
+    group.addoption("--gb-rounds", type=int, default=None, help="rounds of the interleaved comparisons, a multiple of 10 (default: 30; 10 with --gb-quick)")
+    group.addoption(
+        "--gb-clock", default=None, choices=CLOCKS,
+        help="clock of the interleaved comparisons: cpu (this thread's CPU time, blind to other processes; the CPU default) or wall (the only one on CUDA)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,6 +47,12 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as error:
         raise pytest.UsageError(f"--gb-device: {error}") from None
     torch.set_num_threads(threads)
+    rounds = config.getoption("--gb-rounds")
+    if rounds is not None and rounds < 1:
+        raise pytest.UsageError(f"invalid --gb-rounds {rounds}: must be >= 1")
+    device = torch.device(config.getoption("--gb-device"))
+    if config.getoption("--gb-clock") == "cpu" and device.type != "cpu":
+        raise pytest.UsageError(f"--gb-clock cpu measures this thread, not {device.type} kernels; use --gb-clock wall")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -58,14 +73,24 @@ def _machine_info(config: pytest.Config) -> dict[str, Any]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not _RATIOS:
-        return
-    terminalreporter.section("gradbench: runner vs hand-written loop (median s/step, interleaved rounds)")
-    for label, ratio in _RATIOS:
-        terminalreporter.write_line(
-            f"{label}: runner {1e3 * ratio['runner_step_s']:.3f} ms, hand-written {1e3 * ratio['handwritten_step_s']:.3f} ms, "
-            f"ratio {ratio['ratio']:.3f} ({ratio['rounds']} rounds x {ratio['steps']} steps)"
+    if _RATIOS:
+        terminalreporter.section("gradbench: runner vs hand-written loop (median s/step, interleaved rounds)")
+        for label, ratio in _RATIOS:
+            terminalreporter.write_line(
+                f"{label}: runner {1e3 * ratio['runner_step_s']:.3f} ms, hand-written {1e3 * ratio['handwritten_step_s']:.3f} ms, "
+                f"ratio {ratio['ratio']:.3f} ({ratio['rounds']} rounds x {ratio['steps']} steps)"
+            )
+    for label, result in _OVERHEADS:
+        terminalreporter.section(
+            f"gradbench: health statistics overhead, {label} (ratio of medians per phase of {result['period']} rounds, "
+            f"{result['clock']} clock, {result['rounds']} interleaved rounds x {result['steps']} steps; [q1, q3] of per-round ratios)"
         )
+        width = max(len(name) for name in result["ratios"])
+        for name, entry in result["ratios"].items():
+            terminalreporter.write_line(
+                f"{name:<{width}}  {1e3 * entry['step_s']:8.3f} ms  x{entry['ratio']:.4f}  "
+                f"[{entry['round_ratio_q1']:.3f}, {entry['round_ratio_q3']:.3f}]  vs {entry['reference']}"
+            )
 
 
 @pytest.fixture
@@ -76,6 +101,27 @@ def record_ratio():
         _RATIOS.append((label, ratio))
 
     return record
+
+
+@pytest.fixture
+def record_overhead():
+    """Report a health-overhead measurement in the terminal summary."""
+
+    def record(label: str, result: dict[str, Any]) -> None:
+        _OVERHEADS.append((label, result))
+
+    return record
+
+
+@pytest.fixture
+def gb_device(request: pytest.FixtureRequest) -> torch.device:
+    return torch.device(request.config.getoption("--gb-device"))
+
+
+@pytest.fixture
+def gb_clock(request: pytest.FixtureRequest, gb_device: torch.device) -> str:
+    """The clock of interleaved comparisons: --gb-clock, else cpu on the CPU and wall elsewhere."""
+    return request.config.getoption("--gb-clock") or ("cpu" if gb_device.type == "cpu" else "wall")
 
 
 @pytest.fixture

@@ -23,7 +23,12 @@ from gradbench.env import environment
 from gradbench.grid import Cell
 from gradbench.train import Batches, Session, prepare
 
-__all__ = ["TimedStep", "rounds_for", "run_benchmark", "compare_runner_to_handwritten", "machine_info"]
+__all__ = ["TimedStep", "rounds_for", "run_benchmark", "compare_runner_to_handwritten", "interleaved_times", "phase_median", "overhead_ratios", "machine_info", "CLOCKS"]
+
+# wall: time.perf_counter around a synchronised block (what a user waits for). cpu: this
+# thread's CPU time (time.thread_time), blind to other processes taking turns on a shared
+# machine; meaningful on the CPU device only, where the step runs on this thread.
+CLOCKS = ("wall", "cpu")
 
 
 def _synchronize(device: torch.device) -> None:
@@ -182,6 +187,83 @@ def compare_runner_to_handwritten(cell: Cell, *, steps: int = 200, rounds: int =
             times[name].append((time.perf_counter() - start) / steps)
     runner, handwritten = statistics.median(times["runner"]), statistics.median(times["handwritten"])
     return {"runner_step_s": runner, "handwritten_step_s": handwritten, "ratio": runner / handwritten, "rounds": rounds, "steps": steps}
+
+
+def interleaved_times(
+    loops: dict[str, Callable[[int], None]],
+    *,
+    steps: int,
+    rounds: int,
+    device: torch.device,
+    clock: str = "wall",
+) -> dict[str, list[float]]:
+    """Seconds per step of each loop in each round, the loops interleaved round by round.
+
+    Each round runs ``steps`` steps of every loop; the order rotates from round to round, so
+    that no loop always follows the same one (or always runs first, on a warmer cache), and
+    machine noise spreads over all of them alike.
+
+    Args:
+        loops: Name -> ``run(steps)``; each owns its model, optimizer and data.
+        steps, rounds: Steps per block; blocks per loop.
+        device: Synchronised before and after each block.
+        clock: ``"wall"`` or ``"cpu"`` (see ``CLOCKS``).
+
+    Raises:
+        ValueError: for an unknown clock, or ``cpu`` on a device other than the CPU.
+    """
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}; choose from: {', '.join(CLOCKS)}")
+    if clock == "cpu" and device.type != "cpu":
+        raise ValueError(f"clock 'cpu' measures this thread, not {device.type} kernels; use clock 'wall'")
+    timer = time.thread_time if clock == "cpu" else time.perf_counter
+    names = list(loops)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            _synchronize(device)
+            start = timer()
+            loops[name](steps)
+            _synchronize(device)
+            times[name].append((timer() - start) / steps)
+    return times
+
+
+def phase_median(times: list[float], period: int = 1) -> float:
+    """The median over rounds, taken separately for each phase (round index mod ``period``)
+    and averaged over the phases.
+
+    A loop that does something costly once every ``period`` blocks (a detailed record every 10
+    blocks of 10 steps) has one expensive round in ``period``; a plain median would ignore it,
+    a mean would let one noisy round weigh as much as the rest. With ``period`` 1, the median.
+
+    Raises:
+        ValueError: if some phase has no round.
+    """
+    if len(times) < period:
+        raise ValueError(f"{len(times)} rounds do not cover a period of {period}: give at least {period}")
+    return statistics.fmean(statistics.median(times[phase::period]) for phase in range(period))
+
+
+def overhead_ratios(times: dict[str, list[float]], pairs: dict[str, str], period: int = 1) -> dict[str, dict[str, Any]]:
+    """For each ``variant: reference`` pair, the ratio of their median seconds per step
+    (``phase_median`` with ``period``), with the quartiles of the per-round ratios (how much
+    the rounds disagree)."""
+    result = {}
+    for variant, reference in pairs.items():
+        per_round = sorted(v / r for v, r in zip(times[variant], times[reference]))
+        quartiles = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else [per_round[0]] * 3
+        step, reference_step = phase_median(times[variant], period), phase_median(times[reference], period)
+        result[variant] = {
+            "reference": reference,
+            "ratio": step / reference_step,
+            "round_ratio_q1": quartiles[0],
+            "round_ratio_q3": quartiles[2],
+            "step_s": step,
+            "reference_step_s": reference_step,
+        }
+    return result
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The ``gradbench`` command: run, report, export, list. Thin: it parses, then calls the modules.
+"""The ``gradbench`` command: run, report, diagnose, export, list. Thin: it parses, then calls
+the modules.
 
 Every bad input (unknown name, malformed value or file, missing CUDA, a file that is not a
 gradbench database) ends with one line on stderr naming the bad value and the valid choices,
@@ -86,7 +87,11 @@ def _build_parser() -> _Parser:
     settings.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     settings.add_argument("--threads", type=int, help="torch CPU threads per run (default: 1)")
     settings.add_argument("--eval-every", type=int, help="steps between test evaluations (default: steps/20)")
-    settings.add_argument("--record-every", type=int, help="steps between gradient-norm records (default: 1)")
+    settings.add_argument("--record-every", type=int, help="steps between records of per-layer gradient norms (default: 10)")
+    settings.add_argument(
+        "--detail-every", type=int,
+        help="steps between records of weight norms, update ratios and activation statistics: a multiple of --record-every, 0 for none (default: 10 x --record-every)",
+    )
     settings.add_argument("--db", default=None, help="results database (default: gradbench.db)")
     settings.add_argument("--data-dir", help="where MNIST, Fashion-MNIST and CIFAR-10 are read from, in torchvision's layout (default: $GRADBENCH_DATA, else ~/.cache/gradbench/data)")
     settings.add_argument("--download", action="store_true", help="download a real dataset that is missing from the data directory (default: never download)")
@@ -98,16 +103,33 @@ def _build_parser() -> _Parser:
     report = commands.add_parser("report", help="print the comparison table from the store")
     report.add_argument("--db", default=None, help="results database (default: gradbench.db)")
     report.add_argument("--format", choices=("md", "csv"), default="md")
+    _threshold_option(report)
+
+    diagnose = commands.add_parser("diagnose", help="gradient-health verdicts of stored runs, in plain words")
+    diagnose.add_argument("run", nargs="?", help="a run key or a unique prefix of one (default: every run)")
+    diagnose.add_argument("--db", default=None, help="results database (default: gradbench.db)")
+    _threshold_option(diagnose)
 
     export = commands.add_parser("export", help="long-format rows for analysis elsewhere")
     export.add_argument("--db", default=None, help="results database (default: gradbench.db)")
-    export.add_argument("--what", choices=("runs", "layers"), required=True, help="runs: one row per run; layers: run key, step, layer index, layer name, gradient norm")
+    export.add_argument(
+        "--what", choices=("runs", "layers", "activations"), required=True,
+        help="runs: one row per run; layers: run key, step, layer index, layer name, gradient norm, then the gradient norm after "
+        "clipping, weight norm and update ratio; activations: one row per run, step and activation",
+    )
     export.add_argument("--format", choices=("csv", "json"), default="csv")
     export.add_argument("--output", "-o", help="write to this file instead of stdout")
 
     listing = commands.add_parser("list", help="list what can be benchmarked")
     listing.add_argument("what", nargs="?", choices=LISTS, help="one kind (default: all)")
     return parser
+
+
+def _threshold_option(parser: argparse.ArgumentParser) -> None:
+    from gradbench.diagnose import Thresholds
+
+    names = ", ".join(f"{item}={getattr(Thresholds(), item):g}" for item in Thresholds.__dataclass_fields__)
+    parser.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE", help=f"override a verdict threshold (repeatable); defaults: {names}")
 
 
 def _db_path(args: argparse.Namespace) -> Path:
@@ -130,7 +152,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["steps"] = _numbers("--steps", args.steps, int)
     if args.batch_size is not None:
         overrides["batch_sizes"] = _numbers("--batch-size", args.batch_size, int)
-    for flag in ("device", "threads", "eval_every", "record_every"):
+    for flag in ("device", "threads", "eval_every", "record_every", "detail_every"):
         if getattr(args, flag) is not None:
             overrides[flag] = getattr(args, flag)
     return overrides
@@ -168,7 +190,8 @@ def _run(args: argparse.Namespace) -> int:
             stored = len(store.finished_keys() & {c.key for c in cells})
             print(f"\ninterrupted: {stored} of {len(cells)} cells are stored in {db}; run the same command again to resume", file=sys.stderr)
             return 130
-        print(render(store.runs([c.key for c in cells]), args.format), end="")
+        runs = store.runs([c.key for c in cells])
+        print(render(runs, args.format, _verdict_names(store, runs)), end="")
     statuses = ", ".join(f"{count} {status}" for status, count in sorted(summary.statuses.items())) or "nothing new"
     failed_note = f" ({summary.skipped_failed} of them failed: --retry-failed runs them again)" if summary.skipped_failed else ""
     print(
@@ -203,14 +226,48 @@ def _check_datasets(cells: Sequence[Any], data_options: Any, args: argparse.Name
                 command = shlex.join(["gradbench", *args.argv, "--download"])
                 error = error.with_fetch_hint(f"fetch it with: {command}")
             raise UsageError(str(error)) from None
+def _verdicts(store: Any, runs: list[dict[str, Any]], thresholds: Any = None) -> dict[str, list[Any]]:
+    """Each done or diverged run's verdicts, by key."""
+    from gradbench.diagnose import diagnose
+
+    return {run["key"]: diagnose(store.health(run), thresholds) for run in runs if run["status"] != "failed"}
+
+
+def _verdict_names(store: Any, runs: list[dict[str, Any]], thresholds: Any = None) -> dict[str, list[str]]:
+    return {key: [verdict.name for verdict in verdicts] for key, verdicts in _verdicts(store, runs, thresholds).items()}
 
 
 def _report(args: argparse.Namespace) -> int:
+    from gradbench.diagnose import parse_thresholds
     from gradbench.report import render
     from gradbench.store import Store
 
+    thresholds = parse_thresholds(args.threshold)
     with Store.open(_db_path(args), readonly=True) as store:
-        print(render(store.runs(), args.format), end="")
+        runs = store.runs()
+        print(render(runs, args.format, _verdict_names(store, runs, thresholds)), end="")
+    return 0
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    from gradbench.diagnose import parse_thresholds
+    from gradbench.store import Store
+
+    thresholds = parse_thresholds(args.threshold)
+    with Store.open(_db_path(args), readonly=True) as store:
+        runs = store.runs([store.resolve_key(args.run)] if args.run is not None else None)
+        if not runs:
+            print("no runs stored yet")
+            return 0
+        verdicts = _verdicts(store, runs, thresholds)
+        for index, run in enumerate(runs):
+            found = verdicts.get(run["key"], [])
+            names = ", ".join(verdict.name for verdict in found) or ("failed" if run["status"] == "failed" else "nothing recorded")
+            print(("\n" if index else "") + f"{run['key']}  {run['label']}: {names}")
+            if run["status"] == "failed":
+                print(f"  failed: {run['error']}")
+            for verdict in found:
+                print(f"  {verdict.name}: {verdict.message}")
     return 0
 
 
@@ -305,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
-        command = {"run": _run, "report": _report, "export": _export, "list": _list}[args.command]
+        command = {"run": _run, "report": _report, "diagnose": _diagnose, "export": _export, "list": _list}[args.command]
         return command(args)
     except (UsageError, ValueError) as error:  # SuiteError and StoreError are ValueErrors
         print(f"gradbench: error: {error}", file=sys.stderr)

@@ -8,11 +8,11 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from gradbench.store import Store
+from gradbench.store import ACTIVATION_STATISTICS, LAYER_STATISTICS, Store
 
 __all__ = ["EXPORTS", "EXPORT_FORMATS", "export"]
 
-EXPORTS = ("runs", "layers")
+EXPORTS = ("runs", "layers", "activations")
 EXPORT_FORMATS = ("csv", "json")
 _JSON_COLUMNS = ("task_knobs", "hyperparameters", "config", "env")
 
@@ -22,12 +22,15 @@ def _rows(store: Store, what: str) -> tuple[list[str], Iterable[dict[str, Any]]]
         runs = store.runs()
         columns = list(runs[0]) if runs else []
         return columns, runs
-    columns = ["run_key", "step", "layer_index", "layer_name", "grad_norm"]
-    return columns, store.layer_rows()
+    if what == "layers":
+        return ["run_key", "step", "layer_index", "layer_name", "grad_norm", *LAYER_STATISTICS], store.layer_rows()
+    columns = ["run_key", "step", "site_index", "site_name", "module", "kind", "units", *ACTIVATION_STATISTICS]
+    return columns, store.activation_rows()
 
 
 def export(store: Store, what: str, fmt: str) -> str:
-    """All ``what`` rows (``runs``: one per run; ``layers``: one per run, step and layer).
+    """All ``what`` rows (``runs``: one per run; ``layers``: one per run, recorded step and layer;
+    ``activations``: one per run, recorded step and activation site).
 
     Raises:
         ValueError: for an unknown ``what`` or ``fmt``.

@@ -42,6 +42,7 @@ from gradbench.activations import ACTIVATIONS, check_activation
 from gradbench.clipping import parse_clipping
 from gradbench.env import check_device
 from gradbench.init import INITS, check_init_params
+from gradbench.monitor import DEFAULT_EVERY, DETAIL_FACTOR
 from gradbench.optimizers import get_optimizer, resolve_hyperparameters
 from gradbench.specs import format_spec, parse_spec
 from gradbench.tasks import TASKS, resolve_knobs
@@ -67,7 +68,10 @@ AXES: dict[str, list[Any]] = {
     "batch_sizes": [None],  # None: the task's default batch size
 }
 # Single-valued settings shared by the whole grid.
-SETTINGS: dict[str, Any] = {"device": "cpu", "threads": 1, "eval_every": None, "record_every": 1}
+# record_every: per-layer gradient norms every 10 steps cost about 0.5% of a small CPU step (every
+# step, about 5%); detail_every: weight norms, update ratios and activation statistics (None:
+# DETAIL_FACTOR x record_every). See gradbench.monitor.
+SETTINGS: dict[str, Any] = {"device": "cpu", "threads": 1, "eval_every": None, "record_every": DEFAULT_EVERY, "detail_every": None}
 _META = ("name", "description")
 
 
@@ -93,7 +97,9 @@ class Cell:
             whole training set).
         device, threads: Where to run, and torch's CPU thread count.
         eval_every: Steps between evaluations of the test metric (steps-to-target resolution).
-        record_every: Steps between gradient-norm records (0: none).
+        record_every: Steps between records of per-layer gradient norms (0: none).
+        detail_every: Steps between records of weight norms, update ratios and activation
+            statistics (a multiple of ``record_every``; 0: none).
     """
 
     task: str
@@ -110,6 +116,7 @@ class Cell:
     threads: int
     eval_every: int
     record_every: int
+    detail_every: int
 
     @property
     def lr(self) -> float:
@@ -143,6 +150,9 @@ class Cell:
             "threads": self.threads,
             "eval_every": self.eval_every,
             "record_every": self.record_every,
+            # Left out at 0 (no detailed records, as before they existed), so the cells stored
+            # then keep their keys.
+            **({"detail_every": self.detail_every} if self.detail_every else {}),
         }
 
     @classmethod
@@ -151,6 +161,7 @@ class Cell:
             return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in mapping.items()))
 
         fields = dict(config)
+        fields.setdefault("detail_every", 0)  # stored before detail records existed
         fields["task_knobs"] = items(config["task_knobs"])
         fields["hyperparameters"] = items(config["hyperparameters"])
         return cls(**fields)
@@ -214,6 +225,7 @@ FLAGS = {
     "tasks": "--task", "optimizers": "--optimizer", "activations": "--activation", "inits": "--init",
     "clips": "--clip", "lrs": "--lr", "seeds": "--seeds", "steps": "--steps", "batch_sizes": "--batch-size",
     "device": "--device", "threads": "--threads", "eval_every": "--eval-every", "record_every": "--record-every",
+    "detail_every": "--detail-every",
 }
 
 
@@ -359,6 +371,8 @@ def _check_setting(key: str, value: Any) -> Any:
         raise ValueError(f"invalid eval_every {value!r}: must be an integer from 1 to 2**31-1")
     if key == "record_every" and not _integer(value, 0):
         raise ValueError(f"invalid record_every {value!r}: must be an integer >= 0 (0: no gradient records)")
+    if key == "detail_every" and not (value is None or _integer(value, 0)):
+        raise ValueError(f"invalid detail_every {value!r}: must be an integer >= 0 (0: no weight norms, update ratios or activation statistics)")
     return value
 
 
@@ -375,6 +389,13 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any]) -> Iterable[
             settings[key] = _check_setting(key, grid.get(key, default))
         except ValueError as error:
             raise _fail(suite, index, key, str(error)) from None
+
+    detail_every = settings["detail_every"]
+    if detail_every is None:
+        detail_every = DETAIL_FACTOR * settings["record_every"]
+    elif detail_every and (settings["record_every"] == 0 or detail_every % settings["record_every"]):
+        message = f"invalid detail_every {detail_every}: must be 0 or a multiple of record_every ({settings['record_every']})"
+        raise _fail(suite, index, "detail_every", message)
 
     def checked(key: str, function: Any, *args: Any) -> Any:
         try:
@@ -433,6 +454,7 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any]) -> Iterable[
             threads=settings["threads"],
             eval_every=settings["eval_every"] or max(1, steps // 20),
             record_every=settings["record_every"],
+            detail_every=detail_every,
         )
 
 

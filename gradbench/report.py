@@ -3,7 +3,9 @@
 Rows group runs that differ only in their seed. Numbers are mean +- standard deviation over the
 runs that finished (``done``); diverged and failed runs are counted in the ``runs`` column and
 never averaged in. Columns whose value is the same in every row are listed once above the
-table instead.
+table instead. Given each run's gradient-health verdicts (``gradbench.diagnose``), the table
+ends with a ``verdict`` column: the verdicts of the row's done and diverged runs, each with its
+count where not all of them share it (``healthy 1/2, diverged 1/2``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import io
 import json
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +26,7 @@ __all__ = ["Table", "build_table", "render", "FORMATS"]
 
 FORMATS = ("md", "csv")
 # Configuration columns, in display order; seed is what rows aggregate over.
-_CONFIG = ("task", "optimizer", "lr", "activation", "init", "clip", "batch_size", "steps", "device", "threads", "eval_every", "record_every")
+_CONFIG = ("task", "optimizer", "lr", "activation", "init", "clip", "batch_size", "steps", "device", "threads", "eval_every", "record_every", "detail_every")
 _ALWAYS_SHOWN = ("optimizer", "activation", "clip")
 # (column, run field, how to aggregate)
 _METRICS = (
@@ -78,12 +80,27 @@ def _display(run: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     shown = {column: run.get(column) for column in _CONFIG}
     shown["optimizer"] = _optimizer_label(config)
     shown["eval_every"], shown["record_every"] = config["eval_every"], config["record_every"]
+    shown["detail_every"] = config.get("detail_every", 0)  # runs stored before details existed
     return shown
 
 
-def build_table(runs: Sequence[dict[str, Any]]) -> Table:
+def _verdict_text(members: Sequence[dict[str, Any]], verdicts: Mapping[str, Sequence[str]]) -> str:
+    judged = [verdicts[m["key"]] for m in members if m["status"] != "failed" and m["key"] in verdicts]
+    counts: dict[str, int] = {}
+    for names in judged:
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+    return ", ".join(name if count == len(judged) else f"{name} {count}/{len(judged)}" for name, count in counts.items()) or "-"
+
+
+def build_table(runs: Sequence[dict[str, Any]], verdicts: Mapping[str, Sequence[str]] | None = None) -> Table:
     """Aggregate run rows (``Store.runs()``) over seeds: runs whose full configuration is the
-    same but for the seed form one row."""
+    same but for the seed form one row.
+
+    Args:
+        runs: The run rows.
+        verdicts: Each run's verdict names by key (``None``: no verdict column).
+    """
     groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for run in runs:
         config = json.loads(run["config"])
@@ -99,6 +116,8 @@ def build_table(runs: Sequence[dict[str, Any]]) -> Table:
         row["done"], row["diverged"], row["failed"] = len(done), len(diverged), len(members) - len(done) - len(diverged)
         row["diverged_steps"] = sorted(m["nonfinite_step"] for m in diverged if m["nonfinite_step"] is not None)
         row["errors"] = sorted({m["error"] for m in members if m["status"] == "failed" and m["error"]})
+        if verdicts is not None:
+            row["verdict"] = _verdict_text(members, verdicts)
         row["metric"] = members[0]["metric"]
         row["target"] = members[0]["target"]
         for _, field, how in _METRICS:
@@ -120,7 +139,7 @@ def build_table(runs: Sequence[dict[str, Any]]) -> Table:
         or (field == "final_test_accuracy" and any(r["metric"] == "accuracy" for r in rows))
         or (field == "steps_to_target" and any(r["target"] is not None for r in rows))
     ]
-    return Table(columns=[*shown, "runs", *metrics], rows=rows, constants=constants)
+    return Table(columns=[*shown, "runs", *metrics, *(["verdict"] if verdicts is not None else [])], rows=rows, constants=constants)
 
 
 def _number(value: float | None, digits: int = 3) -> str:
@@ -182,13 +201,15 @@ def _markdown(table: Table) -> str:
         for column in header:
             if column == "runs":
                 cells.append(_runs_text(row))
+            elif column == "verdict":
+                cells.append(row["verdict"])
             elif column in _CONFIG:
                 cells.append(_config_text(row[column]))
             else:
                 cells.append(_cell_text(row, column))
         body.append(cells)
     lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join("---" if c in _CONFIG or c == "runs" else "---:" for c in header) + "|")
+    lines.append("|" + "|".join("---" if c in _CONFIG or c in ("runs", "verdict") else "---:" for c in header) + "|")
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
     failures = [(row, error) for row in table.rows for error in row["errors"]]
     if failures:
@@ -211,18 +232,22 @@ def _csv(table: Table) -> str:
     header = [*_CONFIG, "seeds", "done", "diverged", "failed", "diverged_steps", "errors", "metric", "target"]
     for field in metric_fields:
         header += [f"{field}_mean", f"{field}_std"] + (["reached"] if field == "steps_to_target" else [])
+    judged = "verdict" in table.columns
+    header += ["verdict"] if judged else []
     writer.writerow(header)
     for row in table.rows:
         values = [row[c] for c in _CONFIG] + [row["seeds"], row["done"], row["diverged"], row["failed"]]
         values += [" ".join(map(str, row["diverged_steps"])), " | ".join(row["errors"]), row["metric"], row["target"]]
         for field in metric_fields:
             values += list(row[field])
+        values += [row["verdict"]] if judged else []
         writer.writerow(["" if v is None else v for v in values])
     return output.getvalue()
 
 
-def render(runs: Sequence[dict[str, Any]], fmt: str = "md") -> str:
-    """The comparison table of ``runs`` in format ``fmt`` (``md`` or ``csv``).
+def render(runs: Sequence[dict[str, Any]], fmt: str = "md", verdicts: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The comparison table of ``runs`` in format ``fmt`` (``md`` or ``csv``), with a verdict
+    column when ``verdicts`` (verdict names by run key) are given.
 
     Raises:
         ValueError: for an unknown format.
@@ -231,5 +256,5 @@ def render(runs: Sequence[dict[str, Any]], fmt: str = "md") -> str:
         raise ValueError(f"unknown report format {fmt!r}; choose from: {', '.join(FORMATS)}")
     if not runs:
         return "no runs stored yet\n" if fmt == "md" else ""
-    table = build_table(runs)
+    table = build_table(runs, verdicts)
     return _markdown(table) if fmt == "md" else _csv(table)

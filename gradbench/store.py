@@ -18,7 +18,15 @@ Tables (``step`` k is the k-th optimizer step; evaluation step 0 is the initiali
     evaluations(run_key, step, train_loss, test_loss, test_accuracy, train_time_s)
     layers(run_key, layer_index, layer_name, num_params)
     layer_grad_norms(run_key, step, layer_index, grad_norm)
-    grad_norms(run_key, step, norm_before_clip, norm_after_clip)
+    grad_norms(run_key, step, norm_before_clip, norm_after_clip, clip_fired)
+    layer_stats(run_key, step, layer_index, grad_norm_after_clip, weight_norm, update_ratio)
+    activation_sites(run_key, site_index, site_name, module, kind, units)
+    activation_stats(run_key, step, site_index, dead_fraction, saturated_fraction, mean, std)
+
+Schema versions: 1 had neither ``clip_fired`` nor the last three tables. Opening a version-1
+file for writing adds them (``_migrate``: additive, in one transaction, older rows untouched);
+reading one leaves it as it is, and its runs read as having no such statistics. A file from a
+newer gradbench is refused.
 """
 
 from __future__ import annotations
@@ -32,13 +40,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from gradbench.diagnose import RunHealth
+from gradbench.history import ActivationSite, MonitorHistory, NonFinite
 from gradbench.train import RunResult
 
-__all__ = ["Store", "StoreError", "DEFAULT_DB", "METRIC_COLUMNS"]
+__all__ = ["Store", "StoreError", "DEFAULT_DB", "METRIC_COLUMNS", "LAYER_STATISTICS", "ACTIVATION_STATISTICS"]
 
 DEFAULT_DB = "gradbench.db"
 APPLICATION_ID = 0x47424E43  # "GBNC"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 METRIC_COLUMNS = (
     "steps_run",
     "final_train_loss",
@@ -50,6 +60,41 @@ METRIC_COLUMNS = (
     "total_train_time_s",
     "grad_ratio_first_last",
 )
+
+# Added in schema version 2 (created by _migrate in a version-1 file).
+_TABLES_2 = """
+CREATE TABLE layer_stats (
+    run_key TEXT NOT NULL REFERENCES runs(key),
+    step INTEGER NOT NULL,
+    layer_index INTEGER NOT NULL,
+    grad_norm_after_clip REAL,
+    weight_norm REAL,
+    update_ratio REAL,
+    PRIMARY KEY (run_key, step, layer_index)
+) WITHOUT ROWID;
+CREATE TABLE activation_sites (
+    run_key TEXT NOT NULL REFERENCES runs(key),
+    site_index INTEGER NOT NULL,
+    site_name TEXT NOT NULL,
+    module TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    units INTEGER NOT NULL,
+    PRIMARY KEY (run_key, site_index)
+) WITHOUT ROWID;
+CREATE TABLE activation_stats (
+    run_key TEXT NOT NULL REFERENCES runs(key),
+    step INTEGER NOT NULL,
+    site_index INTEGER NOT NULL,
+    dead_fraction REAL,
+    saturated_fraction REAL,
+    mean REAL,
+    std REAL,
+    PRIMARY KEY (run_key, step, site_index)
+) WITHOUT ROWID;
+"""
+_COLUMNS_2 = (("grad_norms", "clip_fired", "INTEGER"),)
+LAYER_STATISTICS = ("grad_norm_after_clip", "weight_norm", "update_ratio")
+ACTIVATION_STATISTICS = ("dead_fraction", "saturated_fraction", "mean", "std")
 
 _SCHEMA = f"""
 CREATE TABLE runs (
@@ -117,10 +162,11 @@ CREATE TABLE grad_norms (
     step INTEGER NOT NULL,
     norm_before_clip REAL,
     norm_after_clip REAL,
+    clip_fired INTEGER,
     PRIMARY KEY (run_key, step)
 ) WITHOUT ROWID;
-"""
-_CHILD_TABLES = ("steps", "evaluations", "layers", "layer_grad_norms", "grad_norms")
+""" + _TABLES_2
+_CHILD_TABLES = ("steps", "evaluations", "layers", "layer_grad_norms", "grad_norms", "layer_stats", "activation_sites", "activation_stats")
 
 
 class StoreError(ValueError):
@@ -174,12 +220,33 @@ def _create_schema(connection: sqlite3.Connection) -> None:
     )
 
 
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring an older file to ``SCHEMA_VERSION``: add the missing tables and columns, in one
+    transaction (a kill half-way leaves the file as it was; two processes migrating at once
+    take turns, and the second finds nothing to do)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        if connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            for statement in _TABLES_2.split(";"):
+                if statement.strip():
+                    connection.execute(statement.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS "))
+            for table, column, kind in _COLUMNS_2:
+                if column not in {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}:
+                    connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
 class Store:
     """A gradbench SQLite database. Use ``Store.open``; close it, or use it as a context manager."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: Path, version: int = SCHEMA_VERSION) -> None:
         self.connection = connection
         self.path = path
+        self.version = version  # a read-only older file keeps its version
 
     @classmethod
     def open(cls, path: str | Path = DEFAULT_DB, *, create: bool = False, readonly: bool = False) -> Store:
@@ -218,6 +285,9 @@ class Store:
                 raise StoreError(f"{str(path)!r} is not a gradbench database (an SQLite file of another application); choose another --db path")
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{str(path)!r} was written by a newer gradbench (schema {version} > {SCHEMA_VERSION}); upgrade gradbench")
+            if not readonly and version < SCHEMA_VERSION:
+                _migrate(connection)
+                version = SCHEMA_VERSION
             if not readonly:
                 # Fail now, before anything trains, if the file cannot be written.
                 connection.execute("BEGIN IMMEDIATE")
@@ -229,7 +299,7 @@ class Store:
             connection.close()
             raise
         connection.row_factory = sqlite3.Row
-        return cls(connection, path)
+        return cls(connection, path, version)
 
     def close(self) -> None:
         self.connection.close()
@@ -308,18 +378,58 @@ class Store:
                     ],
                 )
                 self.connection.executemany(
-                    "INSERT INTO grad_norms VALUES (?, ?, ?, ?)",
+                    "INSERT INTO grad_norms VALUES (?, ?, ?, ?, ?)",
                     [
-                        (key, step, _finite(before), _finite(after))
-                        for step, before, after in zip(history.grad_steps, history.total_norm_before, history.total_norm_after)
+                        (key, step, _finite(before), _finite(after), fired)
+                        for step, before, after, fired in zip(history.grad_steps, history.total_norm_before, history.total_norm_after, history.clip_fired)
                     ],
                 )
+                self._save_statistics(key, history)
+
+    def _save_statistics(self, key: str, history: MonitorHistory) -> None:
+        """The schema-2 rows: per-layer statistics beyond the gradient norm, activation sites
+        and their statistics (inside ``save``'s transaction)."""
+        layer_rows = []
+        for step, after, weights, ratios in zip(history.grad_steps, history.layer_grad_norms_after, history.layer_weight_norms, history.layer_update_ratios):
+            for index, norm in enumerate(after):
+                weight = weights[index] if weights is not None else None
+                ratio = ratios[index] if ratios is not None else None
+                layer_rows.append((key, step, index, _finite(norm), _finite(weight), _finite(ratio)))
+        self.connection.executemany("INSERT INTO layer_stats VALUES (?, ?, ?, ?, ?, ?)", layer_rows)
+        self.connection.executemany(
+            "INSERT INTO activation_sites VALUES (?, ?, ?, ?, ?, ?)",
+            [(key, index, site.name, site.module, site.kind, site.units) for index, site in enumerate(history.activation_sites)],
+        )
+        self.connection.executemany(
+            "INSERT INTO activation_stats VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (key, step, index, _finite(dead[index]), _finite(saturated[index]), _finite(means[index]), _finite(stds[index]))
+                for step, dead, saturated, means, stds in zip(
+                    history.activation_steps, history.dead_fraction, history.saturated_fraction, history.activation_mean, history.activation_std
+                )
+                for index in range(len(means))
+            ],
+        )
 
     # -- reading ---------------------------------------------------------------------------
 
     def statuses(self) -> dict[str, str]:
         """Status of every stored run, by key."""
         return {row[0]: row[1] for row in self.connection.execute("SELECT key, status FROM runs")}
+
+    def resolve_key(self, text: str) -> str:
+        """The run key ``text`` is, or uniquely begins.
+
+        Raises:
+            StoreError: for no such run, or a prefix of several.
+        """
+        keys = [row[0] for row in self.connection.execute("SELECT key FROM runs WHERE substr(key, 1, ?) = ? ORDER BY key", (len(text), text))]
+        if not keys:
+            raise StoreError(f"no run {text!r} in {str(self.path)!r}; 'gradbench export --what runs' lists the keys")
+        if len(keys) > 1 and text not in keys:
+            shown = ", ".join(keys[:5]) + (", ..." if len(keys) > 5 else "")
+            raise StoreError(f"run prefix {text!r} matches {len(keys)} runs ({shown}); give more of the key")
+        return text if text in keys else keys[0]
 
     def finished_keys(self) -> set[str]:
         """Keys of every stored run (done, diverged or failed): what a rerun skips."""
@@ -334,17 +444,72 @@ class Store:
         return rows
 
     def layer_rows(self, keys: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
-        """Long-format per-layer gradient norms: run key, step, layer index, layer name, norm."""
-        query = """
-            SELECT g.run_key, g.step, g.layer_index, l.layer_name, g.grad_norm
+        """Long-format per-layer statistics: run key, step, layer index, layer name, gradient
+        norm (before clipping), then ``LAYER_STATISTICS`` (``None`` where not recorded)."""
+        statistics = ", ".join(f"s.{name}" for name in LAYER_STATISTICS) if self.version >= 2 else ", ".join(f"NULL AS {name}" for name in LAYER_STATISTICS)
+        join = "LEFT JOIN layer_stats AS s ON s.run_key = g.run_key AND s.step = g.step AND s.layer_index = g.layer_index" if self.version >= 2 else ""
+        query = f"""
+            SELECT g.run_key, g.step, g.layer_index, l.layer_name, g.grad_norm, {statistics}
             FROM layer_grad_norms AS g
             JOIN layers AS l ON l.run_key = g.run_key AND l.layer_index = g.layer_index
+            {join}
             ORDER BY g.run_key, g.step, g.layer_index
         """
         wanted = set(keys) if keys is not None else None
         for row in self.connection.execute(query):
             if wanted is None or row[0] in wanted:
                 yield dict(row)
+
+    def activation_rows(self, keys: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Long-format activation statistics: run key, step, site index, site name, module,
+        kind, units, then ``ACTIVATION_STATISTICS``."""
+        if self.version < 2:
+            return
+        query = f"""
+            SELECT a.run_key, a.step, a.site_index, s.site_name, s.module, s.kind, s.units, {", ".join(f"a.{name}" for name in ACTIVATION_STATISTICS)}
+            FROM activation_stats AS a
+            JOIN activation_sites AS s ON s.run_key = a.run_key AND s.site_index = a.site_index
+            ORDER BY a.run_key, a.step, a.site_index
+        """
+        wanted = set(keys) if keys is not None else None
+        for row in self.connection.execute(query):
+            if wanted is None or row[0] in wanted:
+                yield dict(row)
+
+    def health(self, run: dict[str, Any]) -> RunHealth:
+        """What ``gradbench.diagnose`` reads, for one run row (``runs()``)."""
+        key = run["key"]
+        names = [row[0] for row in self.connection.execute("SELECT layer_name FROM layers WHERE run_key = ? ORDER BY layer_index", (key,))]
+        nonfinite = None
+        if run["nonfinite_step"] is not None:
+            nonfinite = NonFinite(run["nonfinite_step"], run["nonfinite_quantity"], run["nonfinite_layer"])
+        health = RunHealth(layer_names=names, nonfinite=nonfinite)
+
+        def number(value: float | None) -> float:
+            return math.nan if value is None else value
+
+        if names:
+            last = len(names) - 1
+            by_step: dict[int, list[float]] = {}
+            query = "SELECT step, layer_index, grad_norm FROM layer_grad_norms WHERE run_key = ? AND layer_index IN (0, ?) ORDER BY step, layer_index"
+            for step, index, norm in self.connection.execute(query, (key, last)):
+                by_step.setdefault(step, [math.nan, math.nan])[0 if index == 0 else 1] = number(norm)
+            health.grad_steps = list(by_step)
+            health.first_last = [(pair[0], pair[1]) for pair in by_step.values()]
+            totals = dict(self.connection.execute("SELECT step, norm_before_clip FROM grad_norms WHERE run_key = ?", (key,)).fetchall())
+            health.total_norms = [number(totals.get(step)) for step in health.grad_steps]
+        if self.version >= 2:
+            query = "SELECT site_name, module, kind, units FROM activation_sites WHERE run_key = ? ORDER BY site_index"
+            health.sites = [ActivationSite(*row) for row in self.connection.execute(query, (key,))]
+            rows: dict[int, tuple[list[float | None], list[float | None]]] = {}
+            query = "SELECT step, site_index, dead_fraction, saturated_fraction FROM activation_stats WHERE run_key = ? ORDER BY step, site_index"
+            for step, index, dead, saturated in self.connection.execute(query, (key,)):
+                row = rows.setdefault(step, ([None] * len(health.sites), [None] * len(health.sites)))
+                row[0][index], row[1][index] = dead, saturated
+            health.activation_steps = list(rows)
+            health.dead = [row[0] for row in rows.values()]
+            health.saturated = [row[1] for row in rows.values()]
+        return health
 
     def curve(self, key: str) -> list[dict[str, Any]]:
         return [dict(row) for row in self.connection.execute("SELECT step, loss, step_time_s FROM steps WHERE run_key = ? ORDER BY step", (key,))]

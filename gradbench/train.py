@@ -25,6 +25,7 @@ from gradbench.data import Dataset, on_device
 from gradbench.env import check_device, environment
 from gradbench.grid import Cell
 from gradbench.image_data import DataOptions
+from gradbench.history import first_last_ratio
 from gradbench.monitor import GradientMonitor, MonitorHistory, NonFinite
 from gradbench.optimizers import build_optimizer
 from gradbench.specs import parse_spec
@@ -117,16 +118,9 @@ class RunResult:
         Far below 1 the lower layers learn more slowly than the top (vanishing); far above 1 the
         gradient grows on its way down (exploding).
         """
-        if self.history is None or not self.history.layer_grad_norms:
+        if self.history is None:
             return None
-        rows = self.history.layer_grad_norms
-        early = rows[: max(1, math.ceil(len(rows) / 10))]
-        ratios = [
-            norms[0] / norms[-1]
-            for norms in early
-            if len(norms) > 1 and norms[-1] > 0 and math.isfinite(norms[0]) and math.isfinite(norms[-1])
-        ]
-        return statistics.median(ratios) if ratios else None
+        return first_last_ratio(self.history.layer_grad_norms)
 
 
 def train_step(
@@ -276,7 +270,17 @@ def prepare(cell: Cell, *, compile_model: bool = False, data_options: DataOption
     model = torch.compile(task.model) if compile_model else task.model
     optimizer = build_optimizer(cell.optimizer, task.model.parameters(), dict(cell.hyperparameters))
     # The monitor sees the original module, so layer names do not carry the compile wrapper.
-    monitor = GradientMonitor(task.model, clip=cell.clip, every=cell.record_every, buffer_steps=READBACK_STEPS)
+    # Its optimizer hooks measure update ratios; its activation hooks come and go around
+    # detailed steps, which compiled code would not follow, so a compiled model records none.
+    monitor = GradientMonitor(
+        task.model,
+        clip=cell.clip,
+        every=cell.record_every,
+        detail_every=cell.detail_every,
+        buffer_steps=READBACK_STEPS,
+        optimizer=optimizer,
+        activations=not compile_model,
+    )
     batches = Batches(task.data, cell.batch_size, cell.seed, device)
     return Session(cell, device, task, model, optimizer, monitor, batches)
 
@@ -355,11 +359,7 @@ def _end_diverged(result: RunResult, history: MonitorHistory) -> None:
     nonfinite = history.nonfinite
     assert nonfinite is not None
     last = nonfinite.step
-    keep_losses = sum(1 for s in history.loss_steps if s <= last)
-    keep_grads = sum(1 for s in history.grad_steps if s <= last)
-    del history.loss_steps[keep_losses:], history.losses[keep_losses:]
-    del history.grad_steps[keep_grads:], history.layer_grad_norms[keep_grads:]
-    del history.total_norm_before[keep_grads:], history.total_norm_after[keep_grads:]
+    history.truncate(last)
     del result.step_times[last:]  # step k's time is step_times[k - 1]
     result.history = history
     result.nonfinite = nonfinite

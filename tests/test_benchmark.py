@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gradbench.benchmark import TimedStep, compare_runner_to_handwritten, rounds_for
+from gradbench.benchmark import TimedStep, compare_runner_to_handwritten, interleaved_times, overhead_ratios, phase_median, rounds_for
 from gradbench.grid import expand, parse_suite
 from gradbench.train import prepare
 
@@ -122,3 +122,41 @@ def test_a_saved_baseline_passes_its_compare_and_a_slower_step_fails_it(tmp_path
     slowed = _pytest(*common, "--benchmark-compare=0001", "--benchmark-compare-fail=median:5%", env={"SLOW_STEP": "1"}, cwd=tmp_path)
     assert slowed.returncode != 0
     assert "Performance has regressed" in slowed.stdout + slowed.stderr
+
+
+def test_interleaved_rounds_rotate_the_order_and_time_each_block():
+    calls: list[str] = []
+
+    def loop(name):
+        def run(steps):
+            calls.extend([name] * steps)
+
+        return run
+
+    loops = {name: loop(name) for name in "abc"}
+    times = interleaved_times(loops, steps=2, rounds=3, device=torch.device("cpu"), clock="cpu")
+    assert calls == list("aabbcc" + "bbccaa" + "ccaabb")
+    assert {name: len(values) for name, values in times.items()} == {"a": 3, "b": 3, "c": 3}
+    with pytest.raises(ValueError, match="unknown clock 'sun'; choose from: wall, cpu"):
+        interleaved_times(loops, steps=1, rounds=1, device=torch.device("cpu"), clock="sun")
+    with pytest.raises(ValueError, match="clock 'cpu' measures this thread, not cuda kernels"):
+        interleaved_times(loops, steps=1, rounds=1, device=torch.device("cuda"), clock="cpu")
+
+
+def test_phase_median_weighs_in_the_costly_round_of_each_period():
+    # One round in four is slow (a detailed record): a plain median would miss it.
+    times = [1.0, 1.0, 1.0, 5.0] * 5
+    assert phase_median(times, 4) == pytest.approx((1.0 + 1.0 + 1.0 + 5.0) / 4)
+    assert phase_median(times) == 1.0
+    # An outlier in one round of a phase does not move that phase's median.
+    assert phase_median([1.0, 1.0, 100.0, 1.0, 1.0, 1.0], 2) == 1.0
+    with pytest.raises(ValueError, match="3 rounds do not cover a period of 4"):
+        phase_median([1.0, 2.0, 3.0], 4)
+
+
+def test_overhead_ratios_compare_each_variant_with_its_reference():
+    times = {"plain": [2.0, 2.0, 2.0], "monitored": [2.2, 2.1, 2.4], "twice": [2.0, 2.2, 1.8]}
+    ratios = overhead_ratios(times, {"monitored": "plain", "twice": "plain"})
+    assert ratios["monitored"]["ratio"] == pytest.approx(2.2 / 2.0)
+    assert ratios["monitored"]["reference"] == "plain" and ratios["monitored"]["step_s"] == pytest.approx(2.2)
+    assert ratios["twice"]["round_ratio_q1"] <= 1.0 <= ratios["twice"]["round_ratio_q3"]

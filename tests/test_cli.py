@@ -66,8 +66,13 @@ def test_export_layers_is_long_format_and_matches_the_store(db, capsys, tmp_path
     code, out, _ = run_cli(capsys, "export", "--db", str(db), "--what", "layers")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0
-    assert list(rows[0]) == ["run_key", "step", "layer_index", "layer_name", "grad_norm"]
-    assert len(rows) == 2 * 30 * 4
+    assert list(rows[0]) == ["run_key", "step", "layer_index", "layer_name", "grad_norm", "grad_norm_after_clip", "weight_norm", "update_ratio"]
+    assert len(rows) == 2 * 3 * 4  # 2 runs, steps 1, 11 and 21 recorded, 4 layers
+    assert {int(r["step"]) for r in rows} == {1, 11, 21}
+    assert all(r["grad_norm_after_clip"] == r["grad_norm"] for r in rows)  # no clipping
+    detailed = [r for r in rows if r["step"] == "1"]  # details every 100 steps: step 1 only
+    assert len(detailed) == 2 * 4 and all(float(r["weight_norm"]) > 0 and float(r["update_ratio"]) > 0 for r in detailed)
+    assert all(r["weight_norm"] == r["update_ratio"] == "" for r in rows if r["step"] != "1")
     connection = sqlite3.connect(db)
     key, step, index, norm = connection.execute("SELECT run_key, step, layer_index, grad_norm FROM layer_grad_norms ORDER BY run_key, step, layer_index LIMIT 1").fetchone()
     connection.close()
@@ -107,6 +112,39 @@ def test_real_dataset_tasks_run_from_the_data_dir_which_is_not_part_of_the_key(t
     with Store.open(db, readonly=True) as store:
         (run,) = store.runs()
     assert str(tiny_data.root) not in run["config"]
+def test_diagnose_prints_each_runs_verdicts_in_plain_words(db, capsys):
+    with Store.open(db, readonly=True) as store:
+        runs = store.runs()
+    code, out, _ = run_cli(capsys, "diagnose", "--db", str(db))
+    assert code == 0
+    blocks = out.strip().split("\n\n")
+    assert len(blocks) == 2
+    for block, run in zip(blocks, runs):
+        header, *details = block.splitlines()
+        assert header == f"{run['key']}  {run['label']}: healthy"
+        assert details and details[0].startswith("  healthy: layer 1 of 4 (layers.0) receives ")
+    code, out, _ = run_cli(capsys, "diagnose", "--db", str(db), runs[1]["key"][:6], "--threshold", "vanishing_ratio=50")
+    assert code == 0 and out.startswith(f"{runs[1]['key']}  ") and out.count("\n\n") == 0
+    assert "vanishing: layer 1 of 4 (layers.0) receives" in out and "of the last layer's gradient (median over step" in out
+
+
+def test_report_ends_with_a_verdict_column_and_thresholds_change_it(db, capsys):
+    code, out, _ = run_cli(capsys, "report", "--db", str(db))
+    header = next(line for line in out.splitlines() if line.startswith("| optimizer"))
+    assert code == 0 and header.endswith("| verdict |")
+    assert all(line.endswith("| healthy |") for line in out.splitlines() if line.startswith(("| sgd", "| adam")))
+    code, out, _ = run_cli(capsys, "report", "--db", str(db), "--format", "csv", "--threshold", "vanishing_ratio=50")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and [r["verdict"] for r in rows] == ["vanishing", "vanishing"]
+
+
+def test_export_activations(db, capsys):
+    code, out, _ = run_cli(capsys, "export", "--db", str(db), "--what", "activations")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0
+    assert list(rows[0]) == ["run_key", "step", "site_index", "site_name", "module", "kind", "units", "dead_fraction", "saturated_fraction", "mean", "std"]
+    assert len(rows) == 2 * 3  # two runs, details at step 1, three ReLU sites
+    assert {(r["step"], r["site_name"], r["kind"], r["saturated_fraction"]) for r in rows} == {("1", f"layers.{i}", "rectifier", "") for i in (1, 3, 5)}
 
 
 def test_list_shows_every_registered_name(capsys):
@@ -160,6 +198,12 @@ BAD_INPUTS = [
     (["report", "--db", "{notes}"], r"is not a gradbench database"),
     (["report", "--format", "xml"], r"argument --format: invalid choice: 'xml' \(choose from"),
     (["export", "--what", "grads"], r"argument --what: invalid choice: 'grads'"),
+    (["diagnose", "zzzz"], r"no run 'zzzz' in .*results.db'; 'gradbench export --what runs' lists the keys"),
+    (["diagnose", ""], r"run prefix '' matches 2 runs \([0-9a-f]{16}, [0-9a-f]{16}\); give more of the key"),
+    (["diagnose", "--threshold", "vanishing=1e-3"], r"unknown threshold 'vanishing' \(did you mean 'vanishing_ratio'\?\)"),
+    (["diagnose", "--db", "{tmp}/missing.db"], r"no gradbench database at"),
+    (["report", "--threshold", "dead_fraction=2"], r"invalid threshold dead_fraction=2.0: a fraction in \(0, 1\]"),
+    (["run", "--record-every", "10", "--detail-every", "15"], r"--detail-every: invalid detail_every 15: must be 0 or a multiple of record_every \(10\)"),
     (["export", "--what", "layers", "--output", "{tmp}/no/dir/x.csv"], r"does not exist"),
     (["list", "things"], r"invalid choice: 'things'"),
     (["frobnicate"], r"invalid choice: 'frobnicate'"),
@@ -177,7 +221,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, pattern, db, tmp_
     notes = tmp_path / "notes.txt"
     notes.write_text("not a database\n")
     args = [a.format(tmp=tmp_path, suite=suite, notes=notes) for a in args]
-    if args[0] in ("run", "export") and "--db" not in args:
+    if args[0] in ("run", "export", "diagnose", "report") and "--db" not in args:
         args += ["--db", str(db)]
     before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     code, out, err = run_cli(capsys, *args)

@@ -245,3 +245,40 @@ def test_global_norm():
     grads = [torch.tensor([3.0]), torch.tensor([[4.0, 12.0]])]
     assert global_norm(grads).item() == pytest.approx(13.0)
     assert global_norm([]).item() == 0.0
+
+
+@pytest.mark.parametrize("seed", SEEDS[:4])
+@pytest.mark.parametrize("kind, relative", [("norm", 0.3), ("norm", 3.0), ("value", 0.3), ("value", 3.0)])
+def test_clip_in_place_clips_like_apply(seed, kind, relative):
+    original = _random_grads(seed)
+    scale = global_norm(original).item() if kind == "norm" else max(g.abs().max().item() for g in original)
+    clipping = Clipping(kind, relative * scale)
+    applied, in_place = _clone(original), _clone(original)
+    clipping.apply(applied)
+    assert clipping.clip_(in_place) is None
+    for a, b in zip(applied, in_place):
+        assert torch.equal(a, b)
+
+
+def test_value_clip_in_place_computes_no_norm(monkeypatch):
+    # The point of clip_: a step that records nothing pays for the clamp alone.
+    import gradbench.clipping as clipping_module
+
+    def forbidden(grads):
+        raise AssertionError("clip_ computed a norm it does not need")
+
+    monkeypatch.setattr(clipping_module, "global_norm", forbidden)
+    grads = [torch.tensor([3.0, -4.0])]
+    Clipping("value", 1.0).clip_(grads)
+    assert torch.equal(grads[0], torch.tensor([1.0, -1.0]))
+    Clipping().clip_(grads)  # none: nothing at all
+
+
+@pytest.mark.parametrize("norm", [0.0, 0.5, 0.999999, 1.0, 2.0, 1e30, math.inf])
+def test_host_coefficient_equals_the_device_coefficient(norm):
+    clipping = Clipping("norm", 1.0)
+    norm_tensor = torch.tensor(norm, dtype=torch.float64)
+    device = torch.clamp(1.0 / (norm_tensor + 1e-6), max=1.0).item()
+    assert clipping.coefficient(norm) == device
+    assert math.isnan(clipping.coefficient(math.nan))
+    assert Clipping("value", 1.0).coefficient(norm) is None and Clipping().coefficient(norm) is None

@@ -62,6 +62,17 @@ def test_task_default_batch_size_and_eval_cadence():
     assert cell.batch_size == 64 and cell.eval_every == 20
 
 
+@pytest.mark.parametrize(
+    "settings, expected",
+    [({}, (10, 100)), ({"record_every": 5}, (5, 50)), ({"record_every": 5, "detail_every": 15}, (5, 15)), ({"detail_every": 0}, (10, 0)), ({"record_every": 0}, (0, 0))],
+)
+def test_record_and_detail_cadences(settings, expected):
+    (cell,) = suite_of(**settings)
+    assert (cell.record_every, cell.detail_every) == expected
+    assert cell.config().get("detail_every", 0) == expected[1]  # left out of the key at 0
+    assert Cell.from_config(cell.config()) == cell
+
+
 def test_duplicates_are_removed_across_grids():
     suite = parse_suite('steps = 5\n[[grid]]\noptimizers = ["sgd", "adam"]\n[[grid]]\noptimizers = ["adam"]\n')
     assert [c.optimizer for c in expand(suite)] == ["sgd", "adam"]
@@ -95,6 +106,9 @@ SUITE_ERRORS = [
     ('threads = 0\n', r"line 1: invalid threads 0"),
     ('steps = 5\noptimizers = [sgd]\n', r"malformed TOML: .*line 2"),
     ("grid = 3\n", r"'grid' must be a list of tables"),
+    ("record_every = 4\ndetail_every = 10\n", r"line 2: invalid detail_every 10: must be 0 or a multiple of record_every \(4\)"),
+    ("record_every = 0\ndetail_every = 10\n", r"line 2: invalid detail_every 10: must be 0 or a multiple of record_every \(0\)"),
+    ("detail_every = -1\n", r"line 1: invalid detail_every -1"),
 ]
 
 

@@ -51,7 +51,7 @@ def _layer_norms_reference(model: nn.Module) -> dict[str, float]:
 
 def test_layer_names_one_per_linear():
     model = _mlp(depth=3)
-    monitor = GradientMonitor(model)
+    monitor = GradientMonitor(model, every=1)
     assert monitor.layer_names == ["layers.0", "layers.2", "layers.4", "layers.6"]
     assert monitor.num_layers == 4
     assert [name for name, _ in model_layers(model)] == monitor.layer_names
@@ -61,7 +61,7 @@ def test_layer_names_one_per_linear():
 @pytest.mark.parametrize("seed", range(4))
 def test_per_layer_and_global_norms(seed):
     model = _mlp(seed)
-    monitor = GradientMonitor(model)
+    monitor = GradientMonitor(model, every=1)
     _backward(model, seed)
     reference = _layer_norms_reference(model)
     grads_before = [p.grad.clone() for p in model.parameters()]
@@ -93,7 +93,7 @@ def test_norm_clipping_records_min_and_clips(relative):
     _backward(reference, 1)
     torch_norm = torch.nn.utils.clip_grad_norm_(reference.parameters(), threshold)
 
-    monitor = GradientMonitor(model, clip=f"norm:{threshold!r}")
+    monitor = GradientMonitor(model, every=1, clip=f"norm:{threshold!r}")
     assert monitor.clipping == Clipping("norm", threshold)
     monitor.step()
     history = monitor.history()
@@ -115,7 +115,7 @@ def test_value_clipping_in_monitor():
     reference = _mlp(2)
     _backward(reference, 2, scale=10.0)
     torch.nn.utils.clip_grad_value_(reference.parameters(), 0.05)
-    monitor = GradientMonitor(model, clip="value:0.05")
+    monitor = GradientMonitor(model, every=1, clip="value:0.05")
     monitor.step()
     history = monitor.history()
     for mine, theirs in zip(model.parameters(), reference.parameters()):
@@ -168,7 +168,7 @@ class _Net(nn.Module):
 def test_custom_module_with_nested_and_unused_layers():
     torch.manual_seed(0)
     model = _Net()
-    monitor = GradientMonitor(model, buffer_steps=4)
+    monitor = GradientMonitor(model, every=1, buffer_steps=4)
     assert monitor.layer_names == ["_Net", "encoder.fc", "encoder.norm", "heads.a", "heads.b", "unused"]
     for step in range(3):
         _backward(model, step)
@@ -194,7 +194,7 @@ def test_custom_module_with_nested_and_unused_layers():
 def test_partially_missing_grads_within_a_layer():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
-    monitor = GradientMonitor(model)
+    monitor = GradientMonitor(model, every=1)
     assert monitor.layer_names == ["0", "1"]
     model[0].weight.grad = torch.full((4, 3), 1.0)  # norm sqrt(12); bias grad None
     model[1].bias.grad = torch.tensor([3.0, 4.0])  # norm 5; weight grad None
@@ -236,7 +236,7 @@ def test_every_schedule(every, expected):
 
 def test_loss_optional():
     model = _mlp()
-    monitor = GradientMonitor(model)
+    monitor = GradientMonitor(model, every=1)
     for step in range(4):
         loss = _backward(model, step)
         monitor.step(loss if step % 2 == 0 else None)
@@ -247,7 +247,7 @@ def test_loss_optional():
 
 def test_history_empty_until_flush():
     model = _mlp()
-    monitor = GradientMonitor(model, buffer_steps=10)
+    monitor = GradientMonitor(model, every=1, buffer_steps=10)
     history = monitor.flush()  # nothing buffered: the (empty) history object itself
     assert isinstance(history, MonitorHistory)
     for step in range(3):
@@ -267,7 +267,7 @@ def test_step_never_reads_back(monkeypatch):
     # On the CPU a read-back cannot be timed, so check that step() calls none of the host
     # conversions (item, tolist, bool, float, ...) that would synchronise on an accelerator.
     model = _mlp()
-    monitor = GradientMonitor(model, clip="norm:0.01", buffer_steps=10)
+    monitor = GradientMonitor(model, every=1, clip="norm:0.01", buffer_steps=10)
     losses = [_backward(model, 0)]
 
     def forbidden(*args, **kwargs):
@@ -285,7 +285,7 @@ def test_step_never_reads_back(monkeypatch):
 
 def test_buffer_auto_flushes_when_full():
     model = _mlp()
-    monitor = GradientMonitor(model, buffer_steps=2)
+    monitor = GradientMonitor(model, every=1, buffer_steps=2)
     history = monitor.flush()
     seen = []
     for step in range(5):
@@ -302,7 +302,7 @@ def test_buffer_auto_flushes_when_full():
 
 def test_flush_due_and_manual_flush():
     model = _mlp()
-    monitor = GradientMonitor(model, buffer_steps=2)
+    monitor = GradientMonitor(model, every=1, buffer_steps=2)
     monitor.step(_backward(model))
     assert not monitor.flush_due
     monitor.step(_backward(model))
@@ -315,7 +315,7 @@ def test_flush_due_and_manual_flush():
 
 def test_context_manager_flushes():
     model = _mlp()
-    with GradientMonitor(model) as monitor:
+    with GradientMonitor(model, every=1) as monitor:
         history = monitor.flush()
         monitor.step(_backward(model))
         assert history.losses == []
@@ -327,7 +327,7 @@ def test_context_manager_flushes():
 
 def test_no_nonfinite_on_healthy_run():
     model = _mlp()
-    monitor = GradientMonitor(model)
+    monitor = GradientMonitor(model, every=1)
     for step in range(5):
         monitor.step(_backward(model, step))
     assert monitor.history().nonfinite is None
@@ -336,7 +336,7 @@ def test_no_nonfinite_on_healthy_run():
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_nonfinite_gradient_in_one_layer(value):
     model = _mlp(depth=3)  # layers.0, layers.2, layers.4, layers.6
-    monitor = GradientMonitor(model)
+    monitor = GradientMonitor(model, every=1)
     poison = {"on": False}
     # A hook on layers.4's weight makes its gradient (and only its) non-finite.
     model.layers[4].weight.register_hook(lambda g: g * value if poison["on"] else g)
@@ -353,7 +353,7 @@ def test_nonfinite_reports_layer_nearest_output():
     # NaN injected into the backward signal at layers.2's output: layers.2 and everything below
     # get NaN gradients; the output layers stay finite. The report names layers.2.
     model = _mlp(depth=3)
-    monitor = GradientMonitor(model)
+    monitor = GradientMonitor(model, every=1)
     poison = {"on": False}
 
     def forward_hook(module, inputs, output):
@@ -372,7 +372,7 @@ def test_nonfinite_reports_layer_nearest_output():
 
 def test_nan_loss_is_reported_as_loss():
     model = _mlp()
-    monitor = GradientMonitor(model)
+    monitor = GradientMonitor(model, every=1)
     for step in range(1, 5):
         loss = _backward(model, step, scale=math.nan if step == 2 else 1.0)
         monitor.step(loss)
@@ -384,7 +384,7 @@ def test_nan_loss_is_reported_as_loss():
 
 def test_first_nonfinite_is_kept():
     model = _mlp()
-    monitor = GradientMonitor(model, buffer_steps=2)
+    monitor = GradientMonitor(model, every=1, buffer_steps=2)
     for step in range(1, 6):
         loss = _backward(model, step)
         if step == 2:
@@ -407,7 +407,7 @@ def test_step_without_any_gradient_is_not_recorded():
     # E.g. step() before the first backward(): nothing to record, and above all no false
     # non-finite report from an unwritten (NaN) buffer row.
     model = _mlp()
-    monitor = GradientMonitor(model)
+    monitor = GradientMonitor(model, every=1)
     monitor.step(torch.tensor(1.0))
     history = monitor.history()
     assert history.nonfinite is None
@@ -417,7 +417,7 @@ def test_step_without_any_gradient_is_not_recorded():
 
 def test_step_without_gradient_after_flush_does_not_reuse_stale_row():
     model = _mlp()
-    monitor = GradientMonitor(model, buffer_steps=1)
+    monitor = GradientMonitor(model, every=1, buffer_steps=1)
     monitor.step(_backward(model))  # step 1 fills the single row
     model.zero_grad(set_to_none=True)
     monitor.step(torch.tensor(2.0))  # step 2: flushes step 1, then has no gradients
@@ -433,7 +433,7 @@ def test_large_finite_gradients_are_combined_without_overflow():
     model = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8))
     for p in model.parameters():
         p.grad = torch.full_like(p, 1e18)
-    monitor = GradientMonitor(model)
+    monitor = GradientMonitor(model, every=1)
     monitor.step()
     history = monitor.history()
     assert history.nonfinite is None
@@ -448,7 +448,7 @@ def test_a_norm_beyond_float32_range_is_non_finite_as_in_torch():
     for p in model.parameters():
         p.grad = torch.full_like(p, 1e25)
     assert math.isinf(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")))
-    monitor = GradientMonitor(model)
+    monitor = GradientMonitor(model, every=1)
     monitor.step()
     assert monitor.history().nonfinite == NonFinite(1, "gradient", "0")
 
@@ -473,7 +473,7 @@ def test_tied_weights_counted_once():
     for m in (model, reference):
         m(x).pow(2).sum().backward()
     torch_norm = torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.1)
-    monitor = GradientMonitor(model, clip="norm:0.1")
+    monitor = GradientMonitor(model, every=1, clip="norm:0.1")
     monitor.step()
     history = monitor.history()
     assert history.total_norm_before[0] == pytest.approx(torch_norm.item(), rel=1e-5)
@@ -501,7 +501,7 @@ def _train(monitor_kwargs: dict | None, steps: int = 20, torch_clip: float | Non
     return model, monitor.history() if monitor is not None else None
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"every": 3}, {"buffer_steps": 4}], ids=["every1", "every3", "buffer4"])
+@pytest.mark.parametrize("kwargs", [{"every": 1}, {"every": 3}, {"buffer_steps": 4}], ids=["every1", "every3", "buffer4"])
 def test_monitor_does_not_change_training(kwargs):
     plain, _ = _train(None)
     monitored, history = _train({"clip": "none", **kwargs})
@@ -513,7 +513,7 @@ def test_monitor_does_not_change_training(kwargs):
 
 def test_monitor_norm_clipping_trains_like_clip_grad_norm():
     with_torch, _ = _train(None, torch_clip=0.5)
-    with_monitor, history = _train({"clip": "norm:0.5"})
+    with_monitor, history = _train({"clip": "norm:0.5", "every": 1})
     for a, b in zip(with_torch.parameters(), with_monitor.parameters()):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
     unclipped, _ = _train(None)

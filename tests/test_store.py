@@ -14,7 +14,8 @@ from gradbench.train import run_cell
 
 @pytest.fixture(scope="module")
 def results(small_mlp_task_module):
-    cells = expand(parse_suite("").with_overrides({"tasks": [small_mlp_task_module], "steps": [30], "seeds": [0, 1], "eval_every": 10}))
+    overrides = {"tasks": [small_mlp_task_module], "steps": [30], "seeds": [0, 1], "eval_every": 10, "record_every": 1, "detail_every": 5}
+    cells = expand(parse_suite("").with_overrides(overrides))
     return [run_cell(c) for c in cells]
 
 
@@ -41,6 +42,105 @@ def test_a_saved_run_reads_back_completely(tmp_path, results):
         assert (first["step"], first["layer_index"], first["layer_name"]) == (1, 0, "layers.0")
         assert first["grad_norm"] == results[0].history.layer_grad_norms[0][0]
         assert [e["step"] for e in store.evaluations(run["key"])] == [0, 10, 20, 30]
+
+
+def test_health_statistics_read_back_exactly(tmp_path, results):
+    history = results[0].history
+    with Store.open(tmp_path / "r.db", create=True) as store:
+        store.save(results[0])
+        layers = list(store.layer_rows())
+        by_step = {(row["step"], row["layer_index"]): row for row in layers}
+        for step, after, weights, ratios in zip(history.grad_steps, history.layer_grad_norms_after, history.layer_weight_norms, history.layer_update_ratios):
+            for index in range(4):
+                row = by_step[step, index]
+                assert row["grad_norm_after_clip"] == after[index]
+                assert row["weight_norm"] == (weights[index] if weights is not None else None)
+                assert row["update_ratio"] == (ratios[index] if ratios is not None else None)
+        assert [step for step, ratios in zip(history.grad_steps, history.layer_update_ratios) if ratios] == [1, 6, 11, 16, 21, 26]
+        assert [step for step, weights in zip(history.grad_steps, history.layer_weight_norms) if weights] == [1, 6, 11, 16, 21, 26]
+        activations = list(store.activation_rows())
+        assert len(activations) == 6 * 3  # details at steps 1, 6, ..., 26; three ReLU sites
+        first = activations[0]
+        assert (first["step"], first["site_name"], first["module"], first["kind"], first["units"]) == (1, "layers.1", "ReLU", "rectifier", 32)
+        assert first["dead_fraction"] == history.dead_fraction[0][0] and first["saturated_fraction"] is None
+        assert first["mean"] == history.activation_mean[0][0] and first["std"] == history.activation_std[0][0]
+        clip_fired = [row[0] for row in store.connection.execute("SELECT clip_fired FROM grad_norms ORDER BY step")]
+        assert clip_fired == [None] * 30  # no clipping
+        health = store.health(store.runs()[0])
+        assert health.layer_names == history.layer_names and health.grad_steps == history.grad_steps
+        assert health.first_last == [(row[0], row[-1]) for row in history.layer_grad_norms]
+        assert health.total_norms == history.total_norm_before
+        assert health.sites == history.activation_sites and health.dead == history.dead_fraction
+
+
+# The schema of gradbench 0.1 (version 1), as it was: what migration starts from.
+_SCHEMA_1 = """
+CREATE TABLE runs (key TEXT PRIMARY KEY, status TEXT NOT NULL, label TEXT NOT NULL, task TEXT NOT NULL,
+    task_knobs TEXT NOT NULL, optimizer TEXT NOT NULL, hyperparameters TEXT NOT NULL, lr REAL NOT NULL,
+    activation TEXT, init TEXT, clip TEXT NOT NULL, seed INTEGER NOT NULL, steps INTEGER NOT NULL,
+    batch_size INTEGER, device TEXT NOT NULL, threads INTEGER NOT NULL, config TEXT NOT NULL, metric TEXT,
+    target REAL, steps_run INTEGER, final_train_loss REAL, final_test_loss REAL, final_test_accuracy REAL,
+    steps_to_target INTEGER, time_to_target_s REAL, median_step_time_s REAL, total_train_time_s REAL,
+    grad_ratio_first_last REAL, nonfinite_step INTEGER, nonfinite_quantity TEXT, nonfinite_layer TEXT,
+    error TEXT, env TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT NOT NULL, wall_time_s REAL NOT NULL);
+CREATE TABLE steps (run_key TEXT NOT NULL, step INTEGER NOT NULL, loss REAL, step_time_s REAL, PRIMARY KEY (run_key, step)) WITHOUT ROWID;
+CREATE TABLE evaluations (run_key TEXT NOT NULL, step INTEGER NOT NULL, train_loss REAL, test_loss REAL,
+    test_accuracy REAL, train_time_s REAL NOT NULL, PRIMARY KEY (run_key, step)) WITHOUT ROWID;
+CREATE TABLE layers (run_key TEXT NOT NULL, layer_index INTEGER NOT NULL, layer_name TEXT NOT NULL,
+    num_params INTEGER NOT NULL, PRIMARY KEY (run_key, layer_index)) WITHOUT ROWID;
+CREATE TABLE layer_grad_norms (run_key TEXT NOT NULL, step INTEGER NOT NULL, layer_index INTEGER NOT NULL,
+    grad_norm REAL, PRIMARY KEY (run_key, step, layer_index)) WITHOUT ROWID;
+CREATE TABLE grad_norms (run_key TEXT NOT NULL, step INTEGER NOT NULL, norm_before_clip REAL,
+    norm_after_clip REAL, PRIMARY KEY (run_key, step)) WITHOUT ROWID;
+PRAGMA application_id = 1195527747;
+PRAGMA user_version = 1;
+"""
+
+
+def _version_1_file(path: Path) -> None:
+    """A version-1 database holding one run with its per-layer gradient norms."""
+    connection = sqlite3.connect(path)
+    connection.executescript(_SCHEMA_1)
+    config = '{"record_every": 1}'
+    connection.execute(
+        "INSERT INTO runs (key, status, label, task, task_knobs, optimizer, hyperparameters, lr, clip, seed, steps, device, threads, config, env, started_at, finished_at, wall_time_s)"
+        " VALUES ('old', 'done', 'old run', 'linreg', '{}', 'sgd', '{}', 0.1, 'none', 0, 2, 'cpu', 1, ?, '{}', 'a', 'b', 1.0)",
+        (config,),
+    )
+    connection.executemany("INSERT INTO layers VALUES ('old', ?, ?, 3)", [(0, "first"), (1, "last")])
+    connection.executemany("INSERT INTO layer_grad_norms VALUES ('old', ?, ?, ?)", [(1, 0, 0.5), (1, 1, 2.0), (2, 0, 0.25), (2, 1, 1.0)])
+    connection.executemany("INSERT INTO grad_norms VALUES ('old', ?, ?, ?)", [(1, 2.06, 2.06), (2, 1.03, 1.03)])
+    connection.commit()
+    connection.close()
+
+
+def test_a_version_1_file_is_read_as_it_is(tmp_path):
+    path = tmp_path / "old.db"
+    _version_1_file(path)
+    before = path.read_bytes()
+    with Store.open(path, readonly=True) as store:
+        assert store.version == 1
+        rows = list(store.layer_rows())
+        assert [(r["step"], r["layer_name"], r["grad_norm"], r["weight_norm"]) for r in rows][:2] == [(1, "first", 0.5, None), (1, "last", 2.0, None)]
+        assert list(store.activation_rows()) == []
+        health = store.health(store.runs()[0])
+        assert health.first_last == [(0.5, 2.0), (0.25, 1.0)] and health.sites == []
+    assert path.read_bytes() == before
+
+
+def test_opening_a_version_1_file_for_writing_migrates_it_additively(tmp_path, results):
+    path = tmp_path / "old.db"
+    _version_1_file(path)
+    with Store.open(path) as store:
+        assert store.version == 2
+        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 2
+        store.save(results[0])  # the new tables and column take the new run
+        old = [r for r in store.layer_rows(["old"])]
+        assert [(r["step"], r["grad_norm"], r["update_ratio"]) for r in old] == [(1, 0.5, None), (1, 2.0, None), (2, 0.25, None), (2, 1.0, None)]
+        assert len(list(store.activation_rows([results[0].cell.key]))) == 18
+        assert store.finished_keys() == {"old", results[0].cell.key}
+    with Store.open(path) as store:  # a second open finds nothing to migrate
+        assert store.version == 2 and len(store.runs()) == 2
 
 
 def test_saving_again_replaces_without_duplicates(tmp_path, results):

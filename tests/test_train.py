@@ -22,9 +22,16 @@ def test_result_holds_curves_norms_and_metrics(small_mlp_task):
     assert result.status == "done", result.error
     history = result.history
     assert history.loss_steps == list(range(1, 61))
-    assert history.grad_steps == list(range(1, 61))
+    assert history.grad_steps == [1, 11, 21, 31, 41, 51]  # record_every 10 by default
     assert history.layer_names == ["layers.0", "layers.2", "layers.4", "layers.6"]
     assert all(len(row) == 4 and all(n > 0 for n in row) for row in history.layer_grad_norms)
+    # Details (weight norms, update ratios through the runner's optimizer, activations) every 100: step 1.
+    assert len(history.layer_weight_norms[0]) == 4 and all(n > 0 for n in history.layer_weight_norms[0])
+    assert [row is not None for row in history.layer_weight_norms] == [True, False, False, False, False, False]
+    assert [row is not None for row in history.layer_update_ratios] == [True, False, False, False, False, False]
+    assert all(0 < ratio < 1 for ratio in history.layer_update_ratios[0])
+    assert history.activation_steps == [1]
+    assert [site.name for site in history.activation_sites] == ["layers.1", "layers.3", "layers.5"]
     assert [e.step for e in result.evaluations] == [0, 20, 40, 60]
     assert len(result.step_times) == 60 and all(t > 0 for t in result.step_times)
     assert result.num_params == [40 * 32 + 32, 32 * 32 + 32, 32 * 32 + 32, 32 * 10 + 10]
