@@ -125,7 +125,7 @@ class _Observation:
 
 
 class ActivationRecorder:
-    """Forward hooks on a model's activation modules, writing one row per recorded step.
+    """Forward hooks on a model's activation modules, writing one buffer row per detailed step.
 
     Args:
         model: The model (its forward pre-hook marks where a forward pass begins).
@@ -155,8 +155,9 @@ class ActivationRecorder:
         return bool(self._handles)
 
     def arm(self, on: bool) -> None:
-        """Register the hooks (``on``) or remove them; registering costs microseconds per
-        module, so the monitor does it only around recorded steps."""
+        """Register the hooks (``on``) or remove them. A registered hook costs every forward
+        pass a Python call per module, so the monitor registers them only for the forward
+        passes of detailed steps."""
         if on == self.armed or not self._watched:
             return
         if on:
@@ -179,7 +180,7 @@ class ActivationRecorder:
         count, counts_stuck = counter(y) if counter is not None else (None, True)
         mean = y.mean()
         centered_norm = torch.linalg.vector_norm(y - mean)
-        units = y[0].numel() if y.dim() >= 2 else y.numel()
+        units = y.numel() // y.shape[0] if y.dim() >= 2 else y.numel()  # not y[0]: an operation
         self._pending.append(_Observation(index, count, counts_stuck, mean, centered_norm, units, y.numel()))
 
     def write(self, row: int) -> bool:
