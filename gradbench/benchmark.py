@@ -162,31 +162,32 @@ def compare_runner_to_handwritten(cell: Cell, *, steps: int = 200, rounds: int =
     """Time gradbench's runner and a hand-written loop on the same model, data and optimizer,
     interleaved round by round so that machine noise hits both alike.
 
-    Both start from the same seed; each round runs ``steps`` steps of each. Returns the median
-    seconds per step of each and their ratio (runner / hand-written).
+    Each loop has its own copy of the model, data and optimizer, from the same seed. A second
+    hand-written copy gives the A/A ratio: what two identical loops differ by on this machine,
+    the noise floor below which the runner's ratio means nothing. Each round runs ``steps``
+    steps of each loop. Returns the median seconds per step, the ratio runner / hand-written
+    with the quartiles of its per-round values, and the A/A ratio.
     """
-    runner_session = prepare(cell)
-    hand_session = prepare(cell)  # an identical copy: same seed, same data, same optimizer
-    task = hand_session.task
-    loops = {
-        "runner": _runner_loop(runner_session),
-        "handwritten": _handwritten_loop(task.model, task.loss_fn, hand_session.optimizer, hand_session.batches),
-    }
+    sessions = {name: prepare(cell) for name in ("runner", "handwritten", "handwritten_again")}
+    loops = {"runner": _runner_loop(sessions["runner"])}
+    for name in ("handwritten", "handwritten_again"):
+        session = sessions[name]
+        loops[name] = _handwritten_loop(session.task.model, session.task.loss_fn, session.optimizer, session.batches)
     for run in loops.values():  # warm-up, untimed
         run(10)
-    _synchronize(runner_session.device)
-    times: dict[str, list[float]] = {name: [] for name in loops}
-    for round_index in range(rounds):
-        # Alternate which goes first, so neither always runs on a warmer cache.
-        order = list(loops) if round_index % 2 == 0 else list(reversed(loops))
-        for name in order:
-            _synchronize(runner_session.device)
-            start = time.perf_counter()
-            loops[name](steps)
-            _synchronize(runner_session.device)
-            times[name].append((time.perf_counter() - start) / steps)
-    runner, handwritten = statistics.median(times["runner"]), statistics.median(times["handwritten"])
-    return {"runner_step_s": runner, "handwritten_step_s": handwritten, "ratio": runner / handwritten, "rounds": rounds, "steps": steps}
+    device = sessions["runner"].device
+    times = interleaved_times(loops, steps=steps, rounds=rounds, device=device)
+    ratios = overhead_ratios(times, {"runner": "handwritten", "handwritten_again": "handwritten"})
+    return {
+        "runner_step_s": ratios["runner"]["step_s"],
+        "handwritten_step_s": ratios["runner"]["reference_step_s"],
+        "ratio": ratios["runner"]["ratio"],
+        "ratio_q1": ratios["runner"]["round_ratio_q1"],
+        "ratio_q3": ratios["runner"]["round_ratio_q3"],
+        "aa_ratio": ratios["handwritten_again"]["ratio"],
+        "rounds": rounds,
+        "steps": steps,
+    }
 
 
 def interleaved_times(

@@ -53,6 +53,7 @@ def test_runner_comparison_reports_both_times_and_their_ratio():
     result = compare_runner_to_handwritten(cell(record_every=0), steps=5, rounds=2)
     assert result["runner_step_s"] > 0 and result["handwritten_step_s"] > 0
     assert result["ratio"] == pytest.approx(result["runner_step_s"] / result["handwritten_step_s"])
+    assert result["ratio_q1"] <= result["ratio_q3"] and result["aa_ratio"] > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: shows why the timed call synchronises")
