@@ -79,7 +79,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(
                 f"{label}: runner {1e3 * ratio['runner_step_s']:.3f} ms, hand-written {1e3 * ratio['handwritten_step_s']:.3f} ms, "
                 f"ratio {ratio['ratio']:.3f} [q1 {ratio['ratio_q1']:.3f}, q3 {ratio['ratio_q3']:.3f}], "
-                f"A/A (hand-written vs a copy of itself) {ratio['aa_ratio']:.3f} ({ratio['rounds']} rounds x {ratio['steps']} steps)"
+                f"A/A (hand-written vs a copy of itself) {ratio['aa_ratio']:.3f} ({ratio['rounds']} rounds x {ratio['steps']} steps, {ratio['clock']} clock)"
             )
     for label, result in _OVERHEADS:
         terminalreporter.section(

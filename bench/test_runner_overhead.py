@@ -24,7 +24,7 @@ TASK = "mnist1d_mlp[depth=20,width=256]"
         pytest.param(1, id="norms-every-step"),
     ],
 )
-def test_runner_overhead(benchmark, make_cell, record_ratio, record_every, request):
+def test_runner_overhead(benchmark, make_cell, record_ratio, record_every, request, gb_clock):
     cadence = {} if record_every == "default" else {"record_every": record_every, "detail_every": 0}
     cell = make_cell(tasks=TASK, optimizers="sgd", **cadence)
     disabled = getattr(benchmark, "disabled", False)
@@ -32,7 +32,7 @@ def test_runner_overhead(benchmark, make_cell, record_ratio, record_every, reque
     # gradient records and one detailed record), so the median compares like with like.
     steps, rounds = (3, 1) if disabled else (100, request.config.getoption("--gb-rounds") or 10)
     benchmark.group = "runner overhead | mlp | sgd"
-    result = benchmark.pedantic(compare_runner_to_handwritten, args=(cell,), kwargs={"steps": steps, "rounds": rounds}, rounds=1)
+    result = benchmark.pedantic(compare_runner_to_handwritten, args=(cell,), kwargs={"steps": steps, "rounds": rounds, "clock": gb_clock}, rounds=1)
     benchmark.extra_info.update({"cell": cell.config(), **result})
     record_ratio(f"mlp sgd, record_every={cell.record_every}, detail_every={cell.detail_every}", result)
     assert result["ratio"] > 0
