@@ -289,10 +289,16 @@ class GradientMonitor:
         if self._row == 0:
             return self._history
         self._update_row = self._snapshot_row = None  # an update not yet measured is dropped
-        given = [index for index, loss in enumerate(self._losses) if loss is not None]
+        given = [loss for loss in self._losses if loss is not None]
         if given:  # the loss column, filled now rather than by a copy inside every step
-            losses = torch.stack([loss.reshape(()) for loss in self._losses if loss is not None])
-            self._buffer[given, 0] = losses.to(self._buffer.dtype)
+            try:  # one stack for losses of one shape, () or (1,), as they come
+                losses = torch.stack(given).reshape(len(given))
+            except RuntimeError:
+                losses = torch.stack([loss.reshape(()) for loss in given])
+            if len(given) == self._row:
+                self._buffer[: self._row, 0] = losses
+            else:
+                self._buffer[[index for index, loss in enumerate(self._losses) if loss is not None], 0] = losses.to(self._buffer.dtype)
         rows = self._buffer[: self._row].tolist()
         activation_rows = self._activations.read(self._row) if self._activations is not None and any(self._activations_recorded) else []
         for offset, values in enumerate(rows):

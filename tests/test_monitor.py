@@ -550,3 +550,14 @@ def test_invalid_arguments(model_factory, kwargs, pattern):
 def test_clip_accepts_clipping_object():
     monitor = GradientMonitor(_mlp(), clip=Clipping("value", 0.5))
     assert monitor.clipping == Clipping("value", 0.5)
+
+
+def test_losses_of_either_scalar_shape_and_missing_ones_read_back_in_order():
+    model = _mlp()
+    monitor = GradientMonitor(model, every=0, buffer_steps=4)
+    given = [torch.tensor(1.5), torch.tensor([2.5]), None, torch.tensor(3.5, dtype=torch.float16), torch.tensor([4.5])]
+    for loss in given:
+        monitor.step(loss)
+    history = monitor.history()
+    assert history.loss_steps == [1, 2, 4, 5]
+    assert history.losses == [1.5, 2.5, 3.5, 4.5]
