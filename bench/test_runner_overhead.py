@@ -30,7 +30,8 @@ def test_runner_overhead(benchmark, make_cell, record_ratio, record_every, reque
     disabled = getattr(benchmark, "disabled", False)
     # 100 steps a round: each round holds the same records (at the default cadence, ten
     # gradient records and one detailed record), so the median compares like with like.
-    steps, rounds = (3, 1) if disabled else (100, request.config.getoption("--gb-rounds") or 10)
+    quick_rounds = 4 if request.config.getoption("--gb-quick") else 10  # the quick subset stays under a minute
+    steps, rounds = (3, 1) if disabled else (100, request.config.getoption("--gb-rounds") or quick_rounds)
     benchmark.group = "runner overhead | mlp | sgd"
     result = benchmark.pedantic(compare_runner_to_handwritten, args=(cell,), kwargs={"steps": steps, "rounds": rounds, "clock": gb_clock}, rounds=1)
     benchmark.extra_info.update({"cell": cell.config(), **result})
