@@ -17,7 +17,11 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:  # imported lazily at run time: 'gradbench list' should not wait for torch
+    from gradbench.diagnose import Thresholds, Verdict
+    from gradbench.store import Store
 
 __all__ = ["main"]
 
@@ -126,9 +130,11 @@ def _build_parser() -> _Parser:
 
 
 def _threshold_option(parser: argparse.ArgumentParser) -> None:
+    from dataclasses import fields
+
     from gradbench.diagnose import Thresholds
 
-    names = ", ".join(f"{item}={getattr(Thresholds(), item):g}" for item in Thresholds.__dataclass_fields__)
+    names = ", ".join(f"{item.name}={item.default:g}" for item in fields(Thresholds))
     parser.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE", help=f"override a verdict threshold (repeatable); defaults: {names}")
 
 
@@ -226,14 +232,16 @@ def _check_datasets(cells: Sequence[Any], data_options: Any, args: argparse.Name
                 command = shlex.join(["gradbench", *args.argv, "--download"])
                 error = error.with_fetch_hint(f"fetch it with: {command}")
             raise UsageError(str(error)) from None
-def _verdicts(store: Any, runs: list[dict[str, Any]], thresholds: Any = None) -> dict[str, list[Any]]:
+
+
+def _verdicts(store: Store, runs: list[dict[str, Any]], thresholds: Thresholds | None = None) -> dict[str, list[Verdict]]:
     """Each done or diverged run's verdicts, by key."""
     from gradbench.diagnose import diagnose
 
     return {run["key"]: diagnose(store.health(run), thresholds) for run in runs if run["status"] != "failed"}
 
 
-def _verdict_names(store: Any, runs: list[dict[str, Any]], thresholds: Any = None) -> dict[str, list[str]]:
+def _verdict_names(store: Store, runs: list[dict[str, Any]], thresholds: Thresholds | None = None) -> dict[str, list[str]]:
     return {key: [verdict.name for verdict in verdicts] for key, verdicts in _verdicts(store, runs, thresholds).items()}
 
 

@@ -27,12 +27,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from gradbench.history import ActivationSite, MonitorHistory, NonFinite, finite_ratios, first_last_ratio, window
+from gradbench.history import ActivationSite, MonitorHistory, NonFinite, finite_ratios, window
 from gradbench.registry import closest_match
 
 __all__ = [
-    "VERDICTS", "Thresholds", "parse_thresholds", "Verdict", "RunHealth", "health_from_history",
-    "diagnose", "first_last_ratio",
+    "VERDICTS", "Thresholds", "parse_thresholds", "Verdict", "RunHealth", "health_from_history", "diagnose",
 ]
 
 VERDICTS = ("healthy", "vanishing", "exploding", "dead_units", "saturated", "diverged")

@@ -9,24 +9,7 @@ skips.
 The file is marked with SQLite's ``application_id`` so that any other file, SQLite or not, is
 refused with a clear message instead of being written to.
 
-Tables (``step`` k is the k-th optimizer step; evaluation step 0 is the initialisation):
-    runs(key, status, label, task, task_knobs, optimizer, hyperparameters, lr, activation,
-         init, clip, seed, steps, batch_size, device, threads, config, metric, target,
-         <metrics>, nonfinite_step, nonfinite_quantity, nonfinite_layer, error, env,
-         started_at, finished_at, wall_time_s)
-    steps(run_key, step, loss, step_time_s)
-    evaluations(run_key, step, train_loss, test_loss, test_accuracy, train_time_s)
-    layers(run_key, layer_index, layer_name, num_params)
-    layer_grad_norms(run_key, step, layer_index, grad_norm)
-    grad_norms(run_key, step, norm_before_clip, norm_after_clip, clip_fired)
-    layer_stats(run_key, step, layer_index, grad_norm_after_clip, weight_norm, update_ratio)
-    activation_sites(run_key, site_index, site_name, module, kind, units)
-    activation_stats(run_key, step, site_index, dead_fraction, saturated_fraction, mean, std)
-
-Schema versions: 1 had neither ``clip_fired`` nor the last three tables. Opening a version-1
-file for writing adds them (``_migrate``: additive, in one transaction, older rows untouched);
-reading one leaves it as it is, and its runs read as having no such statistics. A file from a
-newer gradbench is refused.
+The tables, their versions and the migration of older files are in ``gradbench.schema``.
 """
 
 from __future__ import annotations
@@ -42,131 +25,14 @@ from urllib.parse import quote
 
 from gradbench.diagnose import RunHealth
 from gradbench.history import ActivationSite, MonitorHistory, NonFinite
+from gradbench.schema import (
+    ACTIVATION_STATISTICS, APPLICATION_ID, CHILD_TABLES, LAYER_STATISTICS, METRIC_COLUMNS, SCHEMA_VERSION, create_schema, migrate,
+)
 from gradbench.train import RunResult
 
 __all__ = ["Store", "StoreError", "DEFAULT_DB", "METRIC_COLUMNS", "LAYER_STATISTICS", "ACTIVATION_STATISTICS"]
 
 DEFAULT_DB = "gradbench.db"
-APPLICATION_ID = 0x47424E43  # "GBNC"
-SCHEMA_VERSION = 2
-METRIC_COLUMNS = (
-    "steps_run",
-    "final_train_loss",
-    "final_test_loss",
-    "final_test_accuracy",
-    "steps_to_target",
-    "time_to_target_s",
-    "median_step_time_s",
-    "total_train_time_s",
-    "grad_ratio_first_last",
-)
-
-# Added in schema version 2 (created by _migrate in a version-1 file).
-_TABLES_2 = """
-CREATE TABLE layer_stats (
-    run_key TEXT NOT NULL REFERENCES runs(key),
-    step INTEGER NOT NULL,
-    layer_index INTEGER NOT NULL,
-    grad_norm_after_clip REAL,
-    weight_norm REAL,
-    update_ratio REAL,
-    PRIMARY KEY (run_key, step, layer_index)
-) WITHOUT ROWID;
-CREATE TABLE activation_sites (
-    run_key TEXT NOT NULL REFERENCES runs(key),
-    site_index INTEGER NOT NULL,
-    site_name TEXT NOT NULL,
-    module TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    units INTEGER NOT NULL,
-    PRIMARY KEY (run_key, site_index)
-) WITHOUT ROWID;
-CREATE TABLE activation_stats (
-    run_key TEXT NOT NULL REFERENCES runs(key),
-    step INTEGER NOT NULL,
-    site_index INTEGER NOT NULL,
-    dead_fraction REAL,
-    saturated_fraction REAL,
-    mean REAL,
-    std REAL,
-    PRIMARY KEY (run_key, step, site_index)
-) WITHOUT ROWID;
-"""
-_COLUMNS_2 = (("grad_norms", "clip_fired", "INTEGER"),)
-LAYER_STATISTICS = ("grad_norm_after_clip", "weight_norm", "update_ratio")
-ACTIVATION_STATISTICS = ("dead_fraction", "saturated_fraction", "mean", "std")
-
-_SCHEMA = f"""
-CREATE TABLE runs (
-    key TEXT PRIMARY KEY,
-    status TEXT NOT NULL CHECK (status IN ('done', 'diverged', 'failed')),
-    label TEXT NOT NULL,
-    task TEXT NOT NULL,
-    task_knobs TEXT NOT NULL,
-    optimizer TEXT NOT NULL,
-    hyperparameters TEXT NOT NULL,
-    lr REAL NOT NULL,
-    activation TEXT,
-    init TEXT,
-    clip TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    steps INTEGER NOT NULL,
-    batch_size INTEGER,
-    device TEXT NOT NULL,
-    threads INTEGER NOT NULL,
-    config TEXT NOT NULL,
-    metric TEXT,
-    target REAL,
-    {", ".join(f"{name} {'INTEGER' if name.startswith('steps') else 'REAL'}" for name in METRIC_COLUMNS)},
-    nonfinite_step INTEGER,
-    nonfinite_quantity TEXT,
-    nonfinite_layer TEXT,
-    error TEXT,
-    env TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    finished_at TEXT NOT NULL,
-    wall_time_s REAL NOT NULL
-);
-CREATE TABLE steps (
-    run_key TEXT NOT NULL REFERENCES runs(key),
-    step INTEGER NOT NULL,
-    loss REAL,
-    step_time_s REAL,
-    PRIMARY KEY (run_key, step)
-) WITHOUT ROWID;
-CREATE TABLE evaluations (
-    run_key TEXT NOT NULL REFERENCES runs(key),
-    step INTEGER NOT NULL,
-    train_loss REAL,
-    test_loss REAL,
-    test_accuracy REAL,
-    train_time_s REAL NOT NULL,
-    PRIMARY KEY (run_key, step)
-) WITHOUT ROWID;
-CREATE TABLE layers (
-    run_key TEXT NOT NULL REFERENCES runs(key),
-    layer_index INTEGER NOT NULL,
-    layer_name TEXT NOT NULL,
-    num_params INTEGER NOT NULL,
-    PRIMARY KEY (run_key, layer_index)
-) WITHOUT ROWID;
-CREATE TABLE layer_grad_norms (
-    run_key TEXT NOT NULL REFERENCES runs(key),
-    step INTEGER NOT NULL,
-    layer_index INTEGER NOT NULL,
-    grad_norm REAL,
-    PRIMARY KEY (run_key, step, layer_index)
-) WITHOUT ROWID;
-CREATE TABLE grad_norms (
-    run_key TEXT NOT NULL REFERENCES runs(key),
-    step INTEGER NOT NULL,
-    norm_before_clip REAL,
-    norm_after_clip REAL,
-    clip_fired INTEGER,
-    PRIMARY KEY (run_key, step)
-) WITHOUT ROWID;
-""" + _TABLES_2
-_CHILD_TABLES = ("steps", "evaluations", "layers", "layer_grad_norms", "grad_norms", "layer_stats", "activation_sites", "activation_stats")
 
 
 class StoreError(ValueError):
@@ -211,35 +77,6 @@ def _identity(connection: sqlite3.Connection) -> tuple[int, int, int]:
     return application_id, version, tables
 
 
-def _create_schema(connection: sqlite3.Connection) -> None:
-    """Create the tables and mark the file, in one transaction: a kill half-way leaves an empty
-    file, never a half-made one, and two processes creating the same file at once both succeed."""
-    schema = _SCHEMA.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ")
-    connection.executescript(
-        f"BEGIN IMMEDIATE;\n{schema}\nPRAGMA application_id = {APPLICATION_ID};\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
-    )
-
-
-def _migrate(connection: sqlite3.Connection) -> None:
-    """Bring an older file to ``SCHEMA_VERSION``: add the missing tables and columns, in one
-    transaction (a kill half-way leaves the file as it was; two processes migrating at once
-    take turns, and the second finds nothing to do)."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        if connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-            for statement in _TABLES_2.split(";"):
-                if statement.strip():
-                    connection.execute(statement.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS "))
-            for table, column, kind in _COLUMNS_2:
-                if column not in {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}:
-                    connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-
-
 class Store:
     """A gradbench SQLite database. Use ``Store.open``; close it, or use it as a context manager."""
 
@@ -279,14 +116,14 @@ class Store:
         try:
             application_id, version, tables = _identity(connection)
             if tables == 0 and application_id == 0 and not readonly:
-                _create_schema(connection)
+                create_schema(connection)
                 application_id, version, tables = _identity(connection)
             if application_id != APPLICATION_ID:
                 raise StoreError(f"{str(path)!r} is not a gradbench database (an SQLite file of another application); choose another --db path")
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{str(path)!r} was written by a newer gradbench (schema {version} > {SCHEMA_VERSION}); upgrade gradbench")
             if not readonly and version < SCHEMA_VERSION:
-                _migrate(connection)
+                migrate(connection)
                 version = SCHEMA_VERSION
             if not readonly:
                 # Fail now, before anything trains, if the file cannot be written.
@@ -349,7 +186,7 @@ class Store:
         }
         history = result.history
         with self.connection:  # one transaction: all of the run or none of it
-            for table in _CHILD_TABLES:
+            for table in CHILD_TABLES:
                 self.connection.execute(f"DELETE FROM {table} WHERE run_key = ?", (key,))
             self.connection.execute("DELETE FROM runs WHERE key = ?", (key,))
             columns = ", ".join(row)
