@@ -96,6 +96,10 @@ def _build_parser() -> _Parser:
         "--detail-every", type=int,
         help="steps between records of weight norms, update ratios and activation statistics: a multiple of --record-every, 0 for none (default: 10 x --record-every)",
     )
+    settings.add_argument(
+        "--validation", type=float,
+        help="fraction of each training set held out as a validation split, never trained on, for 'gradbench report --tuned' (default: 0, none)",
+    )
     settings.add_argument("--db", default=None, help="results database (default: gradbench.db)")
     settings.add_argument("--data-dir", help="where MNIST, Fashion-MNIST and CIFAR-10 are read from, in torchvision's layout (default: $GRADBENCH_DATA, else ~/.cache/gradbench/data)")
     settings.add_argument("--download", action="store_true", help="download a real dataset that is missing from the data directory (default: never download)")
@@ -158,7 +162,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["steps"] = _numbers("--steps", args.steps, int)
     if args.batch_size is not None:
         overrides["batch_sizes"] = _numbers("--batch-size", args.batch_size, int)
-    for flag in ("device", "threads", "eval_every", "record_every", "detail_every"):
+    for flag in ("device", "threads", "eval_every", "record_every", "detail_every", "validation"):
         if getattr(args, flag) is not None:
             overrides[flag] = getattr(args, flag)
     return overrides

@@ -44,7 +44,7 @@ import torch
 
 __all__ = [
     "Dataset", "cache_dir", "load_mnist1d", "load_digits", "make_adding_problem", "load_quadratic_deep",
-    "quadratic_deep_hessian", "make_linreg", "linreg_optimum", "on_device",
+    "quadratic_deep_hessian", "make_linreg", "linreg_optimum", "on_device", "validation_split",
 ]
 
 
@@ -58,6 +58,8 @@ class Dataset:
         num_classes: Number of classes, or ``None`` for regression.
         train_eval_index: Indices of the training examples on which the training loss is
             evaluated; ``None``: all of them.
+        x_val, y_val: The validation split held out of the training set (``with_validation``);
+            ``None``: none.
     """
 
     name: str
@@ -67,21 +69,26 @@ class Dataset:
     y_test: torch.Tensor
     num_classes: int | None = None
     train_eval_index: torch.Tensor | None = None
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     @property
     def num_train(self) -> int:
         return self.x_train.shape[0]
 
     def to(self, device: torch.device | str) -> Dataset:
-        index = self.train_eval_index
-        return Dataset(
-            self.name,
-            self.x_train.to(device),
-            self.y_train.to(device),
-            self.x_test.to(device),
-            self.y_test.to(device),
-            self.num_classes,
-            None if index is None else index.to(device),
+        def moved(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.to(device)
+
+        return replace(
+            self,
+            x_train=self.x_train.to(device),
+            y_train=self.y_train.to(device),
+            x_test=self.x_test.to(device),
+            y_test=self.y_test.to(device),
+            train_eval_index=moved(self.train_eval_index),
+            x_val=moved(self.x_val),
+            y_val=moved(self.y_val),
         )
 
     def with_train_eval_size(self, size: int, seed: int = 0) -> Dataset:
@@ -97,6 +104,41 @@ class Dataset:
         generator = torch.Generator().manual_seed(seed)
         index = torch.randperm(self.num_train, generator=generator)[:size].sort().values
         return replace(self, name=f"{self.name}[train_eval_size={size}]", train_eval_index=index)
+
+    def with_validation(self, fraction: float, seed: int = 0) -> Dataset:
+        """This dataset with ``fraction`` of its training examples held out as a validation split.
+
+        The held-out examples are drawn once, with their own generator (``seed``), so the split
+        is the same in every run, whatever the run's seed: the learning rates a tuner compares
+        are judged on the same examples. They are removed from the training set (never trained
+        on). At least one example is held out and at least one is kept.
+
+        Raises:
+            ValueError: if ``fraction`` is not in (0, 1) or the training set is too small to split.
+        """
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"invalid validation fraction {fraction!r}: must be between 0 and 1 (exclusive)")
+        count = max(1, round(fraction * self.num_train))
+        if count >= self.num_train:
+            raise ValueError(f"validation fraction {fraction:g} leaves no training examples out of {self.num_train}")
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(self.num_train, generator=generator)
+        held_out, kept = order[:count].sort().values, order[count:].sort().values
+        x_train, y_train = self.x_train[kept.to(self.x_train.device)], self.y_train[kept.to(self.y_train.device)]
+        split = replace(
+            self,
+            name=f"{self.name}[validation={fraction:g}]",
+            x_train=x_train,
+            y_train=y_train,
+            x_val=self.x_train[held_out.to(self.x_train.device)],
+            y_val=self.y_train[held_out.to(self.y_train.device)],
+            train_eval_index=None,
+        )
+        # The train-eval subset indexed the full training set: draw it again, same size, from
+        # what is left.
+        if self.train_eval_index is not None:
+            split = split.with_train_eval_size(min(int(self.train_eval_index.shape[0]), split.num_train))
+        return split
 
 
 def cache_dir() -> Path:
@@ -329,6 +371,22 @@ def linreg_optimum(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor, float]
 # dataset keeps its id from being reused while the entry lives. Least recently used first.
 _device_copies: OrderedDict[tuple[int, str], tuple[Dataset, Dataset]] = OrderedDict()
 DEVICE_CACHE_SIZE = 4
+
+
+_validation_splits: OrderedDict[tuple[int, float], tuple[Dataset, Dataset]] = OrderedDict()
+
+
+def validation_split(dataset: Dataset, fraction: float) -> Dataset:
+    """``dataset.with_validation(fraction)``, made once per dataset and reused by later runs of
+    the process, so that ``on_device`` copies the split data to a GPU once, not once per run."""
+    key = (id(dataset), fraction)
+    if key in _validation_splits:
+        _validation_splits.move_to_end(key)
+    else:
+        _validation_splits[key] = (dataset, dataset.with_validation(fraction))
+        while len(_validation_splits) > DEVICE_CACHE_SIZE:
+            _validation_splits.popitem(last=False)
+    return _validation_splits[key][1]
 
 
 def on_device(dataset: Dataset, device: torch.device) -> Dataset:

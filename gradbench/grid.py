@@ -71,7 +71,11 @@ AXES: dict[str, list[Any]] = {
 # record_every: per-layer gradient norms every 10 steps cost about 0.5% of a small CPU step (every
 # step, about 5%); detail_every: weight norms, update ratios and activation statistics (None:
 # DETAIL_FACTOR x record_every). See gradbench.monitor.
-SETTINGS: dict[str, Any] = {"device": "cpu", "threads": 1, "eval_every": None, "record_every": DEFAULT_EVERY, "detail_every": None}
+# validation: the fraction of the training set held out as a validation split (0: none), which
+# tuned tables (gradbench.tuning) choose learning rates on.
+SETTINGS: dict[str, Any] = {
+    "device": "cpu", "threads": 1, "eval_every": None, "record_every": DEFAULT_EVERY, "detail_every": None, "validation": 0.0,
+}
 _META = ("name", "description")
 
 
@@ -100,6 +104,8 @@ class Cell:
         record_every: Steps between records of per-layer gradient norms (0: none).
         detail_every: Steps between records of weight norms, update ratios and activation
             statistics (a multiple of ``record_every``; 0: none).
+        validation: Fraction of the training set held out, never trained on, and evaluated with
+            the test set (0: no validation split).
     """
 
     task: str
@@ -117,6 +123,7 @@ class Cell:
     eval_every: int
     record_every: int
     detail_every: int
+    validation: float = 0.0
 
     @property
     def lr(self) -> float:
@@ -153,6 +160,8 @@ class Cell:
             # Left out at 0 (no detailed records, as before they existed), so the cells stored
             # then keep their keys.
             **({"detail_every": self.detail_every} if self.detail_every else {}),
+            # Left out at 0 (no validation split, as before it existed): stored keys stay.
+            **({"validation": self.validation} if self.validation else {}),
         }
 
     @classmethod
@@ -162,6 +171,7 @@ class Cell:
 
         fields = dict(config)
         fields.setdefault("detail_every", 0)  # stored before detail records existed
+        fields.setdefault("validation", 0.0)  # stored before validation splits existed
         fields["task_knobs"] = items(config["task_knobs"])
         fields["hyperparameters"] = items(config["hyperparameters"])
         return cls(**fields)
@@ -225,7 +235,7 @@ FLAGS = {
     "tasks": "--task", "optimizers": "--optimizer", "activations": "--activation", "inits": "--init",
     "clips": "--clip", "lrs": "--lr", "seeds": "--seeds", "steps": "--steps", "batch_sizes": "--batch-size",
     "device": "--device", "threads": "--threads", "eval_every": "--eval-every", "record_every": "--record-every",
-    "detail_every": "--detail-every",
+    "detail_every": "--detail-every", "validation": "--validation",
 }
 
 
@@ -373,6 +383,10 @@ def _check_setting(key: str, value: Any) -> Any:
         raise ValueError(f"invalid record_every {value!r}: must be an integer >= 0 (0: no gradient records)")
     if key == "detail_every" and not (value is None or _integer(value, 0)):
         raise ValueError(f"invalid detail_every {value!r}: must be an integer >= 0 (0: no weight norms, update ratios or activation statistics)")
+    if key == "validation":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ValueError(f"invalid validation {value!r}: must be a fraction of the training set, at least 0 and below 1 (0: no validation split)")
+        return float(value)
     return value
 
 
@@ -430,8 +444,11 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any]) -> Iterable[
         task = TASKS.get(task_name)
         for batch_size in axes["batch_sizes"]:
             size = batch_size or task_batch_size
-            if task.train_size is not None and size > task.train_size(resolve_knobs(task_name, knobs)):
-                examples = task.train_size(resolve_knobs(task_name, knobs))
+            examples = task.train_size(resolve_knobs(task_name, knobs)) if task.train_size is not None else None
+            if examples is not None and settings["validation"]:
+                # What the validation split leaves (Dataset.with_validation rounds the same way).
+                examples -= max(1, round(settings["validation"] * examples))
+            if examples is not None and size > examples:
                 message = f"batch size {size} is larger than the training set of {format_spec(task_name, knobs)} ({examples} examples)"
                 raise _fail(suite, index, "batch_sizes" if batch_size else "tasks", message)
     for (task_name, knobs, task_batch_size), (opt_name, hyper), activation, init, clip, seed, steps, batch_size in product(
@@ -455,6 +472,7 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any]) -> Iterable[
             eval_every=settings["eval_every"] or max(1, steps // 20),
             record_every=settings["record_every"],
             detail_every=detail_every,
+            validation=settings["validation"],
         )
 
 

@@ -6,7 +6,8 @@ Tables (``step`` k is the k-th optimizer step; evaluation step 0 is the initiali
          <metrics>, nonfinite_step, nonfinite_quantity, nonfinite_layer, error, env,
          started_at, finished_at, wall_time_s)
     steps(run_key, step, loss, step_time_s)
-    evaluations(run_key, step, train_loss, test_loss, test_accuracy, train_time_s)
+    evaluations(run_key, step, train_loss, test_loss, test_accuracy, train_time_s,
+                validation_loss, validation_accuracy)
     layers(run_key, layer_index, layer_name, num_params)
     layer_grad_norms(run_key, step, layer_index, grad_norm)
     grad_norms(run_key, step, norm_before_clip, norm_after_clip, clip_fired)
@@ -14,10 +15,12 @@ Tables (``step`` k is the k-th optimizer step; evaluation step 0 is the initiali
     activation_sites(run_key, site_index, site_name, module, kind, units)
     activation_stats(run_key, step, site_index, dead_fraction, saturated_fraction, mean, std)
 
-Schema versions: 1 had neither ``clip_fired`` nor the last three tables. Opening a version-1
-file for writing adds them (``migrate``: additive, in one transaction, older rows untouched);
-reading one leaves it as it is, and its runs read as having no such statistics. A file from a
-newer gradbench is refused.
+Schema versions: 1 had neither ``clip_fired`` nor the last three tables; 2 had no validation
+columns (``evaluations.validation_loss``, ``evaluations.validation_accuracy``,
+``runs.final_validation_loss``, ``runs.final_validation_accuracy``). Opening an older file for
+writing adds what it lacks (``migrate``: additive, in one transaction, older rows untouched, their
+new columns NULL); reading one leaves it as it is, and its runs read as having no such
+statistics. A file from a newer gradbench is refused.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x47424E43  # "GBNC"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 METRIC_COLUMNS = (
     "steps_run",
     "final_train_loss",
@@ -41,6 +44,8 @@ METRIC_COLUMNS = (
     "median_step_time_s",
     "total_train_time_s",
     "grad_ratio_first_last",
+    "final_validation_loss",  # schema 3
+    "final_validation_accuracy",  # schema 3
 )
 
 # Added in schema version 2 (created by migrate in a version-1 file).
@@ -75,6 +80,16 @@ CREATE TABLE activation_stats (
 ) WITHOUT ROWID;
 """
 _COLUMNS_2 = (("grad_norms", "clip_fired", "INTEGER"),)
+# Added in schema version 3: the validation split's metrics (NULL where a run held none out).
+_TABLES_3 = ""
+_COLUMNS_3 = (
+    ("evaluations", "validation_loss", "REAL"),
+    ("evaluations", "validation_accuracy", "REAL"),
+    ("runs", "final_validation_loss", "REAL"),
+    ("runs", "final_validation_accuracy", "REAL"),
+)
+# Each version's additions, in order; migrate applies every one (each is idempotent).
+_MIGRATIONS = ((2, _TABLES_2, _COLUMNS_2), (3, _TABLES_3, _COLUMNS_3))
 LAYER_STATISTICS = ("grad_norm_after_clip", "weight_norm", "update_ratio")
 ACTIVATION_STATISTICS = ("dead_fraction", "saturated_fraction", "mean", "std")
 
@@ -123,6 +138,8 @@ CREATE TABLE evaluations (
     test_loss REAL,
     test_accuracy REAL,
     train_time_s REAL NOT NULL,
+    validation_loss REAL,
+    validation_accuracy REAL,
     PRIMARY KEY (run_key, step)
 ) WITHOUT ROWID;
 CREATE TABLE layers (
@@ -147,7 +164,7 @@ CREATE TABLE grad_norms (
     clip_fired INTEGER,
     PRIMARY KEY (run_key, step)
 ) WITHOUT ROWID;
-""" + _TABLES_2
+""" + _TABLES_2 + _TABLES_3
 CHILD_TABLES = ("steps", "evaluations", "layers", "layer_grad_norms", "grad_norms", "layer_stats", "activation_sites", "activation_stats")
 
 
@@ -166,13 +183,17 @@ def migrate(connection: sqlite3.Connection) -> None:
     take turns, and the second finds nothing to do)."""
     connection.execute("BEGIN IMMEDIATE")
     try:
-        if connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-            for statement in _TABLES_2.split(";"):
-                if statement.strip():
-                    connection.execute(statement.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS "))
-            for table, column, kind in _COLUMNS_2:
-                if column not in {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}:
-                    connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:
+            for added_in, tables, columns in _MIGRATIONS:
+                if version >= added_in:
+                    continue
+                for statement in tables.split(";"):
+                    if statement.strip():
+                        connection.execute(statement.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS "))
+                for table, column, kind in columns:
+                    if column not in {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}:
+                        connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         connection.execute("COMMIT")
     except BaseException:

@@ -198,8 +198,12 @@ class Store:
             ]
             self.connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", step_rows)
             self.connection.executemany(
-                "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?)",
-                [(key, e.step, _finite(e.train_loss), _finite(e.test_loss), e.test_accuracy, e.train_time_s) for e in result.evaluations],
+                "INSERT INTO evaluations (run_key, step, train_loss, test_loss, test_accuracy, train_time_s, validation_loss, validation_accuracy)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (key, e.step, _finite(e.train_loss), _finite(e.test_loss), e.test_accuracy, e.train_time_s, _finite(e.validation_loss), e.validation_accuracy)
+                    for e in result.evaluations
+                ],
             )
             if history:
                 self.connection.executemany(

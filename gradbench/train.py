@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradbench.data import Dataset, on_device
+from gradbench.data import Dataset, on_device, validation_split
 from gradbench.env import check_device, environment
 from gradbench.grid import Cell
 from gradbench.image_data import DataOptions
@@ -42,13 +42,16 @@ _EVAL_CHUNK = 8192
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Metrics on the full training and test sets after ``step`` optimizer steps."""
+    """Metrics on the full training and test sets (and the validation split, where the cell
+    holds one out) after ``step`` optimizer steps."""
 
     step: int
     train_loss: float
     test_loss: float
     test_accuracy: float | None
     train_time_s: float  # time spent in train_step so far
+    validation_loss: float | None = None
+    validation_accuracy: float | None = None
 
 
 @dataclass
@@ -107,6 +110,8 @@ class RunResult:
             "median_step_time_s": statistics.median(self.step_times) if self.step_times else None,
             "total_train_time_s": sum(self.step_times),
             "grad_ratio_first_last": self.grad_ratio_first_last(),
+            "final_validation_loss": final.validation_loss if final else None,
+            "final_validation_accuracy": final.validation_accuracy if final else None,
         }
 
     def grad_ratio_first_last(self) -> float | None:
@@ -146,7 +151,8 @@ def train_step(
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Dataset, loss_fn: LossFn, step: int, train_time_s: float) -> Evaluation:
-    """Loss on the training set, loss and accuracy on the test set (model in eval mode).
+    """Loss on the training set, loss and accuracy on the test set and on the validation split
+    where the dataset holds one (model in eval mode).
 
     The training loss is taken over ``data.train_eval_index`` where the dataset has one (a
     fixed subset the size of the test set, for the large image datasets), else over all of it.
@@ -173,9 +179,12 @@ def evaluate(model: nn.Module, data: Dataset, loss_fn: LossFn, step: int, train_
 
         train_loss, _ = pass_over(data.x_train, data.y_train, data.train_eval_index)
         test_loss, test_accuracy = pass_over(data.x_test, data.y_test)
+        validation_loss = validation_accuracy = None
+        if data.x_val is not None and data.y_val is not None:
+            validation_loss, validation_accuracy = pass_over(data.x_val, data.y_val)
     finally:
         model.train(was_training)
-    return Evaluation(step, train_loss, test_loss, test_accuracy, train_time_s)
+    return Evaluation(step, train_loss, test_loss, test_accuracy, train_time_s, validation_loss, validation_accuracy)
 
 
 class Batches:
@@ -218,6 +227,9 @@ def _build(cell: Cell, device: torch.device, data_options: DataOptions | None = 
     knobs.pop(BATCH_SIZE_KNOB)  # the cell's own batch_size field is what counts
     config = TaskConfig(knobs, activation, activation_params, init, init_params, data_options or DataOptions.from_environment())
     instance = TASKS.get(cell.task).build(config)
+    if cell.validation:
+        # Held out before the data goes to the device, so the device copy is of the split data.
+        instance.data = validation_split(instance.data, cell.validation)
     instance.model.to(device)
     instance.data = on_device(instance.data, device)
     return instance

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gradbench.grid import expand, parse_suite
+from gradbench.schema import SCHEMA_VERSION
 from gradbench.store import Store, StoreError
 from gradbench.train import run_cell
 
@@ -132,15 +133,32 @@ def test_opening_a_version_1_file_for_writing_migrates_it_additively(tmp_path, r
     path = tmp_path / "old.db"
     _version_1_file(path)
     with Store.open(path) as store:
-        assert store.version == 2
-        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 2
-        store.save(results[0])  # the new tables and column take the new run
+        assert store.version == SCHEMA_VERSION == 3
+        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 3
+        store.save(results[0])  # the new tables and columns take the new run
         old = [r for r in store.layer_rows(["old"])]
         assert [(r["step"], r["grad_norm"], r["update_ratio"]) for r in old] == [(1, 0.5, None), (1, 2.0, None), (2, 0.25, None), (2, 1.0, None)]
         assert len(list(store.activation_rows([results[0].cell.key]))) == 18
         assert store.finished_keys() == {"old", results[0].cell.key}
+        old_run = store.runs(["old"])[0]
+        assert old_run["final_validation_loss"] is None and old_run["final_validation_accuracy"] is None
     with Store.open(path) as store:  # a second open finds nothing to migrate
-        assert store.version == 2 and len(store.runs()) == 2
+        assert store.version == 3 and len(store.runs()) == 2
+
+
+def test_a_migrated_file_has_the_tables_and_columns_of_a_new_one(tmp_path):
+    def layout(path: Path) -> dict[str, set[str]]:
+        connection = sqlite3.connect(path)
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        shape = {table: {row[1] for row in connection.execute(f"PRAGMA table_info({table})")} for table in tables}
+        connection.close()
+        return shape
+
+    old, new = tmp_path / "old.db", tmp_path / "new.db"
+    _version_1_file(old)
+    Store.open(old).close()
+    Store.open(new, create=True).close()
+    assert layout(old) == layout(new)
 
 
 def test_saving_again_replaces_without_duplicates(tmp_path, results):
