@@ -1,5 +1,5 @@
-"""The ``gradbench`` command: run, report, diagnose, export, list. Thin: it parses, then calls
-the modules.
+"""The ``gradbench`` command: run, report, plot, diagnose, export, list. Thin: it parses, then
+calls the modules.
 
 Every bad input (unknown name, malformed value or file, missing CUDA, a file that is not a
 gradbench database) ends with one line on stderr naming the bad value and the valid choices,
@@ -108,10 +108,38 @@ def _build_parser() -> _Parser:
     settings.add_argument("--retry-failed", action="store_true", help="run again the cells stored as failed (by default every stored cell is skipped)")
     settings.add_argument("--dry-run", action="store_true", help="list the cells (and whether each is stored) without running")
 
-    report = commands.add_parser("report", help="print the comparison table from the store")
+    report = commands.add_parser(
+        "report",
+        help="comparison tables from the store: the flat table (default), pivot tables (--rows/--columns/--metric, LaTeX), "
+        "performance profiles, or a one-page HTML report",
+    )
     report.add_argument("--db", default=None, help="results database (default: gradbench.db)")
-    report.add_argument("--format", choices=("md", "csv"), default="md")
+    report.add_argument(
+        "--format", choices=("md", "csv", "latex", "html"), default="md",
+        help="md and csv: the flat table unless a pivot is asked for; latex: pivot tables (booktabs); html: a self-contained page "
+        "with every table and figure (write it with -o)",
+    )
+    report.add_argument("--rows", help="pivot row axes, comma list (default: optimizer); any run axis: optimizer, lr, activation, init, clip, batch_size, steps, or a task knob such as depth, width, norm")
+    report.add_argument("--columns", help="pivot column axes, comma list (default: activation)")
+    report.add_argument("--metric", help="the pivot's metric (default: train_loss): train_loss, test_loss, test_accuracy, validation_loss, validation_accuracy, steps_to_target, time_to_target, step_time, grad_ratio, verdict")
+    report.add_argument("--tuned", action="store_true", help="keep each configuration's best learning rate, chosen on the validation split (runs made with --validation)")
+    report.add_argument("--tune-on", default=None, help="what --tuned chooses on: validation_loss (default), validation_accuracy, or train_loss (for runs without a validation split; labelled so)")
+    report.add_argument("--profiles", action="store_true", help="performance profiles (Dolan & More) on steps and time to target across problems, instead of tables")
+    _where_option(report)
+    report.add_argument("--output", "-o", help="write to this file instead of stdout")
     _threshold_option(report)
+
+    plot = commands.add_parser("plot", help="figures from the store (PNG, PDF or SVG by the output's suffix)")
+    plot.add_argument("kind", help="curves, heatmap, depth, clip or profile")
+    plot.add_argument("run", nargs="?", help="heatmap: a run key or a unique prefix of one (or select one run with --where)")
+    plot.add_argument("--db", default=None, help="results database (default: gradbench.db)")
+    plot.add_argument("--output", "-o", required=True, help="the figure file: .png, .pdf or .svg")
+    plot.add_argument("--y", default=None, help="curves: train_loss (default), test_loss, test_accuracy, validation_loss, validation_accuracy, or loss (every step)")
+    plot.add_argument("--by", default=None, help="depth and curves: the axes whose values name the lines, comma list (default: every axis that varies)")
+    plot.add_argument("--measure", default=None, help="profile: steps_to_target (default) or time_to_target")
+    plot.add_argument("--tuned", action="store_true", help="profile and curves: only each configuration's best learning rate (see report --tuned)")
+    plot.add_argument("--tune-on", default=None, help="what --tuned chooses on (default: validation_loss)")
+    _where_option(plot)
 
     diagnose = commands.add_parser("diagnose", help="gradient-health verdicts of stored runs, in plain words")
     diagnose.add_argument("run", nargs="?", help="a run key or a unique prefix of one (default: every run)")
@@ -131,6 +159,23 @@ def _build_parser() -> _Parser:
     listing = commands.add_parser("list", help="list what can be benchmarked")
     listing.add_argument("what", nargs="?", choices=LISTS, help="one kind (default: all)")
     return parser
+
+
+def _where_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--where", action="append", default=[], metavar="AXIS=VALUE[,VALUE]",
+        help="only the runs whose AXIS has one of the values (repeatable), e.g. --where task=linreg --where optimizer=sgd,adam",
+    )
+
+
+def _where(args: argparse.Namespace) -> dict[str, list[str]]:
+    where: dict[str, list[str]] = {}
+    for item in args.where:
+        name, sign, values = item.partition("=")
+        if not sign or not name.strip() or not values.strip():
+            raise UsageError(f"invalid --where {item!r}: expected AXIS=VALUE[,VALUE], e.g. optimizer=adam")
+        where.setdefault(name.strip(), []).extend(_comma_list(values))
+    return where
 
 
 def _threshold_option(parser: argparse.ArgumentParser) -> None:
@@ -251,13 +296,112 @@ def _verdict_names(store: Store, runs: list[dict[str, Any]], thresholds: Thresho
 
 def _report(args: argparse.Namespace) -> int:
     from gradbench.diagnose import parse_thresholds
+    from gradbench.pivot import build_pivots, select_runs
+    from gradbench.profiles import PROFILE_MEASURES, performance_profiles, profile_csv, profile_text
     from gradbench.report import render
     from gradbench.store import Store
+    from gradbench.tables import render_pivots
+    from gradbench.tuning import tune
 
     thresholds = parse_thresholds(args.threshold)
-    with Store.open(_db_path(args), readonly=True) as store:
-        runs = store.runs()
-        print(render(runs, args.format, _verdict_names(store, runs, thresholds)), end="")
+    rows = _comma_list(args.rows) if args.rows is not None else ["optimizer"]
+    columns = _comma_list(args.columns) if args.columns is not None else ["activation"]
+    if args.tune_on is not None and not args.tuned:
+        raise UsageError("--tune-on applies with --tuned; add --tuned")
+    if args.tuned and "lr" in (*rows, *columns):
+        raise UsageError("--tuned chooses the learning rate, so lr cannot be a --rows or --columns axis")
+    if args.profiles and args.format == "latex":
+        raise UsageError("--profiles prints as md, csv or html; choose one of them with --format")
+    pivot = args.format in ("latex", "html") or args.tuned or any(v is not None for v in (args.rows, args.columns, args.metric))
+    db = _db_path(args)
+    output = Path(args.output) if args.output else None
+    if output is not None:
+        _check_output(output, db)
+    with Store.open(db, readonly=True) as store:
+        runs = select_runs(store.runs(), _where(args))
+        if not runs:
+            raise UsageError(f"no runs in {str(db)!r}" + (" match --where" if args.where else "; run 'gradbench run' first"))
+        note, lrs = None, None
+        if args.tuned:
+            tuned = tune(runs, args.tune_on or "validation_loss")
+            runs, lrs, note = tuned.runs, tuned.lrs, tuned.note
+        if args.format == "html":
+            from gradbench.html_report import html_report
+
+            verdicts = _verdict_names(store, runs, thresholds)
+            text = html_report(store, runs, rows=rows, columns=columns, metric=args.metric, verdicts=verdicts, lrs=lrs, note=note)
+        elif args.profiles:
+            profiles = [performance_profiles(runs, measure, rows) for measure in PROFILE_MEASURES]
+            text = "\n".join(profile_text(p) for p in profiles) if args.format == "md" else "".join(profile_csv(p, header=i == 0) for i, p in enumerate(profiles))
+        elif pivot:
+            metric = args.metric or "train_loss"
+            verdicts = _verdict_names(store, runs, thresholds) if metric == "verdict" else None
+            report = build_pivots(runs, rows, columns, metric, verdicts, lrs)
+            report.note = note
+            text = render_pivots(report, args.format)
+        else:
+            text = render(runs, args.format, _verdict_names(store, runs, thresholds))
+    if output is not None:
+        _write_atomically(output, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+_PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from gradbench import plots
+    from gradbench.pivot import select_runs
+    from gradbench.store import Store
+    from gradbench.tuning import tune
+
+    if args.kind not in plots.PLOTS:
+        raise UsageError(f"unknown plot {args.kind!r}; choose from: {', '.join(plots.PLOTS)}")
+    output = Path(args.output)
+    if output.suffix.lower() not in _PLOT_SUFFIXES:
+        raise UsageError(f"cannot tell the figure format of --output {str(output)!r}: end it in {', '.join(_PLOT_SUFFIXES)}")
+    if args.run is not None and args.kind != "heatmap":
+        raise UsageError(f"plot {args.kind} takes no run key; select runs with --where")
+    if args.kind == "heatmap" and args.run is not None and args.where:
+        raise UsageError("plot heatmap takes a run key or --where, not both")
+    if args.kind == "heatmap" and args.run is None and not args.where:
+        raise UsageError("plot heatmap draws one run: give its key (or a unique prefix), or --where that selects one run")
+    for flag, value, kinds in (("--y", args.y, ("curves",)), ("--by", args.by, ("curves", "depth", "clip")), ("--measure", args.measure, ("profile",))):
+        if value is not None and args.kind not in kinds:
+            raise UsageError(f"{flag} applies to plot {' and '.join(kinds)}, not {args.kind}")
+    if args.tune_on is not None and not args.tuned:
+        raise UsageError("--tune-on applies with --tuned; add --tuned")
+    db = _db_path(args)
+    _check_output(output, db)
+    by = _comma_list(args.by) if args.by is not None else None
+    with Store.open(db, readonly=True) as store:
+        if args.kind == "heatmap" and args.run is not None:
+            figure = plots.grad_heatmap(store, store.resolve_key(args.run))
+        elif args.kind == "heatmap":
+            chosen = select_runs(store.runs(), _where(args))
+            if len(chosen) != 1:
+                raise UsageError(f"plot heatmap draws one run, and --where selects {len(chosen)}: add --where conditions (seed=0, clip=none, ...) or give a run key")
+            figure = plots.grad_heatmap(store, chosen[0]["key"])
+        else:
+            runs = select_runs(store.runs(), _where(args))
+            if not runs:
+                raise UsageError(f"no runs in {str(db)!r}" + (" match --where" if args.where else "; run 'gradbench run' first"))
+            if args.tuned:
+                runs = tune(runs, args.tune_on or "validation_loss").runs
+            if args.kind == "curves":
+                figure = plots.training_curves(store, runs, y=args.y or "train_loss", by=by)
+            elif args.kind == "depth":
+                figure = plots.depth_profile(store, runs, by=by)
+            elif args.kind == "clip":
+                figure = plots.clip_rate(store, runs, by=by)
+            else:
+                from gradbench.profiles import performance_profiles
+
+                figure = plots.profile_plot(performance_profiles(runs, args.measure or "steps_to_target"))
+    plots.save_figure(figure, output)
+    print(f"wrote {output}", file=sys.stderr)
     return 0
 
 
@@ -307,6 +451,9 @@ def _write_atomically(path: Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as output:
             output.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; an output file is not
         os.replace(temporary, path)
     except OSError as error:
         raise UsageError(f"cannot write --output {str(path)!r}: {error.strerror}") from None
@@ -374,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
-        command = {"run": _run, "report": _report, "diagnose": _diagnose, "export": _export, "list": _list}[args.command]
+        command = {"run": _run, "report": _report, "plot": _plot, "diagnose": _diagnose, "export": _export, "list": _list}[args.command]
         return command(args)
     except (UsageError, ValueError) as error:  # SuiteError and StoreError are ValueErrors
         print(f"gradbench: error: {error}", file=sys.stderr)

@@ -22,11 +22,14 @@ from typing import Any
 from gradbench.optimizers import OPTIMIZERS
 from gradbench.specs import format_spec
 
-__all__ = ["Table", "build_table", "render", "FORMATS"]
+__all__ = ["Table", "build_table", "render", "FORMATS", "cell_texts", "constants_text"]
 
 FORMATS = ("md", "csv")
 # Configuration columns, in display order; seed is what rows aggregate over.
-_CONFIG = ("task", "optimizer", "lr", "activation", "init", "clip", "batch_size", "steps", "device", "threads", "eval_every", "record_every", "detail_every")
+_CONFIG = (
+    "task", "optimizer", "lr", "activation", "init", "clip", "batch_size", "steps", "device", "threads", "eval_every", "record_every", "detail_every",
+    "validation",
+)
 _ALWAYS_SHOWN = ("optimizer", "activation", "clip")
 # (column, run field, how to aggregate)
 _METRICS = (
@@ -81,6 +84,7 @@ def _display(run: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     shown["optimizer"] = _optimizer_label(config)
     shown["eval_every"], shown["record_every"] = config["eval_every"], config["record_every"]
     shown["detail_every"] = config.get("detail_every", 0)  # runs stored before details existed
+    shown["validation"] = config.get("validation") or None  # shown only for runs that held one out
     return shown
 
 
@@ -189,16 +193,17 @@ def _config_text(value: Any) -> str:
     return str(value)
 
 
-def _markdown(table: Table) -> str:
-    lines = []
-    if table.constants:
-        lines.append("; ".join(f"{k} {_config_text(v)}" for k, v in table.constants.items() if v is not None))
-        lines.append("")
-    header = table.columns
+def constants_text(table: Table) -> str:
+    """The values every row shares, as one line."""
+    return "; ".join(f"{k} {_config_text(v)}" for k, v in table.constants.items() if v is not None)
+
+
+def cell_texts(table: Table) -> list[list[str]]:
+    """Each row's cells as text, in ``table.columns`` order (the HTML report reuses them)."""
     body = []
     for row in table.rows:
         cells = []
-        for column in header:
+        for column in table.columns:
             if column == "runs":
                 cells.append(_runs_text(row))
             elif column == "verdict":
@@ -208,6 +213,16 @@ def _markdown(table: Table) -> str:
             else:
                 cells.append(_cell_text(row, column))
         body.append(cells)
+    return body
+
+
+def _markdown(table: Table) -> str:
+    lines = []
+    if table.constants:
+        lines.append(constants_text(table))
+        lines.append("")
+    header = table.columns
+    body = cell_texts(table)
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" if c in _CONFIG or c in ("runs", "verdict") else "---:" for c in header) + "|")
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]

@@ -301,6 +301,24 @@ class Store:
             if wanted is None or row[0] in wanted:
                 yield dict(row)
 
+    def layer_grad_matrix(self, key: str) -> tuple[list[str], list[int], list[list[float | None]]]:
+        """One run's per-layer gradient norms (before clipping) as a matrix: the layer names
+        (input to output), the recorded steps, and ``norms[step_index][layer_index]``."""
+        names = [row[0] for row in self.connection.execute("SELECT layer_name FROM layers WHERE run_key = ? ORDER BY layer_index", (key,))]
+        rows: dict[int, list[float | None]] = {}
+        query = "SELECT step, layer_index, grad_norm FROM layer_grad_norms WHERE run_key = ? ORDER BY step, layer_index"
+        for step, index, norm in self.connection.execute(query, (key,)):
+            rows.setdefault(step, [None] * len(names))[index] = norm
+        return names, list(rows), list(rows.values())
+
+    def grad_norm_rows(self, keys: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """Global gradient norms of the runs ``keys``: run key, step, norm before and after
+        clipping, whether clipping fired (``None`` where not recorded: schema-1 files)."""
+        fired = "clip_fired" if self.version >= 2 else "NULL AS clip_fired"
+        for key in keys:
+            query = f"SELECT run_key, step, norm_before_clip, norm_after_clip, {fired} FROM grad_norms WHERE run_key = ? ORDER BY step"
+            yield from (dict(row) for row in self.connection.execute(query, (key,)))
+
     def activation_rows(self, keys: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
         """Long-format activation statistics: run key, step, site index, site name, module,
         kind, units, then ``ACTIVATION_STATISTICS``."""

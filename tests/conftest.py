@@ -135,3 +135,11 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyData]:
         yield TinyData(root, arrays)
     finally:
         patch.undo()
+
+
+@pytest.fixture(scope="session")
+def report_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small store of the report, plot and HTML tests (``tests/report_store.py``), made once."""
+    from report_store import make_store
+
+    return make_store(tmp_path_factory.mktemp("report") / "report.db")

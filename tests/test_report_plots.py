@@ -1,0 +1,153 @@
+"""Figures (gradbench plot), the one-page HTML report, and the bad input of both: one line,
+exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import base64
+import re
+import sqlite3
+
+import pytest
+from report_store import keys_of, run_cli
+
+from gradbench.pivot import METRICS, build_pivots
+from gradbench.store import Store
+
+MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF-", ".svg": b"<?xml"}
+
+
+def first_mlp_key(db) -> str:
+    return next(keys_of(db, "task LIKE 'mnist1d_mlp%'"))
+
+
+@pytest.mark.parametrize(
+    "kind, extra, suffix",
+    [
+        ("curves", ["--where", "task=mnist1d_mlp", "--where", "optimizer=adam"], ".png"),
+        ("curves", ["--y", "test_accuracy", "--where", "task=mnist1d_mlp"], ".pdf"),
+        ("curves", ["--y", "loss", "--where", "task=linreg"], ".svg"),
+        ("heatmap", [], ".png"),
+        ("heatmap", ["--where", "task=linreg", "--where", "optimizer=adam", "--where", "lr=0.1", "--where", "seed=1"], ".svg"),
+        ("depth", ["--where", "task=mnist1d_mlp", "--where", "optimizer=sgd", "--where", "lr=0.1", "--where", "clip=none", "--by", "activation"], ".png"),
+        ("depth", ["--where", "task=mnist1d_mlp"], ".pdf"),
+        ("clip", ["--where", "task=mnist1d_mlp"], ".png"),
+        ("profile", [], ".pdf"),
+        ("profile", ["--measure", "time_to_target", "--tuned"], ".png"),
+    ],
+)
+def test_each_plot_is_written_as_a_valid_file(report_db, tmp_path, kind, extra, suffix):
+    output = tmp_path / f"figure{suffix}"
+    run = [first_mlp_key(report_db)[:8]] if kind == "heatmap" and not extra else []
+    code, _, err = run_cli("plot", kind, *run, "--db", str(report_db), "-o", str(output), *extra)
+    assert code == 0, err
+    data = output.read_bytes()
+    assert len(data) > 1000 and data.startswith(MAGIC[suffix])
+    assert [p.name for p in tmp_path.iterdir()] == [output.name]  # no temporary file left
+
+
+def test_the_heatmap_draws_every_layer_and_record_of_the_run(report_db):
+    from gradbench.plots import grad_heatmap
+
+    key = first_mlp_key(report_db)
+    with Store.open(report_db, readonly=True) as store:
+        figure = grad_heatmap(store, key)
+    connection = sqlite3.connect(report_db)
+    layers = connection.execute("SELECT count(*) FROM layers WHERE run_key = ?", (key,)).fetchone()[0]
+    steps = connection.execute("SELECT count(DISTINCT step) FROM layer_grad_norms WHERE run_key = ?", (key,)).fetchone()[0]
+    first = connection.execute("SELECT grad_norm FROM layer_grad_norms WHERE run_key = ? ORDER BY step, layer_index LIMIT 1", (key,)).fetchone()[0]
+    connection.close()
+    mesh = figure.axes[0].collections[0]
+    assert mesh.get_array().shape == (layers, steps)
+    assert mesh.get_array()[0, 0] == pytest.approx(first)
+    assert mesh.norm.__class__.__name__ == "LogNorm"
+
+
+def test_the_depth_profile_is_the_geometric_mean_over_seeds(report_db):
+    from gradbench.plots import depth_profile
+
+    with Store.open(report_db, readonly=True) as store:
+        runs = [r for r in store.runs() if r["task"].startswith("mnist1d_mlp") and r["optimizer"] == "sgd" and r["lr"] == 0.1 and r["clip"] == "none"]
+        figure = depth_profile(store, runs, by=["activation"])
+    start = figure.axes[0]
+    lines = {line.get_label().split(" (")[0]: line for line in start.get_lines()}
+    assert set(lines) == {"activation=sigmoid", "activation=relu"}
+    connection = sqlite3.connect(report_db)
+    keys = [r["key"] for r in runs if r["activation"] == "sigmoid"]
+    norms = [
+        connection.execute("SELECT grad_norm FROM layer_grad_norms WHERE run_key = ? AND layer_index = 0 ORDER BY step LIMIT 1", (k,)).fetchone()[0] for k in keys
+    ]
+    connection.close()
+    assert lines["activation=sigmoid"].get_ydata()[0] == pytest.approx((norms[0] * norms[1]) ** 0.5)
+
+
+def test_the_html_report_is_self_contained_and_holds_every_table(report_db, tmp_path):
+    output = tmp_path / "report.html"
+    code, out, err = run_cli("report", "--db", str(report_db), "--format", "html", "-o", str(output))
+    assert code == 0 and out == "", err
+    page = output.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page) and "<script" not in page and "<link" not in page
+    with Store.open(report_db, readonly=True) as store:
+        runs = store.runs()
+    pivot_count = 0
+    for name, metric in METRICS.items():
+        if metric.field is not None and metric.kind != "reached" and all(r[metric.field] is None for r in runs):
+            continue
+        report = build_pivots(runs, metric=name)
+        pivot_count += len(report.pivots)
+        assert f"<h3>{metric.title}</h3>" in page
+        for pivot in report.pivots:
+            assert pivot.title in page
+    # The flat table, every pivot, and the two performance-profile tables.
+    assert page.count("<table>") == 1 + pivot_count + 2
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) >= 5 and all(base64.b64decode(image).startswith(MAGIC[".png"]) for image in images)
+
+
+def test_report_writes_its_output_file_atomically(report_db, tmp_path):
+    output = tmp_path / "table.tex"
+    code, out, _ = run_cli("report", "--db", str(report_db), "--format", "latex", "-o", str(output))
+    assert code == 0 and out == "" and output.read_text().startswith("% gradbench report")
+    assert [p.name for p in tmp_path.iterdir()] == ["table.tex"]
+
+
+BAD = [
+    (["report", "--metric", "accuracy"], r"unknown --metric 'accuracy'; choose from: train_loss, test_loss"),
+    (["report", "--rows", "optimiser"], r"unknown --rows axis 'optimiser'; choose from: optimizer, lr"),
+    (["report", "--rows", "optimizer", "--columns", "optimizer"], r"axis 'optimizer' is given twice"),
+    (["report", "--tuned", "--rows", "lr"], r"--tuned chooses the learning rate, so lr cannot be"),
+    (["report", "--tune-on", "train_loss"], r"--tune-on applies with --tuned"),
+    (["report", "--tuned", "--tune-on", "test_accuracy"], r"unknown --tune-on 'test_accuracy'; choose from: validation_loss"),
+    (["report", "--profiles", "--format", "latex"], r"--profiles prints as md, csv or html"),
+    (["report", "--where", "optimizer"], r"invalid --where 'optimizer': expected AXIS=VALUE"),
+    (["report", "--where", "colour=red"], r"unknown --where axis 'colour'; choose from: task, seed, status"),
+    (["report", "--where", "optimizer=lbfgs", "--rows", "optimizer"], r"no runs in .* match --where"),
+    (["report", "--format", "html", "-o", "{db}"], r"is the database itself"),
+    (["report", "-o", "{tmp}/missing/report.md"], r"directory .* does not exist"),
+    (["plot", "histogram", "-o", "{out}.png"], r"unknown plot 'histogram'; choose from: curves, heatmap, depth, clip, profile"),
+    (["plot", "curves", "-o", "{out}.jpg"], r"cannot tell the figure format .* end it in .png, .pdf, .svg"),
+    (["plot", "heatmap", "-o", "{out}.png"], r"plot heatmap draws one run: give its key"),
+    (["plot", "heatmap", "--where", "optimizer=sgd", "-o", "{out}.png"], r"plot heatmap draws one run, and --where selects \d+: add --where"),
+    (["plot", "curves", "abc", "-o", "{out}.png"], r"plot curves takes no run key"),
+    (["plot", "heatmap", "ffffffffff", "-o", "{out}.png"], r"no run 'ffffffffff' in"),
+    (["plot", "curves", "--y", "accuracy", "-o", "{out}.png"], r"unknown --y 'accuracy'; choose from: train_loss"),
+    (["plot", "curves", "--measure", "steps_to_target", "-o", "{out}.png"], r"--measure applies to plot profile, not curves"),
+    (["plot", "depth", "--by", "activation", "-o", "{out}.png"], r"also differ in 'optimizer' \(adam, sgd\): add it to --by"),
+    (["plot", "depth", "--by", "colour", "-o", "{out}.png"], r"unknown --by axis 'colour'"),
+    (["plot", "clip", "--where", "clip=none", "-o", "{out}.png"], r"no selected run clips its gradients"),
+    (["plot", "profile", "--measure", "loss", "-o", "{out}.png"], r"unknown profile measure 'loss'"),
+    (["plot", "curves", "-o", "{db}"], r"cannot tell the figure format"),
+    (["plot", "curves", "--y", "validation_loss", "--where", "task=linreg", "--where", "seed=5", "-o", "{out}.png"], r"no runs in .* match --where"),
+]
+
+
+@pytest.mark.parametrize("args, pattern", BAD)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(report_db, tmp_path, args, pattern):
+    before = report_db.read_bytes()
+    args = [a.format(db=report_db, tmp=tmp_path, out=tmp_path / "figure") for a in args]
+    code, out, err = run_cli(*args, "--db", str(report_db))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("gradbench: error: "), err
+    assert re.search(pattern, err), err
+    assert list(tmp_path.iterdir()) == []
+    assert report_db.read_bytes() == before

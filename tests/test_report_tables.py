@@ -1,0 +1,210 @@
+"""Pivot tables (gradbench.pivot, gradbench.tables) checked against numbers computed straight
+from SQLite: mean and std over seeds, best in bold, diverged runs never averaged in, splits by
+the axes that are neither rows nor columns, and LaTeX that is escaped and balanced."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import shutil
+import subprocess
+
+import pytest
+from report_store import MLP, copy_store, mean_std, run_cli, sql_groups
+
+from gradbench.pivot import build_pivots
+from gradbench.tables import latex_escape
+
+MLP_LABEL = "mnist1d_mlp[depth=2,num_samples=1000,width=8]"
+
+
+def csv_cells(db, *args: str) -> list[dict]:
+    code, out, err = run_cli("report", "--db", str(db), "--format", "csv", *args)
+    assert code == 0, err
+    return list(csv.DictReader(io.StringIO(out)))
+
+
+@pytest.mark.parametrize(
+    "metric, column",
+    [("train_loss", "final_train_loss"), ("test_accuracy", "final_test_accuracy"), ("validation_loss", "final_validation_loss"), ("step_time", "median_step_time_s")],
+)
+def test_csv_means_and_stds_match_sqlite(report_db, metric, column):
+    rows = csv_cells(report_db, "--metric", metric, "--rows", "optimizer,lr", "--columns", "activation,clip")
+    expected = sql_groups(report_db, column)
+    checked = 0
+    for row in rows:
+        label = row["task"] if row["task"] == "linreg" else MLP_LABEL
+        activation = row["activation"] or None
+        group = expected[(label, row["optimizer"], float(row["lr"]), activation, row["clip"])]
+        assert int(row["runs"]) == len(group["statuses"]) == 2  # two seeds
+        if not group["values"]:  # linreg has no accuracy
+            assert row["mean"] == "" and row["n"] == "0"
+            continue
+        mean, std = mean_std(group["values"])
+        assert float(row["mean"]) == pytest.approx(mean, rel=1e-12)
+        assert float(row["std"]) == pytest.approx(std, rel=1e-9, abs=1e-15)
+        assert int(row["n"]) == len(group["values"])
+        checked += 1
+    assert checked >= 8
+
+
+def test_markdown_cells_show_mean_std_and_n_and_bold_the_best_per_column(report_db):
+    code, out, _ = run_cli("report", "--db", str(report_db), "--metric", "test_accuracy", "--where", "task=mnist1d_mlp", "--where", "clip=none")
+    assert code == 0
+    expected = sql_groups(report_db, "final_test_accuracy", "task LIKE 'mnist1d_mlp%' AND clip = 'none'")
+    for lr in (0.01, 0.1):
+        section = out.split(f"### {MLP_LABEL}, lr={lr:g}\n", 1)[1].split("###", 1)[0]
+        lines = [line for line in section.splitlines() if line.startswith("| ")]
+        header = [c.strip() for c in lines[0].strip("|").split("|")]
+        assert header == ["optimizer \\ activation", "sigmoid", "relu"]
+        for column_index, activation in enumerate(("sigmoid", "relu"), start=1):
+            means = {opt: mean_std(expected[(MLP_LABEL, opt, lr, activation, "none")]["values"]) for opt in ("sgd", "adam")}
+            best = max(means, key=lambda o: means[o][0])
+            for line in lines[1:]:
+                cells = [c.strip() for c in line.strip("|").split("|")]
+                optimizer, text = cells[0], cells[column_index]
+                mean, std = means[optimizer]
+                assert text.strip("*") == f"{100 * mean:.1f} ± {100 * std:.1f} (n=2)"
+                assert text.startswith("**") == (optimizer == best)
+
+
+def test_lower_is_better_for_losses_and_closest_to_one_for_the_gradient_ratio(report_db):
+    for metric, column in (("train_loss", "final_train_loss"), ("grad_ratio", "grad_ratio_first_last")):
+        rows = csv_cells(report_db, "--metric", metric, "--where", "task=mnist1d_mlp")
+        expected = sql_groups(report_db, column, "task LIKE 'mnist1d_mlp%'")
+        by_column: dict[tuple, list[dict]] = {}
+        for row in rows:
+            by_column.setdefault((row["lr"], row["clip"], row["activation"]), []).append(row)
+        for (lr, clip, activation), cells in by_column.items():
+            def badness(row):
+                values = expected[(MLP_LABEL, row["optimizer"], float(lr), activation, clip)]["values"]
+                if metric == "grad_ratio":
+                    return abs(sum(math.log10(v) for v in values) / len(values))
+                return sum(values) / len(values)
+
+            best = min(badness(row) for row in cells)
+            assert [row["optimizer"] for row in cells if row["best"] == "1"] == [row["optimizer"] for row in cells if badness(row) == best]
+
+
+def test_tables_split_by_an_axis_that_is_neither_rows_nor_columns(report_db):
+    code, out, _ = run_cli("report", "--db", str(report_db), "--rows", "optimizer", "--where", "task=mnist1d_mlp", "--where", "lr=0.1")
+    assert code == 0
+    titles = re.findall(r"^### (.*)$", out, flags=re.MULTILINE)
+    assert titles == [f"{MLP_LABEL}, clip=none", f"{MLP_LABEL}, clip=norm:0.05"]
+    # With clip on the columns the two clips sit side by side in one table.
+    code, out, _ = run_cli("report", "--db", str(report_db), "--where", "task=mnist1d_mlp", "--where", "lr=0.1", "--columns", "activation,clip")
+    assert re.findall(r"^### (.*)$", out, flags=re.MULTILINE) == [MLP_LABEL]
+    assert "| optimizer \\ activation, clip | sigmoid, none | relu, none | sigmoid, norm:0.05 | relu, norm:0.05 |" in out
+
+
+def test_diverged_runs_are_counted_never_averaged_and_never_best(report_db, tmp_path):
+    expected = sql_groups(report_db, "final_train_loss", "task = 'linreg'")
+    # adam at lr 0.1 has the lowest linreg loss; mark one of its seeds diverged, and both
+    # seeds of sgd at lr 0.01.
+    def edit(connection):
+        connection.execute(
+            "UPDATE runs SET status = 'diverged', nonfinite_step = 7, final_train_loss = NULL WHERE key = "
+            "(SELECT key FROM runs WHERE task = 'linreg' AND optimizer = 'adam' AND lr = 0.1 AND seed = 0)"
+        )
+        connection.execute("UPDATE runs SET status = 'diverged', final_train_loss = NULL WHERE task = 'linreg' AND optimizer = 'sgd' AND lr = 0.01")
+
+    db = copy_store(report_db, tmp_path / "diverged.db", edit)
+    rows = {(r["optimizer"], r["lr"]): r for r in csv_cells(db, "--where", "task=linreg", "--rows", "optimizer,lr")}
+    survivor = next(v for v in sql_groups(db, "final_train_loss", "task = 'linreg' AND optimizer = 'adam' AND lr = 0.1")[("linreg", "adam", 0.1, None, "none")]["values"])
+    adam = rows[("adam", "0.1")]
+    assert (adam["n"], adam["diverged"], adam["done"]) == ("1", "1", "1")
+    assert float(adam["mean"]) == pytest.approx(survivor) and adam["best"] == "0"
+    sgd = rows[("sgd", "0.01")]
+    assert (sgd["n"], sgd["diverged"], sgd["mean"]) == ("0", "2", "")
+    complete = {k: mean_std(v["values"])[0] for k, v in expected.items() if (k[1], k[2]) not in {("adam", 0.1), ("sgd", 0.01)}}
+    best = min(complete, key=complete.get)
+    assert [k for k, r in rows.items() if r["best"] == "1"] == [(best[1], f"{best[2]:g}")]
+    code, out, _ = run_cli("report", "--db", str(db), "--where", "task=linreg", "--rows", "optimizer,lr")
+    assert code == 0
+    assert f"| adam, 0.1 | {survivor:.3g} (n=1; 1 diverged) |" in out
+    assert "| sgd, 0.01 | diverged |" in out
+
+
+def test_verdicts_as_the_metric(report_db):
+    code, out, _ = run_cli("report", "--db", str(report_db), "--metric", "verdict", "--where", "task=mnist1d_mlp", "--where", "lr=0.01")
+    assert code == 0 and "diagnosis" in out and "**" not in out  # no best for verdicts
+    assert re.search(r"\| sgd \| (healthy|vanishing|dead_units|saturated)", out)
+
+
+def test_latex_escape_covers_every_special_character():
+    text = r"a & b % c $ d # e _ f { g } h ~ i ^ j \ k"
+    assert latex_escape(text) == r"a \& b \% c \$ d \# e \_ f \{ g \} h \textasciitilde{} i \textasciicircum{} j \textbackslash{} k"
+
+
+def _unescaped(text: str, character: str) -> list[str]:
+    return re.findall(r"(?<!\\)" + re.escape(character), text)
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for match in re.finditer(r"\\[{}]|[{}]", text):
+        token = match.group()
+        if token in "{}":
+            depth += 1 if token == "{" else -1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+def test_latex_is_booktabs_escaped_and_balanced(report_db):
+    code, out, _ = run_cli("report", "--db", str(report_db), "--format", "latex", "--metric", "test_accuracy", "--where", "task=mnist1d_mlp")
+    assert code == 0
+    assert out.count("\\begin{table}") == out.count("\\end{table}") == 3
+    assert out.count("\\toprule") == out.count("\\midrule") == out.count("\\bottomrule") == 3
+    assert "\\textbf{" in out and "$\\pm$" in out and "±" not in out
+    assert _balanced(out)
+    body = "\n".join(line for line in out.splitlines() if not line.startswith("%"))
+    for character in ("_", "%", "#", "&"):
+        if character == "&":  # column separators are " & "; a literal one would be escaped
+            assert all(part.endswith(" ") for part in body.split("&")[:-1] if not part.endswith("\\"))
+            continue
+        assert not _unescaped(body, character), character
+    assert "mnist1d\\_mlp" in out and "50\\%" in out
+    # The ratio uses math for its spread.
+    code, out, _ = run_cli("report", "--db", str(report_db), "--format", "latex", "--metric", "grad_ratio", "--where", "task=mnist1d_mlp")
+    assert "$\\times/\\div$ $10^{" in out and _balanced(out)
+
+
+LATEX_ENGINES = [name for name in ("pdflatex", "lualatex", "xelatex", "tectonic") if shutil.which(name)]
+
+
+@pytest.mark.skipif(not LATEX_ENGINES, reason="no LaTeX engine installed (pdflatex, lualatex, xelatex, tectonic)")
+def test_latex_compiles(report_db, tmp_path):
+    code, out, _ = run_cli("report", "--db", str(report_db), "--format", "latex", "--metric", "grad_ratio")
+    document = "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + out + "\n\\end{document}\n"
+    (tmp_path / "table.tex").write_text(document, encoding="utf-8")
+    engine = LATEX_ENGINES[0]
+    command = [engine, "table.tex"] if engine == "tectonic" else [engine, "-interaction=nonstopmode", "-halt-on-error", "table.tex"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_html_fragments_and_markdown_hold_the_same_cells(report_db):
+    from gradbench.store import Store
+    from gradbench.tables import cell_text, html_tables, markdown
+
+    with Store.open(report_db, readonly=True) as store:
+        report = build_pivots(store.runs(), metric="test_loss")
+    text, page = markdown(report), html_tables(report)
+    for pivot in report.pivots:
+        for cell in pivot.cells.values():
+            assert cell_text(pivot, cell) in text and cell_text(pivot, cell) in page
+
+
+def test_the_flat_table_stays_the_default(report_db):
+    code, out, _ = run_cli("report", "--db", str(report_db))
+    assert code == 0 and "| task | optimizer | lr | activation | clip |" in out and "###" not in out
+    assert out.startswith("init default; steps 20;") and "validation 0.2" in out.splitlines()[0]
+
+
+def test_a_task_knob_as_an_axis(report_db):
+    rows = csv_cells(report_db, "--where", "task=mnist1d_mlp", "--columns", "depth", "--rows", "optimizer,activation")
+    assert {r["depth"] for r in rows} == {"2"} and {r["task"] for r in rows} == {"mnist1d_mlp[num_samples=1000,width=8]"}
+    assert MLP.startswith("mnist1d_mlp[depth=2")
