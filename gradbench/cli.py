@@ -137,7 +137,7 @@ def _build_parser() -> _Parser:
     plot.add_argument("--y", default=None, help="curves: train_loss (default), test_loss, test_accuracy, validation_loss, validation_accuracy, or loss (every step)")
     plot.add_argument("--by", default=None, help="depth and curves: the axes whose values name the lines, comma list (default: every axis that varies)")
     plot.add_argument("--measure", default=None, help="profile: steps_to_target (default) or time_to_target")
-    plot.add_argument("--tuned", action="store_true", help="profile and curves: only each configuration's best learning rate (see report --tuned)")
+    plot.add_argument("--tuned", action="store_true", help="curves, depth, clip, profile: only each configuration's best learning rate (see report --tuned)")
     plot.add_argument("--tune-on", default=None, help="what --tuned chooses on (default: validation_loss)")
     _where_option(plot)
 
@@ -373,6 +373,8 @@ def _plot(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag} applies to plot {' and '.join(kinds)}, not {args.kind}")
     if args.tune_on is not None and not args.tuned:
         raise UsageError("--tune-on applies with --tuned; add --tuned")
+    if args.tuned and args.kind == "heatmap":
+        raise UsageError("--tuned applies to plot curves, depth, clip and profile, not heatmap (one run)")
     db = _db_path(args)
     _check_output(output, db)
     by = _comma_list(args.by) if args.by is not None else None

@@ -287,7 +287,8 @@ def build_pivots(
         rows, columns: Axis names (``axis_choices``); each at most once, in one of the two.
         metric: A ``METRICS`` name.
         verdicts: Each run's verdict names by key (the ``verdict`` metric).
-        lrs: The chosen learning rate of each run key (tuned mode), shown in its cell.
+        lrs: The chosen learning rate of each run key (tuned mode), shown in its cell; ``lr``
+            is then no axis (not a row, column or split).
 
     Raises:
         ValueError: for an unknown metric or axis, or an axis given twice.
@@ -307,6 +308,11 @@ def build_pivots(
         raise ValueError(f"axis {repeated[0]!r} is given twice in --rows/--columns; each axis goes in one place")
     shown = set(rows) | set(columns)
     described = [(run, run_axes(run)) for run in runs]
+    if lrs is not None:
+        # Tuned: each cell's learning rate was chosen (and is printed in the cell); it neither
+        # splits tables nor is shared by every run.
+        for _, axes in described:
+            del axes["lr"]
     # Axes that vary across the runs split tables; the rest are listed once.
     every = {name for _, axes in described for name in axes}
     varying = {name for name in every if len({json.dumps(axes.get(name), sort_keys=True) for _, axes in described}) > 1}

@@ -15,8 +15,9 @@ as AlgoPerf scores its submissions.
 
 Here a *solver* is an optimizer (the row axes of the report, plus the learning rate when several
 are stored and the runs were not tuned) and a *problem* is every other axis (task, activation,
-init, clip, ...) except the seed and the run's budget (steps, batch size: a full-batch optimizer
-runs on the same problem as a mini-batch one). The cost of a (problem, solver) pair is the
+init, clip, ...) except the seed, the run's budget (steps, batch size: a full-batch optimizer
+runs on the same problem as a mini-batch one) and its measuring cadence (``eval_every``,
+``record_every``, ``detail_every``). The cost of a (problem, solver) pair is the
 median over its seeds, a seed that never reached the target (or diverged, or failed) counting as
 infinite: a solver gets a finite cost only when at least half of its seeds reached the target.
 A solver not run on a problem counts as not solving it, so profiles suit grids in which every
@@ -45,7 +46,8 @@ __all__ = ["PROFILE_MEASURES", "Profiles", "performance_profiles", "profile_text
 # --profile-measure name -> (run column, unit)
 PROFILE_MEASURES = {"steps_to_target": ("steps_to_target", "steps"), "time_to_target": ("time_to_target_s", "seconds")}
 TAUS = (1.0, 1.25, 1.5, 2.0, 4.0)
-_BUDGET = ("steps", "batch_size", "seed")
+# Not part of a problem: the seed, the run's budget, and how often it was measured.
+_BUDGET = ("steps", "batch_size", "seed", "eval_every", "record_every", "detail_every")
 
 
 @dataclass

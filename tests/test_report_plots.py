@@ -129,6 +129,7 @@ BAD = [
     (["plot", "heatmap", "-o", "{out}.png"], r"plot heatmap draws one run: give its key"),
     (["plot", "heatmap", "--where", "optimizer=sgd", "-o", "{out}.png"], r"plot heatmap draws one run, and --where selects \d+: add --where"),
     (["plot", "curves", "abc", "-o", "{out}.png"], r"plot curves takes no run key"),
+    (["plot", "heatmap", "abc", "--tuned", "-o", "{out}.png"], r"--tuned applies to plot curves, depth, clip and profile, not heatmap"),
     (["plot", "heatmap", "ffffffffff", "-o", "{out}.png"], r"no run 'ffffffffff' in"),
     (["plot", "curves", "--y", "accuracy", "-o", "{out}.png"], r"unknown --y 'accuracy'; choose from: train_loss"),
     (["plot", "curves", "--measure", "steps_to_target", "-o", "{out}.png"], r"--measure applies to plot profile, not curves"),

@@ -78,3 +78,17 @@ def test_profiles_from_the_cli(report_db):
 
     code, out, _ = run_cli("report", "--db", str(report_db), "--profiles")
     assert code == 0 and out.count("Performance profile on") == 2 and "| solver | tau=1 |" in out
+
+
+def test_budget_and_measuring_cadence_are_not_part_of_a_problem():
+    full_batch = []
+    for task, cost in (("A", 40), ("B", 20), ("C", 100)):
+        for seed in (0, 1):
+            run = fake_run(task, "gd", seed, cost)
+            config = json.loads(run["config"])
+            config.update(steps=30, batch_size=None, eval_every=2)
+            run["config"] = json.dumps(config)
+            full_batch.append(run)
+    profiles = performance_profiles(RUNS + full_batch)
+    assert profiles.problems == ["A", "B", "C"] and profiles.ratios["gd"] == [1.0, 1.0, 1.0]
+    assert profiles.ratios["adam"] == [50 / 40, 3.0, 2.0]

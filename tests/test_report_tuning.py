@@ -102,3 +102,14 @@ def test_tuned_mode_refuses_runs_without_a_validation_split(tmp_path):
     assert err.count("\n") == 1 and "rerun them with --validation 0.1" in err and "--tune-on train_loss" in err
     code, out, _ = run_cli("report", "--db", str(db), "--tuned", "--tune-on", "train_loss")
     assert code == 0 and "TRAIN loss" in out
+
+
+def test_different_chosen_lrs_stay_in_one_table(crafted, tmp_path):
+    def edit(connection):
+        _set(connection, "optimizer = 'adam' AND activation = 'sigmoid' AND lr = 0.1", final_validation_loss=0.1)
+
+    db = copy_store(crafted, tmp_path / "mixed.db", edit)
+    code, out, _ = run_cli("report", "--db", str(db), "--tuned", "--metric", "test_accuracy", "--where", "task=mnist1d_mlp", "--where", "clip=none")
+    assert code == 0
+    assert out.count("### ") == 1 and "lr=0.1)" in out and "lr=0.01)" in out
+    assert "All runs: lr" not in out
