@@ -64,3 +64,10 @@ def test_a_run_trains_without_the_held_out_examples_and_evaluates_them():
     assert result.metrics()["final_validation_loss"] == result.evaluations[-1].validation_loss
     (plain,) = suite_of(tasks=["linreg"], steps=[6], eval_every=3)
     assert all(e.validation_loss is None for e in run_cell(plain).evaluations)
+
+
+def test_a_suite_file_sets_it_and_a_bad_value_names_its_line():
+    (cell,) = expand(parse_suite('tasks = ["linreg"]\nsteps = 5\nvalidation = 0.25\n', "suite.toml"))
+    assert cell.validation == 0.25
+    with pytest.raises(SuiteError, match=r"suite.toml, line 2: invalid validation 1.5"):
+        expand(parse_suite('tasks = ["linreg"]\nvalidation = 1.5\n', "suite.toml"))
