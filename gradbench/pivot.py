@@ -336,11 +336,12 @@ def build_pivots(
     for identity, members in groups.items():
         title, split = json.loads(identity)
         split = {k: v for k, v in members[0][1].items() if k in split}  # axis order; floats stay floats
-        row_values = _order(list(dict.fromkeys(tuple(a[n] for n in rows) for _, a in members)))
-        column_values = _order(list(dict.fromkeys(tuple(a[n] for n in columns) for _, a in members)))
+        # .get: a knob of one task is no axis of another (None, printed "-").
+        row_values = _order(list(dict.fromkeys(tuple(a.get(n) for n in rows) for _, a in members)))
+        column_values = _order(list(dict.fromkeys(tuple(a.get(n) for n in columns) for _, a in members)))
         by_cell: dict[tuple[tuple[Any, ...], tuple[Any, ...]], list[Mapping[str, Any]]] = {}
         for run, axes in members:
-            by_cell.setdefault((tuple(axes[n] for n in rows), tuple(axes[n] for n in columns)), []).append(run)
+            by_cell.setdefault((tuple(axes.get(n) for n in rows), tuple(axes.get(n) for n in columns)), []).append(run)
         cells = {}
         for position, cell_runs in by_cell.items():
             cells[position] = aggregate(cell_runs, chosen, verdicts)

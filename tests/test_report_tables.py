@@ -208,3 +208,10 @@ def test_a_task_knob_as_an_axis(report_db):
     rows = csv_cells(report_db, "--where", "task=mnist1d_mlp", "--columns", "depth", "--rows", "optimizer,activation")
     assert {r["depth"] for r in rows} == {"2"} and {r["task"] for r in rows} == {"mnist1d_mlp[num_samples=1000,width=8]"}
     assert MLP.startswith("mnist1d_mlp[depth=2")
+
+
+def test_a_knob_of_one_task_is_no_axis_of_another(report_db):
+    code, out, err = run_cli("report", "--db", str(report_db), "--columns", "depth", "--rows", "optimizer,lr,activation,clip")
+    assert code == 0, err
+    assert "| optimizer, lr, activation, clip \\ depth | - |" in out  # linreg has no depth
+    assert "| optimizer, lr, activation, clip \\ depth | 2 |" in out
