@@ -13,11 +13,15 @@ Tables (``step`` k is the k-th optimizer step; evaluation step 0 is the initiali
     layer_stats(run_key, step, layer_index, grad_norm_after_clip, weight_norm, update_ratio)
     activation_sites(run_key, site_index, site_name, module, kind, units)
     activation_stats(run_key, step, site_index, dead_fraction, saturated_fraction, mean, std)
+    claims(key, owner, host, pid, pid_start, claimed_at, heartbeat_at)
 
-Schema versions: 1 had neither ``clip_fired`` nor the last three tables. Opening a version-1
-file for writing adds them (``migrate``: additive, in one transaction, older rows untouched);
-reading one leaves it as it is, and its runs read as having no such statistics. A file from a
-newer gradbench is refused.
+``claims`` holds the cells being run right now, one row per cell, by the driver that claimed
+it (``gradbench.claims``); a stored run's claim is deleted in the transaction that stores it.
+
+Schema versions: 1 had neither ``clip_fired`` nor the layer and activation statistics tables;
+2 had no ``claims``. Opening an older file for writing adds what it lacks (``migrate``:
+additive, in one transaction, older rows untouched); reading one leaves it as it is, and its
+runs read as having no such statistics. A file from a newer gradbench is refused.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x47424E43  # "GBNC"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 METRIC_COLUMNS = (
     "steps_run",
     "final_train_loss",
@@ -75,6 +79,23 @@ CREATE TABLE activation_stats (
 ) WITHOUT ROWID;
 """
 _COLUMNS_2 = (("grad_norms", "clip_fired", "INTEGER"),)
+# Added in schema version 3. Not a child of runs: a claim exists before its run does.
+_TABLES_3 = """
+CREATE TABLE claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    pid_start TEXT,
+    claimed_at TEXT NOT NULL,
+    heartbeat_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+# What each version adds to the one before: tables, then (table, column, type).
+_MIGRATIONS: dict[int, tuple[str, tuple[tuple[str, str, str], ...]]] = {
+    2: (_TABLES_2, _COLUMNS_2),
+    3: (_TABLES_3, ()),
+}
 LAYER_STATISTICS = ("grad_norm_after_clip", "weight_norm", "update_ratio")
 ACTIVATION_STATISTICS = ("dead_fraction", "saturated_fraction", "mean", "std")
 
@@ -147,7 +168,7 @@ CREATE TABLE grad_norms (
     clip_fired INTEGER,
     PRIMARY KEY (run_key, step)
 ) WITHOUT ROWID;
-""" + _TABLES_2
+""" + _TABLES_2 + _TABLES_3
 CHILD_TABLES = ("steps", "evaluations", "layers", "layer_grad_norms", "grad_norms", "layer_stats", "activation_sites", "activation_stats")
 
 
@@ -166,13 +187,16 @@ def migrate(connection: sqlite3.Connection) -> None:
     take turns, and the second finds nothing to do)."""
     connection.execute("BEGIN IMMEDIATE")
     try:
-        if connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-            for statement in _TABLES_2.split(";"):
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            tables, columns = _MIGRATIONS[step]
+            for statement in tables.split(";"):
                 if statement.strip():
                     connection.execute(statement.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS "))
-            for table, column, kind in _COLUMNS_2:
+            for table, column, kind in columns:
                 if column not in {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}:
                     connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        if version < SCHEMA_VERSION:
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         connection.execute("COMMIT")
     except BaseException:
