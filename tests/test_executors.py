@@ -167,6 +167,20 @@ def _stored(path: Path) -> dict[str, str]:
         return {}
 
 
+def _children(pid: int) -> dict[int, str | None]:
+    """The live child processes of ``pid`` (Linux /proc), with their start times."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children[int(stat.parent.name)] = process_start(int(stat.parent.name))
+    return children
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the driver's workers through Linux's /proc")
 def test_a_killed_pool_driver_resumes_with_nothing_lost_or_duplicated(tmp_path):
     path = tmp_path / "killed.db"
     command = [
@@ -177,8 +191,14 @@ def test_a_killed_pool_driver_resumes_with_nothing_lost_or_duplicated(tmp_path):
     deadline = time.monotonic() + 120
     while len(_stored(path)) < 2 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
+    workers = _children(process.pid)
+    assert len(workers) >= 2, "two pool workers (and maybe the resource tracker) should be running"
     process.send_signal(signal.SIGKILL)  # the driver only: its workers are left orphaned
     process.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() and process_start(pid) == start for pid, start in workers.items()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid, start in workers.items() if process_start(pid) == start], "orphaned workers should exit"
     before = _stored(path)
     assert 2 <= len(before) < 6, "the sweep should have been killed part-way"
     with Store.open(path, readonly=True) as store:
