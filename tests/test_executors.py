@@ -70,38 +70,10 @@ def test_the_process_pool_stores_exactly_what_the_serial_executor_stores(tmp_pat
     assert len({env["worker_pid"] for env in envs}) == 2 and os.getpid() not in {env["worker_pid"] for env in envs}
 
 
-def _plugin(tmp_path: Path, name: str, die: str) -> Path:
-    """A plugin file registering task ``name``: linreg whose build SIGKILLs its own process on
-    the first attempt (``die='once'``) or on every attempt (``die='always'``)."""
-    marker = tmp_path / f"{name}.marker"
-    path = tmp_path / f"{name}_plugin.py"
-    path.write_text(
-        f"""
-import os, signal
-from dataclasses import replace
-from pathlib import Path
-from gradbench.tasks import TASKS, register_task
-
-linreg = TASKS.get("linreg")
-
-def build(config):
-    marker = Path({str(marker)!r})
-    if {die!r} == "always" or not marker.exists():
-        marker.touch()
-        os.kill(os.getpid(), signal.SIGKILL)
-    return linreg.build(config)
-
-if {name!r} not in TASKS:
-    register_task(replace(linreg, name={name!r}, description="linreg whose worker dies", build=build))
-"""
-    )
-    return path
-
-
 @pytest.fixture
-def dying_task(tmp_path):
+def dying_task(tmp_path, dying_plugin):
     """Register the dying tasks here too (the driver expands the grid), and unregister after."""
-    plugins = {die: _plugin(tmp_path, f"die_{die}_{tmp_path.name[-8:].replace('-', '_')}", die) for die in ("once", "always")}
+    plugins = {die: dying_plugin(tmp_path, f"die_{die}_{tmp_path.name[-8:].replace('-', '_')}", die) for die in ("once", "always")}
     load_plugins([str(path) for path in plugins.values()])
     names = {die: path.stem.removesuffix("_plugin") for die, path in plugins.items()}
     yield names, plugins

@@ -20,7 +20,6 @@ from gradbench.ray_executor import RayExecutor  # noqa: E402
 from gradbench.store import Store  # noqa: E402
 from gradbench.sweep import run_sweep  # noqa: E402
 from gradbench.tasks import TASKS  # noqa: E402
-from tests.test_executors import _plugin  # noqa: E402
 
 SMALL = "mnist1d_mlp[depth=3,width=32,num_samples=1000]"
 
@@ -58,8 +57,8 @@ def test_a_grid_runs_as_ray_tasks_each_on_its_own_gpu(cluster, tmp_path):
         assert envs[a["key"]]["cuda_visible_devices"] != envs[b["key"]]["cuda_visible_devices"]
 
 
-def test_a_task_whose_worker_dies_on_its_first_attempt_is_stored_exactly_once(cluster, tmp_path):
-    plugin = _plugin(tmp_path, "die_once_ray", "once")
+def test_a_task_whose_worker_dies_on_its_first_attempt_is_stored_exactly_once(cluster, tmp_path, dying_plugin):
+    plugin = dying_plugin(tmp_path, "die_once_ray", "once")
     load_plugins([str(plugin)])
     try:
         cells = expand(parse_suite('tasks = ["die_once_ray"]\nsteps = 20\noptimizers = ["sgd"]'))
