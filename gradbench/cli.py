@@ -187,7 +187,8 @@ def _run(args: argparse.Namespace) -> int:
         suite = Suite(name="command line")  # axis flags alone: one grid, their product
     else:
         suite = default_suite()  # nothing but settings: the built-in suite
-    cells = expand(suite.with_overrides(overrides))
+    # Ray runs cells on the cluster's nodes: a driver without a GPU may send CUDA cells there.
+    cells = expand(suite.with_overrides(overrides), local_devices=args.executor != "ray")
     db = _db_path(args)
     data_options = _data_options(args)
     if args.dry_run:

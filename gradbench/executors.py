@@ -163,10 +163,13 @@ class ProcessExecutor:
         workers: Worker processes (default: one per visible GPU when any cell runs on CUDA,
             else one per CPU core this process may use, divided by the cells' thread count).
         max_attempts: Attempts per cell whose worker dies before it is stored as ``failed``.
+        gpus: ``CUDA_VISIBLE_DEVICES`` entries to pin the workers to, round robin (default: every
+            visible GPU when any cell runs on CUDA, else none).
     """
 
     workers: int | None = None
     max_attempts: int = MAX_ATTEMPTS
+    gpus: list[str] | None = None
     _pool: list[_Worker] = field(default_factory=list, init=False, repr=False)
     _gpus: list[str] = field(default_factory=list, init=False, repr=False)
 
@@ -175,7 +178,9 @@ class ProcessExecutor:
         if self.workers is not None and self.workers < 1:
             raise ExecutorError(f"invalid --workers {self.workers}: give a number of worker processes >= 1")
         uses_cuda = any(c.device.startswith("cuda") for c in cells)
-        self._gpus = visible_gpus() if uses_cuda else []
+        self._gpus = list(self.gpus) if self.gpus is not None else (visible_gpus() if uses_cuda else [])
+        if uses_cuda and not self._gpus:
+            raise ExecutorError("cells on device 'cuda' but no GPU is visible to the process executor; choose from: --device cpu")
         if self.workers is None:
             if self._gpus:
                 self.workers = len(self._gpus)

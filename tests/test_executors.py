@@ -263,3 +263,15 @@ def test_a_report_reads_while_a_writer_holds_the_store_open(tmp_path, capsys):
         code, out, err = run_cli(capsys, "report", "--db", str(path))
         writer.connection.execute("ROLLBACK")
     assert code == 0 and "1/1 done" in out, err
+
+
+def test_pool_workers_are_pinned_to_their_gpus_round_robin(tmp_path):
+    """The CUDA path's pinning, on the CPU: each worker starts with its own CUDA_VISIBLE_DEVICES."""
+    cells = _cells(f'tasks = ["{SMALL}"]\nsteps = 30\nseeds = [0, 1, 2, 3]')
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    with Store.open(tmp_path / "r.db", create=True) as store:
+        run_sweep(cells, store, executor=ProcessExecutor(workers=2, gpus=["3", "5"]), progress=False)
+        envs = [json.loads(run["env"]) for run in store.runs()]
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == before  # the driver's own is untouched
+    pinned = {env["worker_pid"]: env["cuda_visible_devices"] for env in envs}
+    assert sorted(pinned.values()) == ["3", "5"]  # two workers, one GPU each

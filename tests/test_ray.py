@@ -99,3 +99,22 @@ def test_the_cli_runs_on_ray_and_refuses_what_the_cluster_lacks_writing_nothing(
     assert "2 cells, ran 2 (2 done)" in err
     with Store.open(db, readonly=True) as store:
         assert {json.loads(run["env"])["concurrent_runs"] for run in store.runs()} == {2}  # CPUs bind: 2 / 1
+
+
+def test_cuda_cells_go_to_the_cluster_from_a_driver_without_a_gpu(cluster, tmp_path, capsys):
+    """The driver checks only the spelling of 'cuda' (the cluster's nodes have the GPUs); here
+    the fake GPUs have no CUDA behind them, so each worker reports that as its cell's failure."""
+    import torch
+
+    from gradbench.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("checks a driver without CUDA")
+    db = tmp_path / "r.db"
+    assert main(["run", "--task", SMALL, "--steps", "5", "--device", "cuda", "--db", str(db), "--no-progress", "--executor", "ray"]) == 0
+    assert "1 cells, ran 1 (1 failed)" in capsys.readouterr().err
+    with Store.open(db, readonly=True) as store:
+        (run,) = store.runs()
+    assert run["device"] == "cuda" and "CUDA is not available" in run["error"]
+    assert main(["run", "--task", SMALL, "--steps", "5", "--device", "cuda", "--db", str(tmp_path / "x.db"), "--executor", "process"]) == 2
+    assert "CUDA is not available here" in capsys.readouterr().err  # the pool runs here: checked here
