@@ -35,7 +35,7 @@ from gradbench.train import RunResult, now, run_cell
 
 __all__ = [
     "Executor", "ExecutorError", "Job", "SerialExecutor", "ProcessExecutor", "EXECUTORS", "make_executor",
-    "crashed_result", "visible_gpus",
+    "check_pooled_devices", "crashed_result", "visible_gpus",
 ]
 
 EXECUTORS = ("serial", "process", "ray")
@@ -96,7 +96,7 @@ def visible_gpus() -> list[str]:
     return entries[:count] if entries else [str(index) for index in range(count)]
 
 
-def _check_pooled_devices(cells: Sequence[Cell], executor: str) -> None:
+def check_pooled_devices(cells: Sequence[Cell], executor: str) -> None:
     """Each pooled worker sees only its own GPU, as ``cuda``/``cuda:0``: a cell pinned to another
     index cannot run there (and renaming its device would change its key)."""
     pinned = sorted({c.device for c in cells if c.device.startswith("cuda:") and c.device != "cuda:0"})
@@ -148,6 +148,7 @@ def _worker_main(connection: Connection, job: Job, parent: int) -> None:
 class _Worker:
     process: Any
     connection: Connection
+    slot: int  # its place in the pool, kept by its replacement
     gpu: str | None
     cell: Cell | None = None
     attempt: int = 0
@@ -174,7 +175,7 @@ class ProcessExecutor:
     _gpus: list[str] = field(default_factory=list, init=False, repr=False)
 
     def check(self, cells: Sequence[Cell]) -> None:
-        _check_pooled_devices(cells, "process")
+        check_pooled_devices(cells, "process")
         if self.workers is not None and self.workers < 1:
             raise ExecutorError(f"invalid --workers {self.workers}: give a number of worker processes >= 1")
         uses_cuda = any(c.device.startswith("cuda") for c in cells)
@@ -210,7 +211,7 @@ class ProcessExecutor:
                 else:
                     os.environ["CUDA_VISIBLE_DEVICES"] = saved
         worker_end.close()
-        worker = _Worker(process, driver_end, gpu)
+        worker = _Worker(process, driver_end, slot, gpu)
         self._pool.append(worker)
         return worker
 
@@ -235,8 +236,14 @@ class ProcessExecutor:
                             break
                         cell, attempt, started = pulled, 1, time.perf_counter()
                     worker = idle.pop() if idle else self._start(job, slots.pop())
+                    try:
+                        worker.connection.send(cell)
+                    except OSError:  # it died while idle: not the cell's fault
+                        self._discard(worker)
+                        slots.append(worker.slot)
+                        retries.appendleft((cell, attempt, started))
+                        continue
                     worker.cell, worker.attempt, worker.started = cell, attempt, started
-                    worker.connection.send(cell)
                     busy.append(worker)
                 if not busy:
                     return
@@ -260,16 +267,13 @@ class ProcessExecutor:
                     worker.process.join(timeout=5)
                     cause = _exit_cause(worker.process.exitcode)
                     self._discard(worker)
-                    slots.append(self._slot_of(worker))
+                    slots.append(worker.slot)
                     if worker.attempt < self.max_attempts:
                         retries.append((cell, worker.attempt + 1, worker.started))
                     else:
                         yield crashed_result(cell, f"WorkerDied: the worker process running this cell died ({cause}) on each of {worker.attempt} attempts", worker.started)
         finally:
             self.close()
-
-    def _slot_of(self, worker: _Worker) -> int:
-        return int(worker.process.name.rsplit("-", 1)[1])
 
     def _discard(self, worker: _Worker) -> None:
         worker.connection.close()

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradbench.executors import ExecutorError, Job, _check_pooled_devices, crashed_result
+from gradbench.executors import ExecutorError, Job, check_pooled_devices, crashed_result
 from gradbench.grid import Cell
 from gradbench.train import RunResult
 
@@ -66,7 +66,7 @@ class RayExecutor:
         """Connect to (or start) Ray and check that the cluster can run these cells: a task
         asking for more than any node has would otherwise wait forever."""
         ray = _import_ray()
-        _check_pooled_devices(cells, "ray")
+        check_pooled_devices(cells, "ray")
         uses_cuda = any(c.device.startswith("cuda") for c in cells)
         if self.gpus_per_run is None:
             self.gpus_per_run = 1.0 if uses_cuda else 0.0
