@@ -6,6 +6,7 @@
     pytest bench/ --gb-threads 1                   # torch CPU threads (default 1: stable numbers)
     pytest bench/ --benchmark-group-by=group       # tables compare like with like (the default)
     pytest bench/test_health_overhead.py -s        # what each gradient-health statistic costs
+    pytest bench/test_executors.py                 # process pool: 2 workers vs 1 on a CPU-bound grid
     pytest bench/ --gb-clock wall                  # interleaved comparisons on the wall clock
     pytest bench/test_health_overhead.py -s --gb-rounds 100   # tighter ratios, longer run
 """
@@ -23,6 +24,7 @@ from gradbench.grid import AXES, Cell, expand, parse_suite
 
 _RATIOS: list[tuple[str, dict[str, float]]] = []
 _OVERHEADS: list[tuple[str, dict[str, Any]]] = []
+_SCALING: list[tuple[str, dict[str, Any]]] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,6 +75,13 @@ def _machine_info(config: pytest.Config) -> dict[str, Any]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _SCALING:
+        terminalreporter.section("gradbench: process pool, 2 workers vs 1 on a CPU-bound grid")
+        for label, r in _SCALING:
+            terminalreporter.write_line(
+                f"{label}: 1 worker {r['one_worker_s']:.1f} s, 2 workers {r['two_workers_s']:.1f} s, speedup {r['speedup']:.2f}x "
+                f"(median of {r['pairs']} alternating pair(s), wall clock, worker start-up included)"
+            )
     if _RATIOS:
         terminalreporter.section("gradbench: runner vs hand-written loop (median s/step, interleaved rounds)")
         for label, ratio in _RATIOS:
@@ -110,6 +119,16 @@ def record_overhead():
 
     def record(label: str, result: dict[str, Any]) -> None:
         _OVERHEADS.append((label, result))
+
+    return record
+
+
+@pytest.fixture
+def record_scaling():
+    """Report a process-pool scaling measurement in the terminal summary."""
+
+    def record(label: str, result: dict[str, Any]) -> None:
+        _SCALING.append((label, result))
 
     return record
 

@@ -101,12 +101,19 @@ def _build_parser() -> _Parser:
         help="fraction of each training set held out as a validation split, never trained on, for 'gradbench report --tuned' (default: 0, none)",
     )
     settings.add_argument("--db", default=None, help="results database (default: gradbench.db)")
+    settings.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import a module or .py file that registers tasks, optimizers, ... (repeatable); workers import it too")
     settings.add_argument("--data-dir", help="where MNIST, Fashion-MNIST and CIFAR-10 are read from, in torchvision's layout (default: $GRADBENCH_DATA, else ~/.cache/gradbench/data)")
     settings.add_argument("--download", action="store_true", help="download a real dataset that is missing from the data directory (default: never download)")
     settings.add_argument("--format", choices=("md", "csv"), default="md", help="format of the final table")
     settings.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bars (default: on a terminal)")
     settings.add_argument("--retry-failed", action="store_true", help="run again the cells stored as failed (by default every stored cell is skipped)")
     settings.add_argument("--dry-run", action="store_true", help="list the cells (and whether each is stored) without running")
+    parallel = run.add_argument_group("where cells run")
+    parallel.add_argument("--executor", default="serial", help="serial (one after another, here), process (a pool of worker processes on this machine) or ray (Ray tasks, on this machine or a cluster); default: serial")
+    parallel.add_argument("--workers", type=int, help="process executor: worker processes (default: one per visible GPU for CUDA cells, else one per CPU core)")
+    parallel.add_argument("--ray-address", help="ray executor: a running cluster, 'auto' or HOST:PORT (default: start a local Ray)")
+    parallel.add_argument("--cpus-per-run", type=float, help="ray executor: CPUs each run reserves (default: its thread count)")
+    parallel.add_argument("--gpus-per-run", type=float, help="ray executor: GPUs each run reserves, fractions allowed (default: 1 for CUDA cells, else 0)")
 
     report = commands.add_parser(
         "report",
@@ -158,6 +165,7 @@ def _build_parser() -> _Parser:
 
     listing = commands.add_parser("list", help="list what can be benchmarked")
     listing.add_argument("what", nargs="?", choices=LISTS, help="one kind (default: all)")
+    listing.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import a module or .py file that registers more (repeatable)")
     return parser
 
 
@@ -220,6 +228,7 @@ def _run(args: argparse.Namespace) -> int:
     from gradbench.sweep import run_sweep
 
     # Everything is validated before the store is opened, so bad input writes nothing.
+    plugins = _load_plugins(args)
     overrides = _overrides(args)
     if args.suite:
         suite = load_suite(args.suite)  # flags replace their axis in every grid of the file
@@ -227,26 +236,40 @@ def _run(args: argparse.Namespace) -> int:
         suite = Suite(name="command line")  # axis flags alone: one grid, their product
     else:
         suite = default_suite()  # nothing but settings: the built-in suite
-    cells = expand(suite.with_overrides(overrides))
+    # Ray runs cells on the cluster's nodes: a driver without a GPU may send CUDA cells there.
+    cells = expand(suite.with_overrides(overrides), local_devices=args.executor != "ray")
     db = _db_path(args)
     data_options = _data_options(args)
     if args.dry_run:
-        stored = Store.open(db, readonly=True).finished_keys() if db.exists() else set()
+        stored: set[str] = set()
+        running: dict[str, str] = {}
+        if db.exists():
+            with Store.open(db, readonly=True) as store:
+                stored, running = store.finished_keys(), store.live_claims()
         for cell in cells:
-            print(f"{cell.key}  {'stored ' if cell.key in stored else 'to run '}  {cell.label}")
-        print(f"{len(cells)} cells, {sum(c.key in stored for c in cells)} already stored", file=sys.stderr)
+            state = "stored " if cell.key in stored else ("running" if cell.key in running else "to run ")
+            print(f"{cell.key}  {state}  {cell.label}" + (f"  ({running[cell.key]})" if state == "running" else ""))
+        busy = sum(c.key in running and c.key not in stored for c in cells)
+        print(f"{len(cells)} cells, {sum(c.key in stored for c in cells)} already stored" + (f", {busy} running now" if busy else ""), file=sys.stderr)
         return 0
     _check_datasets(cells, data_options, args)  # before the store is opened: a missing one writes nothing
+    executor = _executor(args, cells)  # checked (Ray reached, its resources) before the store too
     started = time.perf_counter()
-    with Store.open(db, create=True) as store:
-        try:
-            summary = run_sweep(cells, store, progress=args.progress, retry_failed=args.retry_failed, data_options=data_options)
-        except KeyboardInterrupt:
-            stored = len(store.finished_keys() & {c.key for c in cells})
-            print(f"\ninterrupted: {stored} of {len(cells)} cells are stored in {db}; run the same command again to resume", file=sys.stderr)
-            return 130
-        runs = store.runs([c.key for c in cells])
-        print(render(runs, args.format, _verdict_names(store, runs)), end="")
+    try:
+        with Store.open(db, create=True) as store:
+            try:
+                summary = run_sweep(
+                    cells, store, executor=executor, progress=args.progress, retry_failed=args.retry_failed, data_options=data_options, plugins=plugins
+                )
+            except KeyboardInterrupt:
+                stored = len(store.finished_keys() & {c.key for c in cells})
+                print(f"\ninterrupted: {stored} of {len(cells)} cells are stored in {db}; run the same command again to resume", file=sys.stderr)
+                return 130
+            runs = store.runs([c.key for c in cells])
+            print(render(runs, args.format, _verdict_names(store, runs)), end="")
+            elsewhere = store.live_claims()
+    finally:
+        executor.close()
     statuses = ", ".join(f"{count} {status}" for status, count in sorted(summary.statuses.items())) or "nothing new"
     failed_note = f" ({summary.skipped_failed} of them failed: --retry-failed runs them again)" if summary.skipped_failed else ""
     print(
@@ -254,7 +277,45 @@ def _run(args: argparse.Namespace) -> int:
         f"results in {db} ({time.perf_counter() - started:.1f} s)",
         file=sys.stderr,
     )
+    if summary.running_elsewhere:
+        owners = sorted({elsewhere[key] for key in summary.running_elsewhere if key in elsewhere})
+        print(
+            f"{len(summary.running_elsewhere)} cells were being run by another gradbench ({', '.join(owners) or 'since finished'}): "
+            "their results are stored by it; 'gradbench report' shows everything once it ends",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _load_plugins(args: argparse.Namespace) -> list[str]:
+    from gradbench.plugins import load_plugins
+
+    plugins = [item for text in args.plugin for item in _comma_list(text)]
+    load_plugins(plugins)  # PluginError is a ValueError: one line, exit 2
+    return plugins
+
+
+def _executor(args: argparse.Namespace, cells: Sequence[Any]) -> Any:
+    """The executor the flags ask for, checked against the cells (one line and exit 2 if
+    they cannot run on it)."""
+    from gradbench.executors import EXECUTORS, make_executor
+
+    name = args.executor
+    if name not in EXECUTORS:
+        raise UsageError(f"unknown executor {name!r}; choose from: {', '.join(EXECUTORS)}")
+    flags = {"process": {"workers": "--workers"}, "ray": {"ray_address": "--ray-address", "cpus_per_run": "--cpus-per-run", "gpus_per_run": "--gpus-per-run"}}
+    for owner, names in flags.items():
+        for attribute, flag in names.items():
+            if getattr(args, attribute) is not None and name != owner:
+                raise UsageError(f"{flag} applies to --executor {owner} only (got --executor {name})")
+    if name == "process":
+        executor = make_executor(name, workers=args.workers)
+    elif name == "ray":
+        executor = make_executor(name, address=args.ray_address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+    else:
+        executor = make_executor(name)
+    executor.check(cells)
+    return executor
 
 
 def _data_options(args: argparse.Namespace) -> Any:
@@ -488,6 +549,7 @@ def _list(args: argparse.Namespace) -> int:
     from gradbench.specs import format_spec
     from gradbench.tasks import TASKS
 
+    _load_plugins(args)
     kinds = [args.what] if args.what else list(LISTS)
     for index, kind in enumerate(kinds):
         if len(kinds) > 1:

@@ -8,7 +8,7 @@ import socket
 
 import torch
 
-__all__ = ["environment", "device_name", "check_device"]
+__all__ = ["environment", "device_name", "check_device", "parse_device"]
 
 
 def _cpu_name() -> str:
@@ -30,11 +30,11 @@ def device_name(device: torch.device) -> str:
     return device.type
 
 
-def check_device(text: str) -> torch.device:
-    """Parse a device string and check that it is usable here.
+def parse_device(text: str) -> torch.device:
+    """Parse a device string, without asking whether this machine has it.
 
     Raises:
-        ValueError: for anything but ``cpu``, ``cuda`` or ``cuda:N``, or CUDA asked for but absent.
+        ValueError: for anything but ``cpu``, ``cuda`` or ``cuda:N``.
     """
     try:
         device = torch.device(text)
@@ -42,6 +42,16 @@ def check_device(text: str) -> torch.device:
         raise ValueError(f"invalid device {text!r}; choose from: cpu, cuda, cuda:N") from None
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"unsupported device {text!r}; choose from: cpu, cuda, cuda:N")
+    return device
+
+
+def check_device(text: str) -> torch.device:
+    """Parse a device string and check that it is usable here.
+
+    Raises:
+        ValueError: for anything but ``cpu``, ``cuda`` or ``cuda:N``, or CUDA asked for but absent.
+    """
+    device = parse_device(text)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {text!r} asked for but CUDA is not available here (torch {torch.__version__}); choose from: cpu")

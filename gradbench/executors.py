@@ -1,41 +1,329 @@
-"""Executors: how cells are run. Each cell is independent, so any executor may run them in any
-order; results come back to the driver, which alone writes the store.
+"""Executors: where cells run. Each cell is independent, so any executor may run them in any
+order and on any worker; results come back to the driver, which alone writes the store.
 
-Only the serial executor exists so far; the process pool and Ray plug in behind the same
-``map`` interface.
+An executor has three parts:
+    check(cells)     before the store is opened: can these cells run here? (``ExecutorError``,
+                     one line, otherwise; nothing has been written yet)
+    map(job, cells)  pulls a cell from the ``cells`` iterator only when it has a free slot (the
+                     sweep claims each cell as it is pulled), yields each result when ready
+    close()          stops workers
+
+``serial`` runs cells one after another in this process; ``process`` keeps a pool of worker
+processes on this machine (one per CPU core, or one per visible GPU, each pinned to it
+through ``CUDA_VISIBLE_DEVICES``); ``ray`` (``gradbench.ray_executor``) runs them as Ray tasks
+on a laptop or a cluster. A worker that dies (killed, out of memory, a segfault in a kernel)
+costs its cell one attempt; the cell is retried on a fresh worker, and stored as ``failed``
+with the cause once its attempts are spent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+import multiprocessing
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any, Protocol
 
 from gradbench.grid import Cell
-from gradbench.train import RunResult
+from gradbench.image_data import DataOptions
+from gradbench.plugins import load_plugins
+from gradbench.train import RunResult, now, run_cell
 
-__all__ = ["Executor", "SerialExecutor", "EXECUTORS", "make_executor"]
+__all__ = [
+    "Executor", "ExecutorError", "Job", "SerialExecutor", "ProcessExecutor", "EXECUTORS", "make_executor",
+    "check_pooled_devices", "crashed_result", "visible_gpus",
+]
 
-RunFn = Callable[[Cell], RunResult]
+EXECUTORS = ("serial", "process", "ray")
+MAX_ATTEMPTS = 3  # a cell whose worker dies this many times is stored as failed
+
+
+class ExecutorError(ValueError):
+    """The cells cannot run on this executor (one line, for the CLI)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs besides the cell: the plugins to import first and where real
+    datasets live. Picklable, so it travels to worker processes and Ray workers."""
+
+    data_options: DataOptions | None = None
+    plugins: tuple[str, ...] = ()
+    workers: int = 1  # cells running at once, recorded with each run's timings
+
+    def __call__(self, cell: Cell, on_steps: Callable[[int], None] | None = None) -> RunResult:
+        load_plugins(self.plugins)
+        result = run_cell(cell, data_options=self.data_options, on_steps=on_steps)
+        # Step times measured beside other workers share the machine with them: say so.
+        result.env["concurrent_runs"] = self.workers
+        result.env["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+        result.env["worker_pid"] = os.getpid()
+        return result
 
 
 class Executor(Protocol):
-    def map(self, run: RunFn, cells: Iterable[Cell]) -> Iterator[RunResult]:
-        """Run every cell and yield each result as soon as it is ready."""
+    def check(self, cells: Sequence[Cell]) -> None:
+        """Raise ``ExecutorError`` if ``cells`` cannot run on this executor."""
         ...
+
+    def map(self, job: Job, cells: Iterator[Cell]) -> Iterator[RunResult]:
+        """Run cells pulled from ``cells`` (one per free slot) and yield each result when ready."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def crashed_result(cell: Cell, error: str, started: float) -> RunResult:
+    """The stored record of a cell whose worker kept dying: ``failed``, with the cause."""
+    result = RunResult(cell=cell, status="failed", error=error, started_at=now(), finished_at=now())
+    result.wall_time_s = time.perf_counter() - started
+    return result
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries for its workers."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    entries = [entry.strip() for entry in visible.split(",") if entry.strip()] if visible else []
+    count = torch.cuda.device_count()
+    return entries[:count] if entries else [str(index) for index in range(count)]
+
+
+def check_pooled_devices(cells: Sequence[Cell], executor: str) -> None:
+    """Each pooled worker sees only its own GPU, as ``cuda``/``cuda:0``: a cell pinned to another
+    index cannot run there (and renaming its device would change its key)."""
+    pinned = sorted({c.device for c in cells if c.device.startswith("cuda:") and c.device != "cuda:0"})
+    if pinned:
+        raise ExecutorError(
+            f"device {pinned[0]!r} cannot run on the {executor} executor: each worker is given one GPU of its own; "
+            "use --device cuda (choices with this executor: cpu, cuda)"
+        )
 
 
 class SerialExecutor:
     """Runs cells one after another in this process."""
 
-    def map(self, run: RunFn, cells: Iterable[Cell]) -> Iterator[RunResult]:
+    def check(self, cells: Sequence[Cell]) -> None:
+        pass
+
+    def map(self, job: Job, cells: Iterator[Cell]) -> Iterator[RunResult]:
         for cell in cells:
-            yield run(cell)
+            yield job(cell)
+
+    def close(self) -> None:
+        pass
 
 
-EXECUTORS: dict[str, Callable[[], Executor]] = {"serial": SerialExecutor}
+# -- the local process pool ----------------------------------------------------------------
 
 
-def make_executor(name: str) -> Executor:
-    if name not in EXECUTORS:
-        raise ValueError(f"unknown executor {name!r}; choose from: {', '.join(EXECUTORS)}")
-    return EXECUTORS[name]()
+def _worker_main(connection: Connection, job: Job, parent: int) -> None:
+    """A pool worker: run each cell the driver sends, send back its result; stop on ``None``,
+    on a closed pipe, or (checked between steps) when the driver has died."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+
+    def orphaned(_: int) -> None:
+        if os.getppid() != parent:  # the driver was killed: nobody will take this result
+            os._exit(1)
+
+    load_plugins(job.plugins)
+    while True:
+        try:
+            cell = connection.recv()
+        except (EOFError, OSError):
+            return
+        if cell is None:
+            return
+        connection.send(job(cell, on_steps=orphaned))
+
+
+@dataclass
+class _Worker:
+    process: Any
+    connection: Connection
+    slot: int  # its place in the pool, kept by its replacement
+    gpu: str | None
+    cell: Cell | None = None
+    attempt: int = 0
+    started: float = 0.0
+
+
+@dataclass
+class ProcessExecutor:
+    """A pool of worker processes on this machine (``spawn``ed: no state is inherited, CUDA
+    included).
+
+    Attributes:
+        workers: Worker processes (default: one per visible GPU when any cell runs on CUDA,
+            else one per CPU core this process may use, divided by the cells' thread count).
+        max_attempts: Attempts per cell whose worker dies before it is stored as ``failed``.
+        gpus: ``CUDA_VISIBLE_DEVICES`` entries to pin the workers to, round robin (default: every
+            visible GPU when any cell runs on CUDA, else none).
+    """
+
+    workers: int | None = None
+    max_attempts: int = MAX_ATTEMPTS
+    gpus: list[str] | None = None
+    _pool: list[_Worker] = field(default_factory=list, init=False, repr=False)
+    _gpus: list[str] = field(default_factory=list, init=False, repr=False)
+
+    def check(self, cells: Sequence[Cell]) -> None:
+        check_pooled_devices(cells, "process")
+        if self.workers is not None and self.workers < 1:
+            raise ExecutorError(f"invalid --workers {self.workers}: give a number of worker processes >= 1")
+        uses_cuda = any(c.device.startswith("cuda") for c in cells)
+        self._gpus = list(self.gpus) if self.gpus is not None else (visible_gpus() if uses_cuda else [])
+        if uses_cuda and not self._gpus:
+            raise ExecutorError("cells on device 'cuda' but no GPU is visible to the process executor; choose from: --device cpu")
+        if self.workers is None:
+            if self._gpus:
+                self.workers = len(self._gpus)
+            else:
+                cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+                threads = max((c.threads for c in cells), default=1)
+                self.workers = max(1, cores // threads)
+        if cells:
+            self.workers = min(self.workers, len(cells))
+
+    def _start(self, job: Job, slot: int) -> _Worker:
+        context = multiprocessing.get_context("spawn")
+        driver_end, worker_end = context.Pipe()
+        gpu = self._gpus[slot % len(self._gpus)] if self._gpus else None
+        process = context.Process(target=_worker_main, args=(worker_end, job, os.getpid()), name=f"gradbench-worker-{slot}", daemon=True)
+        # A spawned child takes the environment as it is when it starts: pin its GPU there, so
+        # it is set before anything in the child can initialise CUDA.
+        saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+        try:
+            if gpu is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+            process.start()
+        finally:
+            if gpu is not None:
+                if saved is None:
+                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+                else:
+                    os.environ["CUDA_VISIBLE_DEVICES"] = saved
+        worker_end.close()
+        worker = _Worker(process, driver_end, slot, gpu)
+        self._pool.append(worker)
+        return worker
+
+    def map(self, job: Job, cells: Iterator[Cell]) -> Iterator[RunResult]:
+        if self.workers is None:
+            raise RuntimeError("ProcessExecutor.check(cells) must run before map")
+        job = Job(job.data_options, job.plugins, workers=self.workers)
+        retries: deque[tuple[Cell, int, float]] = deque()
+        exhausted = False
+        slots = list(range(self.workers))
+        idle: list[_Worker] = []
+        busy: list[_Worker] = []
+        try:
+            while True:
+                while (idle or slots) and (retries or not exhausted):
+                    if retries:
+                        cell, attempt, started = retries.popleft()
+                    else:
+                        pulled = next(cells, None)
+                        if pulled is None:
+                            exhausted = True
+                            break
+                        cell, attempt, started = pulled, 1, time.perf_counter()
+                    worker = idle.pop() if idle else self._start(job, slots.pop())
+                    try:
+                        worker.connection.send(cell)
+                    except OSError:  # it died while idle: not the cell's fault
+                        self._discard(worker)
+                        slots.append(worker.slot)
+                        retries.appendleft((cell, attempt, started))
+                        continue
+                    worker.cell, worker.attempt, worker.started = cell, attempt, started
+                    busy.append(worker)
+                if not busy:
+                    return
+                ready = wait([w.connection for w in busy] + [w.process.sentinel for w in busy])
+                for worker in [w for w in busy if w.connection in ready or w.process.sentinel in ready]:
+                    busy.remove(worker)
+                    cell = worker.cell
+                    assert cell is not None
+                    result = None
+                    try:
+                        if worker.connection.poll():
+                            result = worker.connection.recv()
+                    except (EOFError, OSError):
+                        result = None
+                    if result is not None:
+                        worker.cell = None
+                        idle.append(worker)
+                        yield result
+                        continue
+                    # The worker died with the cell: replace it and retry the cell, or give up.
+                    worker.process.join(timeout=5)
+                    cause = _exit_cause(worker.process.exitcode)
+                    self._discard(worker)
+                    slots.append(worker.slot)
+                    if worker.attempt < self.max_attempts:
+                        retries.append((cell, worker.attempt + 1, worker.started))
+                    else:
+                        yield crashed_result(cell, f"WorkerDied: the worker process running this cell died ({cause}) on each of {worker.attempt} attempts", worker.started)
+        finally:
+            self.close()
+
+    def _discard(self, worker: _Worker) -> None:
+        worker.connection.close()
+        if worker in self._pool:
+            self._pool.remove(worker)
+
+    def close(self) -> None:
+        """Ask every worker to stop; terminate those still running a cell (Ctrl-C, an error)."""
+        for worker in self._pool:
+            try:
+                worker.connection.send(None)
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + 5
+        for worker in self._pool:
+            if worker.cell is not None:
+                worker.process.terminate()
+            worker.process.join(timeout=max(0.1, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.connection.close()
+        self._pool.clear()
+
+
+def _exit_cause(code: int | None) -> str:
+    if code is None:
+        return "no exit code"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def make_executor(name: str, **options: Any) -> Executor:
+    """The executor called ``name``, with its options (``workers`` for ``process``;
+    ``address``, ``cpus_per_run``, ``gpus_per_run`` for ``ray``).
+
+    Raises:
+        ValueError: for an unknown name.
+        ExecutorError: when ``ray`` is asked for but not installed.
+    """
+    if name == "serial":
+        return SerialExecutor()
+    if name == "process":
+        return ProcessExecutor(**options)
+    if name == "ray":
+        from gradbench.ray_executor import RayExecutor
+
+        return RayExecutor(**options)
+    raise ValueError(f"unknown executor {name!r}; choose from: {', '.join(EXECUTORS)}")

@@ -40,7 +40,7 @@ from typing import Any
 
 from gradbench.activations import ACTIVATIONS, check_activation
 from gradbench.clipping import parse_clipping
-from gradbench.env import check_device
+from gradbench.env import check_device, parse_device
 from gradbench.init import INITS, check_init_params
 from gradbench.monitor import DEFAULT_EVERY, DETAIL_FACTOR
 from gradbench.optimizers import get_optimizer, resolve_hyperparameters
@@ -369,11 +369,11 @@ def _check_axis(key: str, values: list[Any]) -> list[Any]:
     raise AssertionError(key)
 
 
-def _check_setting(key: str, value: Any) -> Any:
+def _check_setting(key: str, value: Any, local_devices: bool = True) -> Any:
     if key == "device":
         if not isinstance(value, str):
             raise ValueError(f"invalid device {value!r}; choose from: cpu, cuda, cuda:N")
-        device = check_device(value)
+        device = check_device(value) if local_devices else parse_device(value)
         return "cpu" if device.type == "cpu" else value  # 'cpu:3' is the same CPU
     if key == "threads" and not _integer(value, 1, _THREADS_MAX):
         raise ValueError(f"invalid threads {value!r}: must be an integer from 1 to {_THREADS_MAX}")
@@ -390,7 +390,7 @@ def _check_setting(key: str, value: Any) -> Any:
     return value
 
 
-def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any]) -> Iterable[Cell]:
+def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_devices: bool) -> Iterable[Cell]:
     axes: dict[str, list[Any]] = {}
     for key, default in AXES.items():
         try:
@@ -400,7 +400,7 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any]) -> Iterable[
     settings: dict[str, Any] = {}
     for key, default in SETTINGS.items():
         try:
-            settings[key] = _check_setting(key, grid.get(key, default))
+            settings[key] = _check_setting(key, grid.get(key, default), local_devices)
         except ValueError as error:
             raise _fail(suite, index, key, str(error)) from None
 
@@ -476,14 +476,20 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any]) -> Iterable[
         )
 
 
-def expand(suite: Suite) -> list[Cell]:
+def expand(suite: Suite, *, local_devices: bool = True) -> list[Cell]:
     """All cells of the suite, in grid order, without duplicates (by key).
+
+    Args:
+        suite: The suite.
+        local_devices: Check that each device exists here (``cuda`` needs CUDA in this
+            process). ``False`` checks the spelling only: for cells that run elsewhere (a Ray
+            cluster's GPU nodes, driven from a machine without one).
 
     Raises:
         SuiteError: for any invalid value, naming it (and its line in a suite file).
     """
     cells: dict[str, Cell] = {}
     for index, grid in enumerate(suite.grids):
-        for cell in _expand_grid(suite, index, grid):
+        for cell in _expand_grid(suite, index, grid, local_devices):
             cells.setdefault(cell.key, cell)
     return list(cells.values())

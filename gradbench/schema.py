@@ -14,13 +14,18 @@ Tables (``step`` k is the k-th optimizer step; evaluation step 0 is the initiali
     layer_stats(run_key, step, layer_index, grad_norm_after_clip, weight_norm, update_ratio)
     activation_sites(run_key, site_index, site_name, module, kind, units)
     activation_stats(run_key, step, site_index, dead_fraction, saturated_fraction, mean, std)
+    claims(key, owner, host, pid, pid_start, claimed_at, heartbeat_at)
 
-Schema versions: 1 had neither ``clip_fired`` nor the last three tables; 2 had no validation
-columns (``evaluations.validation_loss``, ``evaluations.validation_accuracy``,
-``runs.final_validation_loss``, ``runs.final_validation_accuracy``). Opening an older file for
-writing adds what it lacks (``migrate``: additive, in one transaction, older rows untouched, their
-new columns NULL); reading one leaves it as it is, and its runs read as having no such
-statistics. A file from a newer gradbench is refused.
+``claims`` holds the cells being run right now, one row per cell, by the driver that claimed
+it (``gradbench.claims``); a stored run's claim is deleted in the transaction that stores it.
+
+Schema versions: 1 had neither ``clip_fired`` nor the layer and activation statistics tables;
+2 had neither ``claims`` nor the validation columns (``evaluations.validation_loss``,
+``evaluations.validation_accuracy``, ``runs.final_validation_loss``,
+``runs.final_validation_accuracy``). Opening an older file for writing adds what it lacks
+(``migrate``: additive, in one transaction, older rows untouched, their new columns NULL);
+reading one leaves it as it is, and its runs read as having no such statistics. A file from a
+newer gradbench is refused.
 """
 
 from __future__ import annotations
@@ -80,8 +85,19 @@ CREATE TABLE activation_stats (
 ) WITHOUT ROWID;
 """
 _COLUMNS_2 = (("grad_norms", "clip_fired", "INTEGER"),)
-# Added in schema version 3: the validation split's metrics (NULL where a run held none out).
-_TABLES_3 = ""
+# Added in schema version 3: the claims of running cells (not a child of runs: a claim exists
+# before its run does), and the validation split's metrics (NULL where a run held none out).
+_TABLES_3 = """
+CREATE TABLE claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    pid_start TEXT,
+    claimed_at TEXT NOT NULL,
+    heartbeat_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
 _COLUMNS_3 = (
     ("evaluations", "validation_loss", "REAL"),
     ("evaluations", "validation_accuracy", "REAL"),

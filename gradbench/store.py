@@ -6,6 +6,12 @@ keys already here, with nothing lost and nothing duplicated. A run is *finished*
 whatever its status (``done``, ``diverged`` or ``failed``); ``finished_keys`` is what a rerun
 skips.
 
+Several sweeps may write one store at once (two ``gradbench run`` commands, or a driver and
+its heartbeat): writers open it in WAL mode with a busy timeout, and a cell is claimed
+(``claim``; ``gradbench.claims``) before it runs, so no cell runs twice. When the last writer
+closes, the file goes back to a plain rollback journal, so a closed store is one file that
+read-only users (reports on a read-only copy) can open.
+
 The file is marked with SQLite's ``application_id`` so that any other file, SQLite or not, is
 refused with a clear message instead of being written to.
 
@@ -18,11 +24,14 @@ import json
 import math
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from gradbench.claims import Claimant, is_live
 from gradbench.diagnose import RunHealth
 from gradbench.history import ActivationSite, MonitorHistory, NonFinite
 from gradbench.schema import (
@@ -80,10 +89,11 @@ def _identity(connection: sqlite3.Connection) -> tuple[int, int, int]:
 class Store:
     """A gradbench SQLite database. Use ``Store.open``; close it, or use it as a context manager."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path, version: int = SCHEMA_VERSION) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: Path, version: int = SCHEMA_VERSION, writable: bool = False) -> None:
         self.connection = connection
         self.path = path
         self.version = version  # a read-only older file keeps its version
+        self.writable = writable
 
     @classmethod
     def open(cls, path: str | Path = DEFAULT_DB, *, create: bool = False, readonly: bool = False) -> Store:
@@ -129,6 +139,8 @@ class Store:
                 # Fail now, before anything trains, if the file cannot be written.
                 connection.execute("BEGIN IMMEDIATE")
                 connection.execute("ROLLBACK")
+                # Readers never block the writer, and several writers take turns (busy timeout).
+                connection.execute("PRAGMA journal_mode = WAL")
         except sqlite3.DatabaseError as error:
             connection.close()
             raise StoreError(f"cannot use database {str(path)!r}: {error}") from None
@@ -136,9 +148,17 @@ class Store:
             connection.close()
             raise
         connection.row_factory = sqlite3.Row
-        return cls(connection, path, version)
+        return cls(connection, path, version, writable=not readonly)
 
     def close(self) -> None:
+        if self.writable:
+            # The last writer to close turns the file back into one self-contained file; while
+            # another connection is open this fails at once (no busy wait) and that one does it.
+            try:
+                self.connection.execute("PRAGMA busy_timeout = 0")
+                self.connection.execute("PRAGMA journal_mode = DELETE")
+            except sqlite3.Error:
+                pass
         self.connection.close()
 
     def __enter__(self) -> Store:
@@ -148,6 +168,51 @@ class Store:
         self.close()
 
     # -- writing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[None]:
+        """One transaction that takes the write lock at once (waiting its turn behind other
+        writers), so that what it reads cannot change before it writes."""
+        self.connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    def claim(self, key: str, claimant: Claimant, *, retry_failed: bool = False) -> str | None:
+        """Claim cell ``key`` for ``claimant`` before running it.
+
+        Returns:
+            ``None`` if the cell is now claimed (a stale claim is taken over); otherwise why
+            not: ``"stored"`` (finished meanwhile, and not a failed run to retry) or
+            ``"running"`` (live-claimed by another sweep).
+        """
+        with self._write_transaction():
+            stored = self.connection.execute("SELECT status FROM runs WHERE key = ?", (key,)).fetchone()
+            if stored is not None and not (retry_failed and stored[0] == "failed"):
+                return "stored"
+            held = self.connection.execute("SELECT owner, host, pid, pid_start, heartbeat_at FROM claims WHERE key = ?", (key,)).fetchone()
+            if held is not None and held[0] != claimant.owner and is_live(*held[1:]):
+                return "running"
+            self.connection.execute(
+                "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, datetime('now'), ?)",
+                (key, claimant.owner, claimant.host, claimant.pid, claimant.pid_start, time.time()),
+            )
+        return None
+
+    def release(self, claimant: Claimant) -> None:
+        """Drop every claim of ``claimant`` (a sweep that stops early, e.g. on Ctrl-C)."""
+        with self._write_transaction():
+            self.connection.execute("DELETE FROM claims WHERE owner = ?", (claimant.owner,))
+
+    def live_claims(self) -> dict[str, str]:
+        """Cells being run right now by a live sweep: key -> ``pid N on HOST``."""
+        if self.version < 3:
+            return {}
+        rows = self.connection.execute("SELECT key, host, pid, pid_start, heartbeat_at FROM claims").fetchall()
+        return {row[0]: f"pid {row[2]} on {row[1]}" for row in rows if is_live(*row[1:])}
 
     def save(self, result: RunResult) -> None:
         """Write one run and all its rows in a single transaction (replacing an older copy)."""
@@ -185,7 +250,8 @@ class Store:
             "wall_time_s": result.wall_time_s,
         }
         history = result.history
-        with self.connection:  # one transaction: all of the run or none of it
+        with self._write_transaction():  # all of the run or none of it, and its claim gone
+            self.connection.execute("DELETE FROM claims WHERE key = ?", (key,))
             for table in CHILD_TABLES:
                 self.connection.execute(f"DELETE FROM {table} WHERE run_key = ?", (key,))
             self.connection.execute("DELETE FROM runs WHERE key = ?", (key,))

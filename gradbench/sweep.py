@@ -1,30 +1,40 @@
-"""A sweep: skip the cells already stored, run the rest, store each result as it arrives."""
+"""A sweep: skip the cells already stored, claim and run the rest on an executor, store each
+result as it arrives.
+
+The driver (this code, in one process) is the store's only writer for its sweep: executors
+return results and the driver commits each in one transaction, deleting the cell's claim in
+the same transaction. Cells are claimed one at a time, as the executor has a free slot for
+them, so two sweeps on one store share the work instead of both running it; a sweep killed at
+any moment leaves stale claims that the next sweep takes over (``gradbench.claims``).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from gradbench.executors import Executor, SerialExecutor
+from gradbench.claims import Claimant, Heartbeat
+from gradbench.executors import Executor, Job, SerialExecutor
 from gradbench.grid import Cell
 from gradbench.image_data import DataOptions
 from gradbench.store import Store
-from gradbench.train import RunResult, run_cell
 
 __all__ = ["SweepSummary", "run_sweep"]
 
 
 @dataclass
 class SweepSummary:
-    """What a sweep did: cells skipped (already stored) and the statuses of those it ran."""
+    """What a sweep did: cells skipped (already stored, or stored by another sweep while this
+    one ran), the statuses of those it ran, and those another live sweep was running."""
 
     total: int
     skipped: int
     skipped_failed: int = 0
     statuses: Counter = field(default_factory=Counter)
+    running_elsewhere: list[str] = field(default_factory=list)
 
     @property
     def ran(self) -> int:
@@ -39,17 +49,20 @@ def run_sweep(
     progress: bool | None = None,
     retry_failed: bool = False,
     data_options: DataOptions | None = None,
+    plugins: Sequence[str] = (),
 ) -> SweepSummary:
     """Run every cell not yet in ``store``; commit each result in one transaction as it arrives.
 
     Args:
         cells: The expanded suite.
-        store: Where results go; its finished keys are skipped.
-        executor: How cells run (default: serially, in this process).
-        progress: Show tqdm bars; ``None`` shows them only on a terminal.
+        store: Where results go (opened for writing); its finished keys are skipped.
+        executor: Where cells run (default: serially, in this process). The caller closes it.
+        progress: Show the progress bar; ``None`` shows it only on a terminal.
         retry_failed: Run again the cells stored as ``failed`` (their new result replaces the
             old one); diverged and done cells are always kept.
         data_options: Where real datasets live (default: ``$GRADBENCH_DATA`` or its default).
+        plugins: Modules or ``.py`` files every worker imports before it runs a cell
+            (``gradbench.plugins``).
     """
     executor = executor or SerialExecutor()
     statuses = store.statuses()
@@ -57,18 +70,44 @@ def run_sweep(
     todo = [cell for cell in cells if cell.key not in skip]
     skipped_failed = sum(1 for cell in cells if statuses.get(cell.key) == "failed" and cell.key in skip)
     summary = SweepSummary(total=len(cells), skipped=len(cells) - len(todo), skipped_failed=skipped_failed)
+    executor.check(todo)
+    job = Job(data_options=data_options, plugins=tuple(plugins))
+    claimant = Claimant.current()
+    running = 0
     disable = None if progress is None else not progress
-    with tqdm(total=len(cells), initial=summary.skipped, desc="cells", unit="cell", disable=disable) as bar:
+    with tqdm(total=len(cells), initial=summary.skipped, desc="cells", unit="cell", disable=disable, dynamic_ncols=True) as bar:
 
-        def run(cell: Cell) -> RunResult:
-            bar.set_postfix_str(cell.label, refresh=True)
-            with tqdm(total=cell.steps, desc="steps", unit="step", leave=False, disable=disable) as steps:
-                return run_cell(cell, data_options=data_options, on_steps=steps.update)
+        def show() -> None:
+            counts = {"done": 0, "running": running, "diverged": 0, "failed": 0, **summary.statuses}
+            counts["running"] = running
+            if summary.running_elsewhere:
+                counts["elsewhere"] = len(summary.running_elsewhere)
+            bar.set_postfix_str(", ".join(f"{name} {count}" for name, count in counts.items()), refresh=True)
 
-        for result in executor.map(run, todo):
-            store.save(result)
-            summary.statuses[result.status] += 1
-            bar.update(1)
-            counts = ", ".join(f"{status} {count}" for status, count in sorted(summary.statuses.items()))
-            bar.set_postfix_str(counts)
+        def claimed() -> Iterator[Cell]:
+            """The cells to run, each claimed just before the executor takes it."""
+            nonlocal running
+            for cell in todo:
+                outcome = store.claim(cell.key, claimant, retry_failed=retry_failed)
+                if outcome == "stored":  # another sweep finished it meanwhile
+                    summary.skipped += 1
+                    bar.update(1)
+                elif outcome == "running":  # another live sweep has it
+                    summary.running_elsewhere.append(cell.key)
+                else:
+                    running += 1
+                    show()
+                    yield cell
+
+        show()
+        with Heartbeat(store.path, claimant):
+            try:
+                for result in executor.map(job, claimed()):
+                    store.save(result)
+                    running -= 1
+                    summary.statuses[result.status] += 1
+                    bar.update(1)
+                    show()
+            finally:
+                store.release(claimant)  # cells claimed but not stored (Ctrl-C, an error)
     return summary

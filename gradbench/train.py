@@ -215,8 +215,8 @@ class Batches:
         return self.x[index], self.y[index]
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")  # ordering runs that overlap in time (pooled workers)
 
 
 def _build(cell: Cell, device: torch.device, data_options: DataOptions | None = None) -> TaskInstance:
@@ -306,7 +306,7 @@ def run_cell(cell: Cell, *, data_options: DataOptions | None = None, on_steps: C
             ``$GRADBENCH_DATA`` or its default, no downloads). Not part of the cell's identity.
         on_steps: Called with the number of steps done since the last call (progress bars).
     """
-    result = RunResult(cell=cell, status="failed", started_at=_now())
+    result = RunResult(cell=cell, status="failed", started_at=now())
     wall_start = time.perf_counter()
     # The run sets torch's thread count, seeds and CUDA device; the caller gets its own back.
     threads = torch.get_num_threads()
@@ -326,7 +326,7 @@ def run_cell(cell: Cell, *, data_options: DataOptions | None = None, on_steps: C
             result.error = f"{type(error).__name__}: {error} (at {location.filename.rsplit('/', 1)[-1]}:{location.lineno})"
         finally:
             torch.set_num_threads(threads)
-    result.finished_at = _now()
+    result.finished_at = now()
     result.wall_time_s = time.perf_counter() - wall_start
     return result
 

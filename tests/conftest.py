@@ -31,6 +31,44 @@ def small_mlp_task() -> str:
     return "mnist1d_mlp[depth=3,width=32,num_samples=1000]"
 
 
+# -- a plugin whose task kills its worker (executor tests) --------------------------------------
+
+
+def _dying_plugin(tmp_path: Path, name: str, die: str) -> Path:
+    """A plugin file registering task ``name``: linreg whose build SIGKILLs its own process on
+    the first attempt (``die='once'``) or on every attempt (``die='always'``)."""
+    marker = tmp_path / f"{name}.marker"
+    path = tmp_path / f"{name}_plugin.py"
+    path.write_text(
+        f"""
+import os, signal
+from dataclasses import replace
+from pathlib import Path
+from gradbench.tasks import TASKS, register_task
+
+linreg = TASKS.get("linreg")
+
+def build(config):
+    marker = Path({str(marker)!r})
+    if {die!r} == "always" or not marker.exists():
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return linreg.build(config)
+
+if {name!r} not in TASKS:
+    register_task(replace(linreg, name={name!r}, description="linreg whose worker dies", build=build))
+"""
+    )
+    return path
+
+
+
+@pytest.fixture
+def dying_plugin():
+    """``dying_plugin(folder, name, die)`` writes a plugin file registering task ``name``."""
+    return _dying_plugin
+
+
 # -- tiny real datasets, written in the on-disk formats torchvision reads --------------------
 
 TINY_TRAIN, TINY_TEST = 200, 50

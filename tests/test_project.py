@@ -62,3 +62,12 @@ def test_every_third_party_import_is_declared_in_pyproject():
         if not names & declared:
             missing.append(f"{module} (from {', '.join(sorted(names))})")
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_no_merge_conflict_markers_are_left_in_the_sources_or_docs():
+    files = [ROOT / "README.md", ROOT / "CITATION.cff", ROOT / "pyproject.toml", *ROOT.glob("docs/*.md")]
+    for folder in ("gradbench", "tests", "bench", "scripts"):
+        files += [path for path in (ROOT / folder).rglob("*") if path.suffix in (".py", ".toml", ".md", ".sh")]
+    marker = re.compile(r"^(<{7}|>{7}|={7})( |$)", re.MULTILINE)
+    left = [f"{path.relative_to(ROOT)}:{text[: match.start()].count(chr(10)) + 1}" for path in files for text in [path.read_text(encoding="utf-8")] for match in marker.finditer(text)]
+    assert not left, f"merge conflict markers left in: {left}"

@@ -135,6 +135,7 @@ def test_opening_a_version_1_file_for_writing_migrates_it_additively(tmp_path, r
     with Store.open(path) as store:
         assert store.version == SCHEMA_VERSION == 3
         assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert store.live_claims() == {}  # version 3's claims table is there, empty
         store.save(results[0])  # the new tables and columns take the new run
         old = [r for r in store.layer_rows(["old"])]
         assert [(r["step"], r["grad_norm"], r["update_ratio"]) for r in old] == [(1, 0.5, None), (1, 2.0, None), (2, 0.25, None), (2, 1.0, None)]
@@ -282,12 +283,14 @@ def test_fifo_and_device_paths_are_refused_without_blocking(tmp_path):
 
 
 def test_a_hot_journal_left_by_a_killed_writer_does_not_block_reading(tmp_path, results):
-    """Copy a database and its journal mid-transaction, as a SIGKILL would leave them."""
+    """Copy a database and its journal mid-transaction, as a SIGKILL would leave them (a file
+    written by a gradbench that used a rollback journal rather than WAL)."""
     import shutil
 
     path = tmp_path / "r.db"
     store = Store.open(path, create=True)
     store.save(results[0])
+    store.connection.execute("PRAGMA journal_mode = DELETE")
     store.connection.execute("PRAGMA cache_size = 1")  # make the writer spill to the file
     store.connection.execute("BEGIN IMMEDIATE")
     store.connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", [("zz", i, 0.0, 0.0) for i in range(20000)])
@@ -304,3 +307,43 @@ def test_a_hot_journal_left_by_a_killed_writer_does_not_block_reading(tmp_path, 
     with Store.open(copy, readonly=True) as reader:
         assert reader.finished_keys() == {results[0].cell.key}
         assert reader.connection.execute("SELECT count(*) FROM steps WHERE run_key = 'zz'").fetchone()[0] == 0
+
+
+def test_a_writer_killed_mid_transaction_leaves_a_store_readable_from_a_read_only_directory(tmp_path, results):
+    """WAL mode: a SIGKILLed writer leaves -wal and -shm files; a report (read-only, even in a
+    directory it cannot write) sees the committed runs and none of the killed transaction."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = folder / "r.db"
+    with Store.open(path, create=True) as store:
+        store.save(results[0])
+    writer = f"""
+import sys, time
+from gradbench.store import Store
+store = Store.open({str(path)!r})
+store.connection.execute("PRAGMA cache_size = 1")
+store.connection.execute("BEGIN IMMEDIATE")
+store.connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", [("zz", i, 0.0, 0.0) for i in range(20000)])
+print("ready", flush=True)
+time.sleep(120)
+"""
+    process = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert Path(str(path) + "-wal").exists()  # WAL mode, left as a kill leaves it
+    folder.chmod(0o555)
+    try:
+        with Store.open(path, readonly=True) as reader:
+            assert reader.finished_keys() == {results[0].cell.key}
+            assert reader.connection.execute("SELECT count(*) FROM steps WHERE run_key = 'zz'").fetchone()[0] == 0
+    finally:
+        folder.chmod(0o755)
+    with Store.open(path) as store:  # the next writer recovers it and, closing, leaves one file
+        assert store.finished_keys() == {results[0].cell.key}
+    assert sorted(p.name for p in folder.iterdir()) == ["r.db"]

@@ -1,0 +1,144 @@
+"""The Ray executor: each cell is a Ray task (Ray core, not Ray Tune), on a laptop or a cluster.
+
+Ray does the distributed work: it places each task on a node with the resources it asks for
+(``cpus_per_run`` CPUs, ``gpus_per_run`` GPUs), gives it its GPUs through
+``CUDA_VISIBLE_DEVICES``, and retries a task whose worker process or node died (``max_retries``).
+The driver keeps as many tasks in flight as the cluster can run at once, claims each cell in
+the store as it submits it, and stores each result itself: workers never touch the store, so a
+store on the driver's local disk serves a cluster of any size.
+
+Every node needs gradbench (and any ``--plugin`` module) installed, and for real datasets, the
+data directory at the same path.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gradbench.executors import ExecutorError, Job, check_pooled_devices, crashed_result
+from gradbench.grid import Cell
+from gradbench.train import RunResult
+
+__all__ = ["RayExecutor"]
+
+
+def _run_remote(job: Job, cell: Cell) -> RunResult:
+    return job(cell)
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ExecutorError("the ray executor needs Ray, which is not installed: pip install 'gradbench[ray]'") from None
+    return ray
+
+
+@dataclass
+class RayExecutor:
+    """Runs cells as Ray tasks.
+
+    Attributes:
+        address: A running cluster (``auto``, or ``HOST:PORT``); ``None`` starts a local Ray
+            (or joins the one ``RAY_ADDRESS`` names), as ``ray.init()`` does.
+        cpus_per_run: CPUs each task reserves (default: the cells' thread count).
+        gpus_per_run: GPUs each task reserves, fractions allowed (default: 1 when the cells run
+            on CUDA, else 0).
+        max_retries: Times Ray reruns a task whose worker died before the cell is stored as
+            ``failed``.
+        init_options: Extra ``ray.init`` arguments (tests start a local cluster with fake GPUs).
+    """
+
+    address: str | None = None
+    cpus_per_run: float | None = None
+    gpus_per_run: float | None = None
+    max_retries: int = 2
+    init_options: dict[str, Any] = field(default_factory=dict)
+    _capacity: int = field(default=1, init=False, repr=False)
+    _started_ray: bool = field(default=False, init=False, repr=False)
+
+    def check(self, cells: Sequence[Cell]) -> None:
+        """Connect to (or start) Ray and check that the cluster can run these cells: a task
+        asking for more than any node has would otherwise wait forever."""
+        ray = _import_ray()
+        check_pooled_devices(cells, "ray")
+        uses_cuda = any(c.device.startswith("cuda") for c in cells)
+        if self.gpus_per_run is None:
+            self.gpus_per_run = 1.0 if uses_cuda else 0.0
+        if self.cpus_per_run is None:
+            self.cpus_per_run = float(max((c.threads for c in cells), default=1))
+        for flag, value in (("--cpus-per-run", self.cpus_per_run), ("--gpus-per-run", self.gpus_per_run)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ExecutorError(f"invalid {flag} {value}: give a number >= 0")
+        if uses_cuda and self.gpus_per_run == 0:
+            raise ExecutorError("cells on device 'cuda' need --gpus-per-run > 0 with the ray executor (each task gets its GPUs from Ray)")
+        if not ray.is_initialized():
+            options = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False, **self.init_options}
+            try:
+                ray.init(address=self.address, **options)
+            except (ConnectionError, ValueError, RuntimeError) as error:
+                where = self.address or "a new local cluster"
+                raise ExecutorError(f"cannot start or reach Ray at {where!r}: {str(error).splitlines()[0]}") from None
+            self._started_ray = True
+        nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+        for resource, need, flag in (("GPU", self.gpus_per_run, "--gpus-per-run"), ("CPU", self.cpus_per_run, "--cpus-per-run")):
+            most = max((node.get(resource, 0.0) for node in nodes), default=0.0)
+            if need > most:
+                total = sum(node.get(resource, 0.0) for node in nodes)
+                self.close()
+                raise ExecutorError(
+                    f"{flag} {need:g} asks for more {resource}s than any node of the Ray cluster has "
+                    f"(largest node: {most:g}, cluster: {total:g} on {len(nodes)} node(s)); lower {flag} or add nodes"
+                )
+        # Tasks in flight: what the cluster can run at once (more would only wait in Ray's
+        # queue, holding claims that another driver could have used).
+        capacity = [
+            sum(math.floor(node.get(resource, 0.0) / need + 1e-9) for node in nodes)
+            for resource, need in (("CPU", self.cpus_per_run), ("GPU", self.gpus_per_run))
+            if need > 0
+        ]
+        self._capacity = max(1, min(capacity) if capacity else len(cells) or 1)
+
+    def map(self, job: Job, cells: Iterator[Cell]) -> Iterator[RunResult]:
+        ray = _import_ray()
+        assert self.cpus_per_run is not None and self.gpus_per_run is not None, "RayExecutor.check(cells) must run before map"
+        remote = ray.remote(_run_remote).options(
+            num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, max_retries=self.max_retries, retry_exceptions=False
+        )
+        job = Job(job.data_options, job.plugins, workers=self._capacity)
+        pending: dict[Any, tuple[Cell, float]] = {}
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < self._capacity:
+                    cell = next(cells, None)
+                    if cell is None:
+                        exhausted = True
+                        break
+                    pending[remote.remote(job, cell)] = (cell, time.perf_counter())
+                if not pending:
+                    return
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    cell, started = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as error:  # its worker died on every attempt
+                        cause = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                        result = crashed_result(cell, f"{type(error).__name__}: {cause} (after {self.max_retries + 1} attempts)", started)
+                    yield result
+        finally:
+            for ref in pending:  # Ctrl-C or an error in the driver: stop what is still running
+                ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        if self._started_ray:
+            import ray
+
+            ray.shutdown()
+            self._started_ray = False

@@ -1,0 +1,120 @@
+"""The Ray executor on a real local Ray cluster with two fake GPUs (``ray.init(num_cpus=2,
+num_gpus=2)``): runs a grid, gives concurrent tasks different ``CUDA_VISIBLE_DEVICES``, stores
+a task whose worker died on its first attempt exactly once, and refuses resources the cluster
+does not have at once instead of waiting forever."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'gradbench[ray]'); CI installs it")
+
+from gradbench.executors import ExecutorError  # noqa: E402
+from gradbench.grid import expand, parse_suite  # noqa: E402
+from gradbench.plugins import load_plugins  # noqa: E402
+from gradbench.ray_executor import RayExecutor  # noqa: E402
+from gradbench.store import Store  # noqa: E402
+from gradbench.sweep import run_sweep  # noqa: E402
+from gradbench.tasks import TASKS  # noqa: E402
+
+SMALL = "mnist1d_mlp[depth=3,width=32,num_samples=1000]"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local cluster for the module: 2 CPUs and 2 fake GPUs (Ray assigns GPU ids, and sets
+    CUDA_VISIBLE_DEVICES, whether or not the hardware exists)."""
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    start = max(datetime.fromisoformat(a["started_at"]), datetime.fromisoformat(b["started_at"]))
+    end = min(datetime.fromisoformat(a["finished_at"]), datetime.fromisoformat(b["finished_at"]))
+    return start < end
+
+
+def test_a_grid_runs_as_ray_tasks_each_on_its_own_gpu(cluster, tmp_path):
+    cells = expand(parse_suite(f'tasks = ["{SMALL}"]\nsteps = 300\nseeds = [0, 1, 2, 3]\noptimizers = ["sgd"]'))
+    executor = RayExecutor(gpus_per_run=1)
+    with Store.open(tmp_path / "r.db", create=True) as store:
+        summary = run_sweep(cells, store, executor=executor, progress=False)
+        runs = store.runs()
+    executor.close()
+    assert ray.is_initialized()  # a cluster the executor did not start is left running
+    assert summary.statuses["done"] == 4 and len(runs) == 4
+    envs = {run["key"]: json.loads(run["env"]) for run in runs}
+    assert {env["cuda_visible_devices"] for env in envs.values()} == {"0", "1"}
+    assert {env["concurrent_runs"] for env in envs.values()} == {2}  # 2 GPUs / 1 per run
+    overlapping = [(a, b) for i, a in enumerate(runs) for b in runs[i + 1 :] if _overlap(a, b)]
+    assert overlapping, "two tasks should have run at once"
+    for a, b in overlapping:
+        assert envs[a["key"]]["cuda_visible_devices"] != envs[b["key"]]["cuda_visible_devices"]
+
+
+def test_a_task_whose_worker_dies_on_its_first_attempt_is_stored_exactly_once(cluster, tmp_path, dying_plugin):
+    plugin = dying_plugin(tmp_path, "die_once_ray", "once")
+    load_plugins([str(plugin)])
+    try:
+        cells = expand(parse_suite('tasks = ["die_once_ray"]\nsteps = 20\noptimizers = ["sgd"]'))
+        with Store.open(tmp_path / "r.db", create=True) as store:
+            summary = run_sweep(cells, store, executor=RayExecutor(), progress=False, plugins=[str(plugin)])
+            runs = store.runs()
+    finally:
+        TASKS.unregister("die_once_ray")
+    assert (tmp_path / "die_once_ray.marker").exists()  # the first attempt did die
+    assert summary.ran == 1 and [run["status"] for run in runs] == ["done"]
+    connection = sqlite3.connect(tmp_path / "r.db")
+    assert connection.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+    assert connection.execute("SELECT count(*) FROM steps").fetchone()[0] == 20
+    assert connection.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
+
+
+def test_asking_for_more_gpus_than_any_node_has_fails_at_once(cluster):
+    cells = expand(parse_suite(f'tasks = ["{SMALL}"]\nsteps = 5'))
+    with pytest.raises(ExecutorError, match=r"--gpus-per-run 3 asks for more GPUs than any node of the Ray cluster has \(largest node: 2, cluster: 2 on 1 node\(s\)\)"):
+        RayExecutor(gpus_per_run=3).check(cells)
+    with pytest.raises(ExecutorError, match=r"--cpus-per-run 4 asks for more CPUs"):
+        RayExecutor(cpus_per_run=4).check(cells)
+    with pytest.raises(ExecutorError, match="invalid --gpus-per-run -1"):
+        RayExecutor(gpus_per_run=-1).check(cells)
+
+
+def test_the_cli_runs_on_ray_and_refuses_what_the_cluster_lacks_writing_nothing(cluster, tmp_path, capsys):
+    from gradbench.cli import main
+
+    db = tmp_path / "r.db"
+    base = ["run", "--task", SMALL, "--steps", "20", "--seeds", "0,1", "--db", str(db), "--no-progress", "--executor", "ray"]
+    assert main([*base, "--gpus-per-run", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gradbench: error: --gpus-per-run 3 asks for more GPUs") and err.count("\n") == 1
+    assert not db.exists()
+    assert main([*base, "--gpus-per-run", "0.5"]) == 0
+    err = capsys.readouterr().err
+    assert "2 cells, ran 2 (2 done)" in err
+    with Store.open(db, readonly=True) as store:
+        assert {json.loads(run["env"])["concurrent_runs"] for run in store.runs()} == {2}  # CPUs bind: 2 / 1
+
+
+def test_cuda_cells_go_to_the_cluster_from_a_driver_without_a_gpu(cluster, tmp_path, capsys):
+    """The driver checks only the spelling of 'cuda' (the cluster's nodes have the GPUs); here
+    the fake GPUs have no CUDA behind them, so each worker reports that as its cell's failure."""
+    import torch
+
+    from gradbench.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("checks a driver without CUDA")
+    db = tmp_path / "r.db"
+    assert main(["run", "--task", SMALL, "--steps", "5", "--device", "cuda", "--db", str(db), "--no-progress", "--executor", "ray"]) == 0
+    assert "1 cells, ran 1 (1 failed)" in capsys.readouterr().err
+    with Store.open(db, readonly=True) as store:
+        (run,) = store.runs()
+    assert run["device"] == "cuda" and "CUDA is not available" in run["error"]
+    assert main(["run", "--task", SMALL, "--steps", "5", "--device", "cuda", "--db", str(tmp_path / "x.db"), "--executor", "process"]) == 2
+    assert "CUDA is not available here" in capsys.readouterr().err  # the pool runs here: checked here
