@@ -23,7 +23,9 @@ Schema versions: 1 had neither ``clip_fired`` nor the layer and activation stati
 2 had neither ``claims`` nor the validation columns (``evaluations.validation_loss``,
 ``evaluations.validation_accuracy``, ``runs.final_validation_loss``,
 ``runs.final_validation_accuracy``). Opening an older file for writing adds what it lacks
-(``migrate``: additive, in one transaction, older rows untouched, their new columns NULL);
+(``migrate``: additive, in one transaction, older rows untouched, their new columns NULL; it
+checks every table and column whatever the file's version says, so a file that claims version 3
+but lacks some of it is repaired too);
 reading one leaves it as it is, and its runs read as having no such statistics. A file from a
 newer gradbench is refused.
 """
@@ -104,7 +106,7 @@ _COLUMNS_3 = (
     ("runs", "final_validation_loss", "REAL"),
     ("runs", "final_validation_accuracy", "REAL"),
 )
-# Each version's additions, in order; migrate applies every one (each is idempotent).
+# Each version's additions, in order; migrate checks every one on each open for writing.
 _MIGRATIONS = ((2, _TABLES_2, _COLUMNS_2), (3, _TABLES_3, _COLUMNS_3))
 LAYER_STATISTICS = ("grad_norm_after_clip", "weight_norm", "update_ratio")
 ACTIVATION_STATISTICS = ("dead_fraction", "saturated_fraction", "mean", "std")
@@ -194,22 +196,25 @@ def create_schema(connection: sqlite3.Connection) -> None:
 
 
 def migrate(connection: sqlite3.Connection) -> None:
-    """Bring an older file to ``SCHEMA_VERSION``: add the missing tables and columns, in one
-    transaction (a kill half-way leaves the file as it was; two processes migrating at once
-    take turns, and the second finds nothing to do)."""
+    """Bring the file to ``SCHEMA_VERSION``: add every table and column of each version's
+    additions that the file lacks, whatever its ``user_version`` says (an intermediate build
+    wrote version 3 with the claims table but without the validation columns). One transaction
+    (a kill half-way leaves the file as it was; two processes migrating at once take turns, and
+    the second finds nothing to do); a file that has everything costs a few PRAGMA reads."""
     connection.execute("BEGIN IMMEDIATE")
     try:
         version = connection.execute("PRAGMA user_version").fetchone()[0]
+        existing = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for _added_in, tables, columns in _MIGRATIONS:
+            for statement in tables.split(";"):
+                name = statement.split("(", 1)[0].replace("CREATE TABLE", "").strip()
+                if name and name not in existing:
+                    connection.execute(statement)
+                    existing.add(name)
+            for table, column, kind in columns:
+                if column not in {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}:
+                    connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         if version < SCHEMA_VERSION:
-            for added_in, tables, columns in _MIGRATIONS:
-                if version >= added_in:
-                    continue
-                for statement in tables.split(";"):
-                    if statement.strip():
-                        connection.execute(statement.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS "))
-                for table, column, kind in columns:
-                    if column not in {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}:
-                        connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         connection.execute("COMMIT")
     except BaseException:

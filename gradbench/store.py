@@ -132,13 +132,11 @@ class Store:
                 raise StoreError(f"{str(path)!r} is not a gradbench database (an SQLite file of another application); choose another --db path")
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{str(path)!r} was written by a newer gradbench (schema {version} > {SCHEMA_VERSION}); upgrade gradbench")
-            if not readonly and version < SCHEMA_VERSION:
+            if not readonly:
+                # Repair whatever the current schema lacks, whatever the version says; its write
+                # transaction also fails now, before anything trains, if the file cannot be written.
                 migrate(connection)
                 version = SCHEMA_VERSION
-            if not readonly:
-                # Fail now, before anything trains, if the file cannot be written.
-                connection.execute("BEGIN IMMEDIATE")
-                connection.execute("ROLLBACK")
                 # Readers never block the writer, and several writers take turns (busy timeout).
                 connection.execute("PRAGMA journal_mode = WAL")
         except sqlite3.DatabaseError as error:

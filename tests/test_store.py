@@ -162,6 +162,61 @@ def test_a_migrated_file_has_the_tables_and_columns_of_a_new_one(tmp_path):
     assert layout(old) == layout(new)
 
 
+def _layout(path: Path) -> dict[str, set[str]]:
+    connection = sqlite3.connect(path)
+    tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    shape = {table: {row[1] for row in connection.execute(f"PRAGMA table_info({table})")} for table in tables}
+    connection.close()
+    return shape
+
+
+# Version 2 added the statistics tables and grad_norms.clip_fired.
+_ADDED_2 = """
+CREATE TABLE layer_stats (run_key TEXT NOT NULL, step INTEGER NOT NULL, layer_index INTEGER NOT NULL,
+    grad_norm_after_clip REAL, weight_norm REAL, update_ratio REAL, PRIMARY KEY (run_key, step, layer_index)) WITHOUT ROWID;
+CREATE TABLE activation_sites (run_key TEXT NOT NULL, site_index INTEGER NOT NULL, site_name TEXT NOT NULL,
+    module TEXT NOT NULL, kind TEXT NOT NULL, units INTEGER NOT NULL, PRIMARY KEY (run_key, site_index)) WITHOUT ROWID;
+CREATE TABLE activation_stats (run_key TEXT NOT NULL, step INTEGER NOT NULL, site_index INTEGER NOT NULL,
+    dead_fraction REAL, saturated_fraction REAL, mean REAL, std REAL, PRIMARY KEY (run_key, step, site_index)) WITHOUT ROWID;
+ALTER TABLE grad_norms ADD COLUMN clip_fired INTEGER;
+PRAGMA user_version = 2;
+"""
+# What an intermediate build wrote as version 3: the claims table, but no validation columns.
+_PARTIAL_3 = """
+CREATE TABLE claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    pid_start TEXT, claimed_at TEXT NOT NULL, heartbeat_at REAL NOT NULL) WITHOUT ROWID;
+PRAGMA user_version = 3;
+"""
+
+
+def _older_file(path: Path, version: str) -> None:
+    _version_1_file(path)
+    connection = sqlite3.connect(path)
+    connection.executescript(_ADDED_2 + (_PARTIAL_3 if version == "partial 3" else ""))
+    connection.close()
+
+
+@pytest.mark.parametrize("version", ["1", "2", "partial 3"])
+def test_opening_for_writing_repairs_whatever_the_current_schema_lacks(tmp_path, results, version):
+    path, fresh = tmp_path / "old.db", tmp_path / "new.db"
+    if version == "1":
+        _version_1_file(path)
+    else:
+        _older_file(path, version)
+    before = path.read_bytes()
+    with Store.open(path, readonly=True) as store:  # reading leaves it as it is
+        assert store.version == int(version[-1])
+    assert path.read_bytes() == before
+    with Store.open(path) as store:
+        store.save(results[0])  # needs every validation column (failed for "partial 3")
+        assert store.runs(["old"])[0]["final_validation_loss"] is None
+    Store.open(fresh, create=True).close()
+    assert _layout(path) == _layout(fresh)
+    with Store.open(path) as store:  # idempotent: a second open finds nothing to add
+        assert store.version == 3 and len(store.runs()) == 2
+    assert _layout(path) == _layout(fresh)
+
+
 def test_saving_again_replaces_without_duplicates(tmp_path, results):
     with Store.open(tmp_path / "r.db", create=True) as store:
         store.save(results[0])
