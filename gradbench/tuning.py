@@ -12,9 +12,10 @@ The tuning metric is the final validation loss by default (``validation_loss``; 
 ``train_loss`` may be chosen explicitly for runs without one; the table then says so.
 
 Diverged and failed runs never win: a learning rate is a candidate only if every one of its runs
-finished with a finite tuning metric. If no learning rate is, the one whose runs lasted longest
-(mean steps run) is kept, and its cells show how its runs ended. Ties go to the smaller learning
-rate (the safer one).
+finished with a finite tuning metric. If no learning rate is because runs diverged or failed, the
+one whose runs lasted longest (mean steps run) is kept, and its cells show how its runs ended.
+Ties go to the smaller learning rate (the safer one). A task that never has the tuning metric
+(``validation_accuracy`` on a regression task) is an error, not a fallback.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def tune(runs: Sequence[Mapping[str, Any]], tune_on: str = "validation_loss") ->
     """Keep, for every configuration, the runs of its best learning rate on ``tune_on``.
 
     Raises:
-        ValueError: for an unknown ``tune_on``, or a validation metric asked of runs made
-            without a validation split.
+        ValueError: for an unknown ``tune_on``, a validation metric asked of runs made without
+            a validation split, or a metric that no finished run of a configuration has.
     """
     if tune_on not in TUNE_ON:
         raise ValueError(f"unknown --tune-on {tune_on!r}; choose from: {', '.join(TUNE_ON)}")
@@ -85,6 +86,15 @@ def tune(runs: Sequence[Mapping[str, Any]], tune_on: str = "validation_loss") ->
     candidates: dict[str, dict[float, float | None]] = {}
     sign = -1.0 if metric.better == "higher" else 1.0
     for identity, by_lr in configurations.items():
+        done = [run for lr_runs in by_lr.values() for run in lr_runs if run["status"] == "done"]
+        if done and all(run.get(metric.field) is None for run in done):  # type: ignore[arg-type]
+            # The task never has this metric (no accuracy on a regression task): the fallback
+            # below is for runs lost to divergence, and would pick the smallest lr silently.
+            has = [name for name in TUNE_ON if any(run.get(METRICS[name].field) is not None for run in done)]  # type: ignore[arg-type]
+            raise ValueError(
+                f"--tune-on {tune_on}: task {done[0]['task']!r} has no {tune_on.replace('_', ' ')} "
+                f"(it has: {', '.join(has) or 'none of them'}); choose --tune-on from those, or leave the task out with --where"
+            )
         scores: dict[float, float | None] = {}
         for lr, lr_runs in by_lr.items():
             values = [run.get(metric.field) for run in lr_runs if run["status"] == "done"]  # type: ignore[arg-type]

@@ -113,3 +113,14 @@ def test_different_chosen_lrs_stay_in_one_table(crafted, tmp_path):
     assert code == 0
     assert out.count("### ") == 1 and "lr=0.1)" in out and "lr=0.01)" in out
     assert "All runs: lr" not in out
+
+
+def test_a_tuning_metric_a_task_never_has_is_an_error_not_a_fallback(crafted):
+    # linreg is a regression task: no accuracy, so there is nothing to tune on (it used to keep
+    # the smallest lr through the "lasted longest" tie rule).
+    code, out, err = run_cli("report", "--db", str(crafted), "--tuned", "--tune-on", "validation_accuracy")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "'linreg' has no validation accuracy" in err and "validation_loss, train_loss" in err
+    assert "Traceback" not in err
+    code, _, err = run_cli("plot", "curves", "--db", str(crafted), "--tuned", "--tune-on", "validation_accuracy", "--output", str(crafted.parent / "x.png"))
+    assert code == 2 and "'linreg' has no validation accuracy" in err and not (crafted.parent / "x.png").exists()
