@@ -13,13 +13,16 @@ is the fastest; rho_s at large tau, how often it gets there at all. The score is
 rho_s from 1 to ``tau_max``, divided by ``tau_max - 1`` (1: fastest everywhere; 0: never there),
 as AlgoPerf scores its submissions.
 
-Here a *solver* is an optimizer (the row axes of the report, plus the learning rate when several
-are stored and the runs were not tuned) and a *problem* is every other axis (task, activation,
-init, clip, ...) except the seed, the run's budget (steps, batch size: a full-batch optimizer
-runs on the same problem as a mini-batch one) and its measuring cadence (``eval_every``,
-``record_every``, ``detail_every``). The cost of a (problem, solver) pair is the
-median over its seeds, a seed that never reached the target (or diverged, or failed) counting as
-infinite: a solver gets a finite cost only when at least half of its seeds reached the target.
+Here a *solver* is an optimizer (the row axes of the report) and a *problem* is every other axis
+(task, activation, init, clip, ...) except the seed, the run's budget (steps, batch size: a
+full-batch optimizer runs on the same problem as a mini-batch one) and its measuring cadence
+(``eval_every``, ``record_every``, ``detail_every``). The learning rate, batch size and step
+budget join the solver (``sgd, lr=0.1, batch_size=8``) when they vary between runs of one
+optimizer on one problem (several learning rates when untuned, a grid over batch sizes), so
+that seeds are the only thing a cost aggregates over. The cost of a (problem, solver) pair is the
+lower median (``statistics.median_low``) over its seeds, a seed that never reached the target
+(or diverged, or failed) counting as infinite: the cost is finite exactly when at least half of
+its seeds reached the target (one of two does), and it is then the cost of one of its seeds.
 A solver not run on a problem counts as not solving it, so profiles suit grids in which every
 solver runs on every problem.
 
@@ -48,6 +51,8 @@ PROFILE_MEASURES = {"steps_to_target": ("steps_to_target", "steps"), "time_to_ta
 TAUS = (1.0, 1.25, 1.5, 2.0, 4.0)
 # Not part of a problem: the seed, the run's budget, and how often it was measured.
 _BUDGET = ("steps", "batch_size", "seed", "eval_every", "record_every", "detail_every")
+# Added to the solver, named in its label, where they vary within a (problem, solver) pair.
+_SOLVER_BUDGET = ("lr", "batch_size", "steps")
 
 
 @dataclass
@@ -58,7 +63,8 @@ class Profiles:
         measure: ``steps_to_target`` or ``time_to_target``.
         solvers: Solver labels, in first-seen order.
         problems: Problem labels.
-        costs: ``costs[problem][solver]``: the median cost (``inf``: not reached or not run).
+        costs: ``costs[problem][solver]``: the lower median cost over seeds (``inf``: fewer
+            than half the seeds reached the target, or not run).
         ratios: ``ratios[solver]``: r(p, s) for each problem, in ``problems`` order.
         tau_max: Upper end of the score's integral.
     """
@@ -86,7 +92,11 @@ class Profiles:
 
 
 def _label(axes: Mapping[str, Any], names: Sequence[str]) -> str:
-    return ", ".join(f"{n}={axes[n]:g}" if isinstance(axes[n], float) else str(axes[n]) for n in names if axes.get(n) is not None)
+    def text(name: str) -> str:
+        value = f"{axes[name]:g}" if isinstance(axes[name], float) else str(axes[name])
+        return f"{name}={value}" if isinstance(axes[name], float) or name in _SOLVER_BUDGET else value  # a bare 8 says nothing
+
+    return ", ".join(text(n) for n in names if axes.get(n) is not None)
 
 
 def performance_profiles(
@@ -94,8 +104,8 @@ def performance_profiles(
 ) -> Profiles:
     """Profiles of ``runs`` on ``measure`` (``PROFILE_MEASURES``), solvers by ``solver_axes``.
 
-    The learning rate joins the solver axes when it varies between runs of the same solver and
-    problem (untuned runs): each learning rate is then a solver of its own.
+    The learning rate, batch size and step budget join the solver axes, in that order, when they
+    vary between runs of the same solver and problem: each value is then a solver of its own.
 
     Raises:
         ValueError: for an unknown measure.
@@ -112,14 +122,18 @@ def performance_profiles(
         described.append((run, axes))
     solver_names = list(solver_axes)
     problem_names = sorted({n for _, a in described for n in a} - set(solver_names) - set(_BUDGET) - {"lr"})
-    problems_of = {}
-    for _, axes in described:
-        problems_of.setdefault(json.dumps([axes.get(n) for n in problem_names], default=str), set()).add(
-            json.dumps([axes.get(n) for n in solver_names], default=str)
-        )
-    lrs = {(json.dumps([a.get(n) for n in problem_names], default=str), json.dumps([a.get(n) for n in solver_names], default=str), a["lr"]) for _, a in described}
-    if len(lrs) > sum(len(s) for s in problems_of.values()):
-        solver_names.append("lr")
+    # An axis that varies between runs of one solver on one problem (several learning rates
+    # when untuned; a grid over batch sizes or step budgets) makes each of its values a solver
+    # of its own: the median over seeds must not mix configurations.
+    def key(axes: Mapping[str, Any], names: Sequence[str]) -> str:
+        return json.dumps([axes.get(n) for n in names], default=str)
+
+    for name in (n for n in _SOLVER_BUDGET if n not in solver_names):
+        values: dict[tuple[str, str], set[str]] = {}
+        for _, axes in described:
+            values.setdefault((key(axes, problem_names), key(axes, solver_names)), set()).add(key(axes, [name]))
+        if any(len(v) > 1 for v in values.values()):
+            solver_names.append(name)
     # The label shows only the problem axes that vary, so problems read as what tells them apart.
     varying = [n for n in problem_names if len({json.dumps(a.get(n), default=str) for _, a in described}) > 1] or ["task"]
     times: dict[str, dict[str, list[float]]] = {}
@@ -132,7 +146,9 @@ def performance_profiles(
         if solver not in solvers:
             solvers.append(solver)
     problems = list(times)
-    costs = {p: {s: statistics.median(times[p][s]) if s in times[p] else math.inf for s in solvers} for p in problems}
+    # median_low: finite exactly when at least half the seeds reached the target (1 of 2 does),
+    # and always the cost of a seed that ran.
+    costs = {p: {s: statistics.median_low(times[p][s]) if s in times[p] else math.inf for s in solvers} for p in problems}
     ratios: dict[str, list[float]] = {s: [] for s in solvers}
     for problem in problems:
         best = min(costs[problem].values())

@@ -40,12 +40,15 @@ def test_ratios_fractions_and_scores_by_hand():
     assert performance_profiles(RUNS, "time_to_target").ratios == profiles.ratios
 
 
-def test_a_seed_that_misses_counts_as_infinite_in_the_median():
+def test_a_problem_is_solved_when_at_least_half_the_seeds_reach_the_target():
     runs = [r for r in RUNS if not (r["key"].startswith("A-adam"))]
-    runs += [fake_run("A", "adam", 0, 50), fake_run("A", "adam", 1, None)]  # median of (50, inf) is inf
+    runs += [fake_run("A", "adam", 0, 50), fake_run("A", "adam", 1, None)]  # 1 of 2 reached: half
+    profiles = performance_profiles(runs)
+    assert profiles.costs["A"]["adam"] == 50 and profiles.ratios["adam"][0] == 1.0 and profiles.ratios["sgd"][0] == 2.0
+    runs += [fake_run("A", "adam", 2, None, status="diverged")]  # 1 of 3: fewer than half
     profiles = performance_profiles(runs)
     assert profiles.costs["A"]["adam"] == math.inf and profiles.ratios["sgd"][0] == 1.0
-    runs += [fake_run("A", "adam", 2, 60, status="done")]  # (50, 60, inf): median 60
+    runs += [fake_run("A", "adam", 3, 60)]  # (50, 60, inf, inf): 2 of 4 reached, the lower median
     assert performance_profiles(runs).costs["A"]["adam"] == 60
 
 
@@ -92,3 +95,29 @@ def test_budget_and_measuring_cadence_are_not_part_of_a_problem():
     profiles = performance_profiles(RUNS + full_batch)
     assert profiles.problems == ["A", "B", "C"] and profiles.ratios["gd"] == [1.0, 1.0, 1.0]
     assert profiles.ratios["adam"] == [50 / 40, 3.0, 2.0]
+
+
+def _with_batch(run: dict, batch_size: int, cost: int) -> dict:
+    config = json.loads(run["config"])
+    config["batch_size"] = batch_size
+    return {**run, "key": f"{run['key']}-b{batch_size}", "config": json.dumps(config), "steps_to_target": cost, "time_to_target_s": None if cost is None else cost / 100}
+
+
+def test_batch_sizes_and_step_budgets_of_one_optimizer_are_separate_solvers():
+    # sgd at batch 8 reaches A in 10 steps, at batch 128 never: merged as seeds (10, 10, inf,
+    # inf), the median mixed the two configurations.
+    runs = [fake_run("A", "adam", seed, 50) for seed in (0, 1)]
+    for seed in (0, 1):
+        runs += [_with_batch(fake_run("A", "sgd", seed, None), 8, 10), _with_batch(fake_run("A", "sgd", seed, None), 128, None)]
+    profiles = performance_profiles(runs)
+    assert profiles.solvers == ["adam, batch_size=8", "sgd, batch_size=8", "sgd, batch_size=128"]
+    assert profiles.costs["A"] == {"adam, batch_size=8": 50, "sgd, batch_size=8": 10, "sgd, batch_size=128": math.inf}
+    steps = []
+    for run in runs[:4]:
+        config = json.loads(run["config"])
+        config["steps"] = 1000
+        steps.append({**run, "key": run["key"] + "-long", "config": json.dumps(config)})
+    assert performance_profiles(runs[:4] + steps).solvers == [
+        "adam, batch_size=8, steps=100", "sgd, batch_size=8, steps=100", "sgd, batch_size=128, steps=100",
+        "adam, batch_size=8, steps=1000", "sgd, batch_size=8, steps=1000", "sgd, batch_size=128, steps=1000",
+    ]
