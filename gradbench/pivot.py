@@ -121,13 +121,15 @@ def task_label(task: str, knobs: Mapping[str, Any]) -> str:
 
 
 def axis_choices(runs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The axes the stored runs have (what ``--rows`` and ``--columns`` accept)."""
+    """The axes the stored runs have (what ``--rows``, ``--columns`` and ``--where`` accept):
+    the run axes, the task knobs, then the settings (``validation``, ``device``, ...), which
+    already split tables when they vary and so must be selectable too."""
     names = list(_RUN_AXES)
     for run in runs:
         for name in run_axes(run):
             if name not in names and name not in _SETTINGS:
                 names.append(name)
-    return names
+    return names + list(_SETTINGS)
 
 
 @dataclass
@@ -355,7 +357,8 @@ def build_pivots(
 
 
 def _matches(value: Any, wanted: str) -> bool:
-    if isinstance(value, float) and not isinstance(value, bool):
+    # Numbers compare as numbers: validation=0 matches a stored 0.0 and validation=0.20 a 0.2.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             return math.isclose(value, float(wanted), rel_tol=1e-9)
         except ValueError:
@@ -365,7 +368,8 @@ def _matches(value: Any, wanted: str) -> bool:
 
 def select_runs(runs: Sequence[Mapping[str, Any]], where: Mapping[str, Sequence[str]]) -> list[Mapping[str, Any]]:
     """The runs whose every ``where`` axis has one of the given values (as text: ``lr=0.01``,
-    ``optimizer=adam``, ``task=mnist1d_mlp`` or the full task label, ``seed=0``, ``status=done``).
+    ``optimizer=adam``, ``task=mnist1d_mlp`` or the full task label, ``seed=0``, ``status=done``,
+    a setting: ``validation=0.1``, ``device=cpu``).
 
     Raises:
         ValueError: for an axis no stored run has.

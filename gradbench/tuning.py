@@ -69,6 +69,13 @@ def tune(runs: Sequence[Mapping[str, Any]], tune_on: str = "validation_loss") ->
     metric = METRICS[tune_on]
     if tune_on.startswith("validation"):
         without = [run for run in runs if not json.loads(run["config"]).get("validation")]
+        fractions = sorted({json.loads(run["config"]).get("validation") for run in runs} - {None, 0, 0.0})
+        if without and fractions:  # a mixed store: keeping the runs with a split is one flag away
+            raise ValueError(
+                f"--tuned chooses learning rates on a validation split, and {len(without)} of {len(runs)} runs have none "
+                f"(e.g. {without[0]['label']!r}): keep those with one, --where validation={fractions[0]:g}, "
+                "rerun the others with --validation, or choose --tune-on train_loss"
+            )
         if without:
             raise ValueError(
                 f"--tuned chooses learning rates on a validation split, and {len(without)} of {len(runs)} runs have none "

@@ -215,3 +215,31 @@ def test_a_knob_of_one_task_is_no_axis_of_another(report_db):
     assert code == 0, err
     assert "| optimizer, lr, activation, clip \\ depth | - |" in out  # linreg has no depth
     assert "| optimizer, lr, activation, clip \\ depth | 2 |" in out
+
+
+@pytest.fixture(scope="module")
+def mixed_db(report_db, tmp_path_factory):
+    """The small store plus linreg runs made without a validation split."""
+    db = copy_store(report_db, tmp_path_factory.mktemp("mixed") / "mixed.db")
+    code, _, err = run_cli("run", "--task", "linreg", "--lr", "0.01,0.1", "--steps", "5", "--db", str(db), "--no-progress")
+    assert code == 0, err
+    return db
+
+
+def test_settings_are_axes_of_where_rows_and_columns(mixed_db):
+    every = csv_cells(mixed_db, "--where", "task=linreg", "--metric", "train_loss", "--rows", "optimizer,lr", "--columns", "validation")
+    assert {r["validation"] for r in every} == {"0", "0.2"}
+    split = csv_cells(mixed_db, "--where", "validation=0.2", "--where", "task=linreg", "--metric", "train_loss")
+    unsplit = csv_cells(mixed_db, "--where", "validation=0", "--where", "task=linreg", "--metric", "train_loss")
+    assert sum(int(r["runs"]) for r in split) == 8 and sum(int(r["runs"]) for r in unsplit) == 2
+    rows = csv_cells(mixed_db, "--where", "device=cpu", "--where", "task=linreg", "--rows", "device", "--columns", "threads")
+    assert {(r["device"], r["threads"]) for r in rows} == {("cpu", "1")}
+
+
+def test_tuning_a_mixed_store_suggests_keeping_the_runs_with_a_split(mixed_db):
+    code, out, err = run_cli("report", "--db", str(mixed_db), "--tuned")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--where validation=0.2" in err and "--tune-on train_loss" in err
+    code, out, err = run_cli("report", "--db", str(mixed_db), "--tuned", "--where", "validation=0.2")
+    assert code == 0, err
+    assert "tuned per configuration on the final validation loss" in out
