@@ -131,7 +131,7 @@ def _build_parser() -> _Parser:
     report.add_argument("--metric", help="the pivot's metric (default: train_loss): train_loss, test_loss, test_accuracy, validation_loss, validation_accuracy, steps_to_target, time_to_target, step_time, grad_ratio, verdict")
     report.add_argument("--tuned", action="store_true", help="keep each configuration's best learning rate, chosen on the validation split (runs made with --validation)")
     report.add_argument("--tune-on", default=None, help="what --tuned chooses on: validation_loss (default), validation_accuracy, or train_loss (for runs without a validation split; labelled so)")
-    report.add_argument("--profiles", action="store_true", help="performance profiles (Dolan & More) on steps and time to target across problems, instead of tables")
+    report.add_argument("--profiles", action="store_true", help="performance profiles (Dolan & More) on steps and time to target across problems, instead of tables; solvers by --rows (no --metric or --columns)")
     _where_option(report)
     report.add_argument("--output", "-o", help="write to this file instead of stdout")
     _threshold_option(report)
@@ -373,6 +373,9 @@ def _report(args: argparse.Namespace) -> int:
         raise UsageError("--tuned chooses the learning rate, so lr cannot be a --rows or --columns axis")
     if args.profiles and args.format == "latex":
         raise UsageError("--profiles prints as md, csv or html; choose one of them with --format")
+    for flag, value in (("--metric", args.metric), ("--columns", args.columns)):
+        if args.profiles and value is not None:  # profiles measure steps and time to target, solvers by --rows only
+            raise UsageError(f"--profiles takes no {flag} ({value!r}): it profiles steps and time to target, a solver named by --rows; drop {flag} or --profiles")
     pivot = args.format in ("latex", "html") or args.tuned or any(v is not None for v in (args.rows, args.columns, args.metric))
     db = _db_path(args)
     output = Path(args.output) if args.output else None

@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gradbench.pivot import run_axes
+from gradbench.pivot import axis_choices, run_axes
 
 __all__ = ["PROFILE_MEASURES", "Profiles", "performance_profiles", "profile_text", "profile_csv", "TAUS"]
 
@@ -108,13 +108,17 @@ def performance_profiles(
     vary between runs of the same solver and problem: each value is then a solver of its own.
 
     Raises:
-        ValueError: for an unknown measure.
+        ValueError: for an unknown measure or solver axis.
     """
     if measure not in PROFILE_MEASURES:
         raise ValueError(f"unknown profile measure {measure!r}; choose from: {', '.join(PROFILE_MEASURES)}")
     if tau_max <= 1:
         raise ValueError(f"invalid tau_max {tau_max!r}: must be above 1")
     column = PROFILE_MEASURES[measure][0]
+    choices = axis_choices(runs) if runs else ["optimizer"]
+    for name in solver_axes:
+        if name not in choices:
+            raise ValueError(f"unknown --rows axis {name!r}; choose from: {', '.join(choices)}")
     described = []
     for run in runs:
         axes = run_axes(run)
