@@ -294,7 +294,16 @@ def clip_rate(store: Store, runs: Sequence[Mapping[str, Any]], by: Sequence[str]
 
 
 def profile_plot(profiles: Profiles) -> Figure:
-    """rho_s(tau) against tau (log2 scale), one step line per solver, with its score."""
+    """rho_s(tau) against tau (log2 scale), one step line per solver, with its score.
+
+    Raises:
+        ValueError: if no solver reached the target on any problem (every line would lie at 0).
+    """
+    if not any(math.isfinite(r) for ratios in profiles.ratios.values() for r in ratios):
+        raise ValueError(
+            f"no solver reached the target on any problem ({len(profiles.problems)} problems, {profiles.measure.replace('_', ' ')}): "
+            "nothing to profile; train longer or select runs that reach it with --where"
+        )
     figure, (axes,) = _figure(1, height=_panel_height(len(profiles.solvers)))
     top = profiles.tau_max
     for solver in profiles.solvers:

@@ -8,7 +8,7 @@ import re
 import sqlite3
 
 import pytest
-from report_store import keys_of, run_cli
+from report_store import copy_store, keys_of, run_cli
 
 from gradbench.pivot import METRICS, build_pivots
 from gradbench.store import Store
@@ -156,3 +156,21 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(report_db, tmp_path, ar
     assert re.search(pattern, err), err
     assert list(tmp_path.iterdir()) == []
     assert report_db.read_bytes() == before
+
+
+def test_a_profile_no_solver_reached_is_an_error_and_not_drawn_in_the_page(report_db, tmp_path):
+    def never(connection):
+        connection.execute("UPDATE runs SET steps_to_target = NULL, time_to_target_s = NULL")
+
+    db = copy_store(report_db, tmp_path / "never.db", never)
+    figure = tmp_path / "profile.png"
+    code, out, err = run_cli("plot", "profile", "--db", str(db), "-o", str(figure))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "no solver reached the target on any problem" in err and not figure.exists()
+    page = tmp_path / "report.html"
+    code, _, err = run_cli("report", "--db", str(db), "--format", "html", "-o", str(page))
+    assert code == 0, err
+    text = page.read_text(encoding="utf-8")
+    assert text.count("Not drawn: no solver reached the target on any problem") == 2  # steps and time
+    profiles_section = text[text.index("<h2>Performance profiles</h2>") : text.index("<h2>Figures</h2>")]
+    assert "data:image/png" not in profiles_section
