@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradbench.optimizers import OPTIMIZERS
-from gradbench.specs import format_spec
-from gradbench.tasks import TASKS
+from gradbench.specs import format_spec, parse_spec
+from gradbench.tasks import TASKS, resolve_knobs
+from gradbench.tasks.base import BATCH_SIZE_KNOB
 
 __all__ = ["Metric", "METRICS", "CellStats", "Pivot", "PivotReport", "run_axes", "build_pivots", "axis_choices", "select_runs", "task_label", "aggregate", "knobs_of"]
 
@@ -369,7 +370,8 @@ def _matches(value: Any, wanted: str) -> bool:
 def select_runs(runs: Sequence[Mapping[str, Any]], where: Mapping[str, Sequence[str]]) -> list[Mapping[str, Any]]:
     """The runs whose every ``where`` axis has one of the given values (as text: ``lr=0.01``,
     ``optimizer=adam``, ``task=mnist1d_mlp`` or the full task label, ``seed=0``, ``status=done``,
-    a setting: ``validation=0.1``, ``device=cpu``).
+    a setting: ``validation=0.1``, ``device=cpu``). A task with knobs matches in any spelling
+    ``run`` accepts (knobs in any order, defaults given or left out).
 
     Raises:
         ValueError: for an axis no stored run has.
@@ -380,15 +382,50 @@ def select_runs(runs: Sequence[Mapping[str, Any]], where: Mapping[str, Sequence[
     for name in where:
         if name not in choices:
             raise ValueError(f"unknown --where axis {name!r}; choose from: {', '.join(choices)}")
+    specs = [_task_spec(text) for text in where.get("task", [])]
     kept = []
     for run in runs:
         axes = run_axes(run)
         config = json.loads(run["config"])
         axes.update(seed=config["seed"], status=run["status"])
         for name, wanted in where.items():
-            values = [config["task"], run["task"]] if name == "task" else [axes.get(name)]
-            if not any(_matches(value, text) for value in values for text in wanted):
+            if name == "task":
+                matched = any(_matches(value, text) for value in (config["task"], run["task"]) for text in wanted)
+                matched = matched or any(spec is not None and _task_matches(config, *spec) for spec in specs)
+            else:
+                matched = any(_matches(axes.get(name), text) for text in wanted)
+            if not matched:
                 break
         else:
             kept.append(run)
     return kept
+
+
+def _task_spec(text: str) -> tuple[str, dict[str, Any], int | None] | None:
+    """A ``--where task=`` value with knobs, as ``run`` reads it: the name, every knob (defaults
+    filled in, so any spelling of one configuration is one value) and the batch size it sets.
+    ``None`` for a bare name or a task no longer registered (matched as text only).
+
+    Raises:
+        ValueError: for a malformed spec or a knob the task does not have.
+    """
+    if "[" not in text:
+        return None
+    try:
+        name, params = parse_spec(text)
+    except ValueError as error:
+        raise ValueError(f"invalid --where task {text!r}: {error}") from None
+    if name not in TASKS:
+        return None
+    try:
+        knobs = resolve_knobs(name, params)
+    except ValueError as error:
+        raise ValueError(f"invalid --where task {text!r}: {error}") from None
+    batch_size = knobs.pop(BATCH_SIZE_KNOB, None)
+    return name, json.loads(json.dumps(knobs)), batch_size if BATCH_SIZE_KNOB in params else None
+
+
+def _task_matches(config: Mapping[str, Any], name: str, knobs: Mapping[str, Any], batch_size: int | None) -> bool:
+    if config["task"] != name or (batch_size is not None and config["batch_size"] != batch_size):
+        return False
+    return json.loads(json.dumps(knobs_of(config))) == knobs  # tuples as lists; 1 == 1.0

@@ -243,3 +243,14 @@ def test_tuning_a_mixed_store_suggests_keeping_the_runs_with_a_split(mixed_db):
     code, out, err = run_cli("report", "--db", str(mixed_db), "--tuned", "--where", "validation=0.2")
     assert code == 0, err
     assert "tuned per configuration on the final validation loss" in out
+
+
+def test_where_task_matches_any_spelling_run_accepts(report_db):
+    canonical = csv_cells(report_db, "--where", f"task={MLP_LABEL}", "--metric", "train_loss")
+    assert canonical and {r["task"] for r in canonical} == {MLP_LABEL}
+    for spelling in (MLP, "mnist1d_mlp[width=8,depth=2,num_samples=1000]", "mnist1d_mlp[depth=2,width=8,num_samples=1000,norm=none,residual=false]"):
+        assert csv_cells(report_db, "--where", f"task={spelling}", "--metric", "train_loss") == canonical, spelling
+    code, _, err = run_cli("report", "--db", str(report_db), "--where", "task=mnist1d_mlp[depth=3,width=8,num_samples=1000]")
+    assert code == 2 and "no runs in" in err and "match --where" in err
+    code, out, err = run_cli("report", "--db", str(report_db), "--where", "task=mnist1d_mlp[colour=3]")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "invalid --where task 'mnist1d_mlp[colour=3]'" in err and "colour" in err
