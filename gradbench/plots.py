@@ -141,7 +141,9 @@ def _figure(panels: int, width: float = 8.0, height: float = 3.6) -> tuple[Figur
 
 def training_curves(store: Store, runs: Sequence[Mapping[str, Any]], y: str = "train_loss", by: Sequence[str] | None = None) -> Figure:
     """One panel per task; per configuration, ``y`` against the step: mean over seeds, band from
-    the lowest to the highest seed. A run that diverged ends where it diverged.
+    the lowest to the highest seed. A run that diverged ends where it diverged; from there the
+    line is dashed (a mean over the seeds left) and its legend names the step and how many
+    seeds are left.
 
     Raises:
         ValueError: for an unknown ``y``, or nothing to draw.
@@ -164,7 +166,18 @@ def training_curves(store: Store, runs: Sequence[Mapping[str, Any]], y: str = "t
                 continue
             drawn += 1
             positive = positive and min(lows) > 0
-            (line,) = axes.plot(steps, means, label=f"{name} (n={len(members)})")
+            # Where a seed stops (diverged, failed), the mean is over fewer seeds and may jump:
+            # the line turns dashed there and the legend says from which step.
+            counts = [sum(step in one and one[step] is not None and math.isfinite(one[step]) for one in series) for step in steps]
+            full = next((i for i, count in enumerate(counts) if count < len(members)), len(steps))
+            label = f"{name} (n={len(members)})"
+            if 0 < full < len(steps):
+                label = f"{name} (n={len(members)}; dashed after step {steps[full - 1]}: n={min(counts[full:])})"
+            elif full == 0 and len(members) > 1:
+                label = f"{name} (n={len(members)}; dashed: n={max(counts)} at most)"
+            (line,) = axes.plot(steps[: max(full, 1)], means[: max(full, 1)], label=label)
+            if full < len(steps):
+                axes.plot(steps[max(full - 1, 0) :], means[max(full - 1, 0) :], color=line.get_color(), linestyle="--")
             if len(members) > 1:
                 axes.fill_between(steps, lows, highs, color=line.get_color(), alpha=0.2, linewidth=0)
         if positive and "loss" in y:

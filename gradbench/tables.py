@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,15 +26,19 @@ __all__ = ["TABLE_FORMATS", "render_pivots", "markdown", "latex", "csv_text", "h
 
 TABLE_FORMATS = ("md", "latex", "csv", "html")
 
+# < > | print as other glyphs in the default OT1 font encoding (">=" reads as "¿="), so they
+# are escaped too, and >= <= become the math symbols.
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", ">=": r"$\geq$", "<=": r"$\leq$",
 }
+_LATEX_SPECIAL = re.compile(">=|<=|[" + re.escape("".join(k for k in _LATEX_SPECIALS if len(k) == 1)) + "]")
 
 
 def latex_escape(text: str) -> str:
     """``text`` with LaTeX's special characters escaped (one pass, so escapes are not escaped)."""
-    return "".join(_LATEX_SPECIALS.get(character, character) for character in text)
+    return _LATEX_SPECIAL.sub(lambda match: _LATEX_SPECIALS[match.group()], text)
 
 
 def _number(value: float, digits: int = 3) -> str:
@@ -120,7 +125,8 @@ def markdown(report: PivotReport) -> str:
     for pivot in report.pivots:
         lines += [f"### {pivot.title}", "", _caption(report, pivot) + ".", ""]
         corner = f"{', '.join(pivot.row_axes)} \\ {', '.join(pivot.column_axes)}"
-        lines.append("| " + " | ".join([corner, *(_label(c) for c in pivot.columns)]) + " |")
+        # A | in a header would split the column, as in a row label.
+        lines.append("| " + " | ".join([corner, *(_label(c).replace("|", "\\|") for c in pivot.columns)]) + " |")
         lines.append("|---|" + "|".join("---:" for _ in pivot.columns) + "|")
         for row in pivot.rows:
             cells = []

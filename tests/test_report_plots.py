@@ -174,3 +174,29 @@ def test_a_profile_no_solver_reached_is_an_error_and_not_drawn_in_the_page(repor
     assert text.count("Not drawn: no solver reached the target on any problem") == 2  # steps and time
     profiles_section = text[text.index("<h2>Performance profiles</h2>") : text.index("<h2>Figures</h2>")]
     assert "data:image/png" not in profiles_section
+
+
+def test_curves_turn_dashed_where_a_seed_stops_and_the_legend_says_so(report_db, tmp_path):
+    from matplotlib.colors import same_color
+
+    from gradbench.plots import training_curves
+
+    where = "task = 'linreg' AND optimizer = 'sgd' AND lr = 0.1"
+    stopped = sorted(keys_of(report_db, where))[1]
+
+    def diverge(connection):
+        connection.execute("DELETE FROM evaluations WHERE run_key = ? AND step > 10", (stopped,))
+        connection.execute("UPDATE runs SET status = 'diverged' WHERE key = ?", (stopped,))
+
+    db = copy_store(report_db, tmp_path / "diverged.db", diverge)
+    with Store.open(db, readonly=True) as store:
+        runs = store.runs(list(keys_of(db, where)))
+        assert len(runs) == 2
+        figure = training_curves(store, runs, "train_loss")
+    axes = figure.axes[0]
+    solid, dashed = axes.get_lines()
+    assert list(solid.get_xdata()) == [0, 5, 10] and solid.get_linestyle() == "-"
+    assert list(dashed.get_xdata()) == [10, 15, 20] and dashed.get_linestyle() == "--"
+    assert same_color(solid.get_color(), dashed.get_color())
+    (text,) = [t.get_text() for t in axes.get_legend().get_texts()]
+    assert text.endswith("(n=2; dashed after step 10: n=1)")

@@ -138,6 +138,23 @@ def test_latex_escape_covers_every_special_character():
     assert latex_escape(text) == r"a \& b \% c \$ d \# e \_ f \{ g \} h \textasciitilde{} i \textasciicircum{} j \textbackslash{} k"
 
 
+def test_latex_escape_writes_comparisons_as_symbols_and_escapes_angle_brackets_and_bars():
+    # Under OT1, a bare > prints as an inverted question mark: "test accuracy ¿= 50%".
+    assert latex_escape("a >= 1, b <= 2, c < d > e | f") == r"a $\geq$ 1, b $\leq$ 2, c \textless{} d \textgreater{} e \textbar{} f"
+
+
+def test_latex_targets_read_geq_and_markdown_headers_escape_bars(report_db):
+    code, out, _ = run_cli("report", "--db", str(report_db), "--format", "latex", "--metric", "test_accuracy", "--where", "task=mnist1d_mlp")
+    assert code == 0 and "Target: test accuracy $\\geq$" in out and ">" not in out and "<" not in out
+    from gradbench.pivot import METRICS, CellStats, Pivot, PivotReport
+    from gradbench.tables import markdown
+
+    cell = CellStats(1, 1, 0, 0, [1.0], 1.0, 0.0)
+    pivot = Pivot("t", {}, ("optimizer",), ("activation",), [("a|b",)], [("c|d",)], {(("a|b",), ("c|d",)): cell}, METRICS["train_loss"])
+    text = markdown(PivotReport([pivot], {}, METRICS["train_loss"]))
+    assert "| optimizer \\ activation | c\\|d |" in text and "| a\\|b |" in text
+
+
 def _unescaped(text: str, character: str) -> list[str]:
     return re.findall(r"(?<!\\)" + re.escape(character), text)
 
