@@ -126,7 +126,7 @@ def _build_parser() -> _Parser:
         help="md and csv: the flat table unless a pivot is asked for; latex: pivot tables (booktabs); html: a self-contained page "
         "with every table and figure (write it with -o)",
     )
-    report.add_argument("--rows", help="pivot row axes, comma list (default: optimizer); any run axis: optimizer, lr, activation, init, clip, batch_size, steps, or a task knob such as depth, width, norm")
+    report.add_argument("--rows", help="pivot row axes, comma list (default: optimizer); any run axis: optimizer, lr, activation, init, clip, batch_size, steps, a task knob such as depth, width, norm, or a setting: validation, device, threads, eval_every, record_every, detail_every")
     report.add_argument("--columns", help="pivot column axes, comma list (default: activation)")
     report.add_argument("--metric", help="the pivot's metric (default: train_loss): train_loss, test_loss, test_accuracy, validation_loss, validation_accuracy, steps_to_target, time_to_target, step_time, grad_ratio, verdict")
     report.add_argument("--tuned", action="store_true", help="keep each configuration's best learning rate, chosen on the validation split (runs made with --validation)")
