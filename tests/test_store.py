@@ -293,8 +293,9 @@ def test_a_hot_journal_left_by_a_killed_writer_does_not_block_reading(tmp_path, 
 
 
 def test_a_writer_killed_mid_transaction_leaves_a_store_readable_from_a_read_only_directory(tmp_path, results):
-    """WAL mode: a SIGKILLed writer leaves -wal and -shm files; a report (read-only, even in a
-    directory it cannot write) sees the committed runs and none of the killed transaction."""
+    """WAL mode: a SIGKILLed writer leaves -wal and -shm files; a report (read-only, and in a
+    directory it cannot write, unless the tests run as root, whom permissions do not stop)
+    sees the committed runs and none of the killed transaction."""
     import os
     import signal
     import subprocess
