@@ -129,16 +129,6 @@ def test_claims_block_a_live_owner_and_are_taken_over_from_a_dead_one(tmp_path):
         assert store.claim(cell.key, me) == "stored"
 
 
-def _stored(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    try:
-        with Store.open(path, readonly=True) as store:
-            return {r["key"]: r["started_at"] + r["finished_at"] for r in store.runs()}
-    except (sqlite3.OperationalError, ValueError):
-        return {}
-
-
 def _children(pid: int) -> dict[int, str | None]:
     """The live child processes of ``pid`` (Linux /proc), with their start times."""
     children = {}
@@ -153,7 +143,7 @@ def _children(pid: int) -> dict[int, str | None]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the driver's workers through Linux's /proc")
-def test_a_killed_pool_driver_resumes_with_nothing_lost_or_duplicated(tmp_path):
+def test_a_killed_pool_driver_resumes_with_nothing_lost_or_duplicated(tmp_path, stored_runs):
     path = tmp_path / "killed.db"
     command = [
         sys.executable, "-m", "gradbench.cli", "run", "--task", SMALL, "--seeds", "0-5", "--steps", "400",
@@ -161,7 +151,7 @@ def test_a_killed_pool_driver_resumes_with_nothing_lost_or_duplicated(tmp_path):
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while len(_stored(path)) < 2 and time.monotonic() < deadline and process.poll() is None:
+    while len(stored_runs(path)) < 2 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     workers = _children(process.pid)
     assert len(workers) >= 2, "two pool workers (and maybe the resource tracker) should be running"
@@ -171,7 +161,7 @@ def test_a_killed_pool_driver_resumes_with_nothing_lost_or_duplicated(tmp_path):
     while any(Path(f"/proc/{pid}").exists() and process_start(pid) == start for pid, start in workers.items()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid, start in workers.items() if process_start(pid) == start], "orphaned workers should exit"
-    before = _stored(path)
+    before = stored_runs(path)
     assert 2 <= len(before) < 6, "the sweep should have been killed part-way"
     with Store.open(path, readonly=True) as store:
         assert store.live_claims() == {}  # the dead driver's claims are stale
@@ -179,7 +169,7 @@ def test_a_killed_pool_driver_resumes_with_nothing_lost_or_duplicated(tmp_path):
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"ran {6 - len(before)} " in resumed.stderr and f"{len(before)} already stored" in resumed.stderr
-    after = _stored(path)
+    after = stored_runs(path)
     assert len(after) == 6 and {k: after[k] for k in before} == before
     connection = sqlite3.connect(path)
     assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
