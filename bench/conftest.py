@@ -75,13 +75,15 @@ def _machine_info(config: pytest.Config) -> dict[str, Any]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _SCALING:
+    scaling = [
+        f"{label}: 1 worker {r['one_worker_s']:.1f} s, 2 workers {r['two_workers_s']:.1f} s, speedup {r['speedup']:.2f}x "
+        f"(median of {r['pairs']} alternating pair(s), wall clock, worker start-up included)"
+        for label, r in _SCALING
+    ]
+    if scaling:
         terminalreporter.section("gradbench: process pool, 2 workers vs 1 on a CPU-bound grid")
-        for label, r in _SCALING:
-            terminalreporter.write_line(
-                f"{label}: 1 worker {r['one_worker_s']:.1f} s, 2 workers {r['two_workers_s']:.1f} s, speedup {r['speedup']:.2f}x "
-                f"(median of {r['pairs']} alternating pair(s), wall clock, worker start-up included)"
-            )
+        for line in scaling:
+            terminalreporter.write_line(line)
     if _RATIOS:
         terminalreporter.section("gradbench: runner vs hand-written loop (median s/step, interleaved rounds)")
         for label, ratio in _RATIOS:

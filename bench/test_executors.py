@@ -53,4 +53,3 @@ def test_process_pool_scaling(benchmark, request, gb_device, record_scaling):
     result["speedup"] = result["one_worker_s"] / result["two_workers_s"]
     benchmark.extra_info.update(result)
     record_scaling(f"{len(cells)} cells x {steps} steps of mnist1d_mlp[depth=8,width=128], sgd", result)
-    assert result["speedup"] > 0

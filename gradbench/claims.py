@@ -6,11 +6,15 @@ stores the run. So two sweeps on one store never run the same cell, and a sweep 
 moment (SIGKILL included) leaves claims that the next sweep recognises as stale and takes over:
 the cell that was half-trained is trained again, once.
 
-A claim names its owner: a random id per sweep, the host, the driver's pid and that process's
-start time (a pid reused by a later process is not mistaken for the owner). A claim is *live*
-while its owner runs: on this host, while that very process exists (checked directly, no
-timeout); from another host, while its heartbeat, refreshed every ``HEARTBEAT_S`` by the owner,
-is younger than ``LEASE_S``.
+A claim names its owner: a random id per sweep, the host name, the driver's pid, and where and
+when that process started (the machine's boot id, its pid namespace, the start time: a pid
+reused by a later process, or the same pid in another container, is not mistaken for the
+owner). A claim is *live* while its owner runs: from the same boot and pid namespace, while
+that very process exists (checked directly, no timeout); from anywhere else (another
+container, another machine sharing the file), while its heartbeat, refreshed every
+``HEARTBEAT_S`` by the owner, is younger than ``LEASE_S``. SQLite's locking is only reliable
+on a local file system, so several writers belong on one machine; the heartbeat is for
+containers and for safety, not an invitation to share a store over NFS.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Claimant", "Heartbeat", "HEARTBEAT_S", "LEASE_S", "is_live", "process_start"]
+__all__ = ["Claimant", "Heartbeat", "HEARTBEAT_S", "LEASE_S", "is_live", "machine_id", "process_start"]
 
 HEARTBEAT_S = 30.0
 LEASE_S = 300.0  # ten missed heartbeats: the owner on another host is gone
@@ -39,6 +43,18 @@ def process_start(pid: int) -> str | None:
         return fields[19]  # field 22 of proc(5), counted after the name's closing parenthesis
     except (OSError, IndexError):
         return None
+
+
+def machine_id() -> str:
+    """This boot of this machine, and this process's pid namespace: where pids mean the same
+    thing (empty where Linux's /proc does not say)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="utf-8") as boot:
+            boot_id = boot.read().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return ""
+    return f"{boot_id}:{namespace}"
 
 
 def _pid_exists(pid: int) -> bool:
@@ -63,18 +79,20 @@ class Claimant:
     @classmethod
     def current(cls) -> Claimant:
         pid = os.getpid()
-        return cls(owner=uuid.uuid4().hex, host=socket.gethostname(), pid=pid, pid_start=process_start(pid))
+        return cls(owner=uuid.uuid4().hex, host=socket.gethostname(), pid=pid, pid_start=f"{machine_id()}/{process_start(pid) or ''}")
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}"
 
 
 def is_live(host: str, pid: int, pid_start: str | None, heartbeat_at: float, now: float | None = None) -> bool:
-    """Whether the claim's owner is still running (see the module docstring)."""
-    if host == socket.gethostname():
+    """Whether the claim's owner is still running (see the module docstring). ``pid_start`` is
+    ``MACHINE/START`` (``machine_id()``, ``process_start()``)."""
+    where, _, started = (pid_start or "").rpartition("/")
+    if host == socket.gethostname() and where == machine_id():
         if not _pid_exists(pid):
             return False
-        return pid_start is None or process_start(pid) in (None, pid_start)
+        return not started or process_start(pid) in (None, started)
     return (time.time() if now is None else now) - heartbeat_at < LEASE_S
 
 

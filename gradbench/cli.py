@@ -9,6 +9,7 @@ exit code 2, and nothing written.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sqlite3
@@ -110,7 +111,7 @@ def _build_parser() -> _Parser:
     settings.add_argument("--dry-run", action="store_true", help="list the cells (and whether each is stored) without running")
     parallel = run.add_argument_group("where cells run")
     parallel.add_argument("--executor", default="serial", help="serial (one after another, here), process (a pool of worker processes on this machine) or ray (Ray tasks, on this machine or a cluster); default: serial")
-    parallel.add_argument("--workers", type=int, help="process executor: worker processes (default: one per visible GPU for CUDA cells, else one per CPU core)")
+    parallel.add_argument("--workers", type=int, help="process executor: worker processes (default: one per visible GPU for CUDA cells, else CPU cores // --threads)")
     parallel.add_argument("--ray-address", help="ray executor: a running cluster, 'auto' or HOST:PORT (default: start a local Ray)")
     parallel.add_argument("--cpus-per-run", type=float, help="ray executor: CPUs each run reserves (default: its thread count)")
     parallel.add_argument("--gpus-per-run", type=float, help="ray executor: GPUs each run reserves, fractions allowed (default: 1 for CUDA cells, else 0)")
@@ -229,6 +230,7 @@ def _run(args: argparse.Namespace) -> int:
 
     # Everything is validated before the store is opened, so bad input writes nothing.
     plugins = _load_plugins(args)
+    executor_options = _executor_options(args)
     overrides = _overrides(args)
     if args.suite:
         suite = load_suite(args.suite)  # flags replace their axis in every grid of the file
@@ -253,7 +255,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{len(cells)} cells, {sum(c.key in stored for c in cells)} already stored" + (f", {busy} running now" if busy else ""), file=sys.stderr)
         return 0
     _check_datasets(cells, data_options, args)  # before the store is opened: a missing one writes nothing
-    executor = _executor(args, cells)  # checked (Ray reached, its resources) before the store too
+    executor = _executor(executor_options, cells)  # checked (Ray reached, its resources) before the store too
     started = time.perf_counter()
     try:
         with Store.open(db, create=True) as store:
@@ -290,15 +292,20 @@ def _run(args: argparse.Namespace) -> int:
 def _load_plugins(args: argparse.Namespace) -> list[str]:
     from gradbench.plugins import load_plugins
 
-    plugins = [item for text in args.plugin for item in _comma_list(text)]
+    # A .py file travels to the workers as an absolute path: theirs is not the driver's directory.
+    plugins = [
+        str(Path(item).expanduser().resolve()) if item.endswith(".py") and Path(item).expanduser().is_file() else item
+        for text in args.plugin
+        for item in _comma_list(text)
+    ]
     load_plugins(plugins)  # PluginError is a ValueError: one line, exit 2
     return plugins
 
 
-def _executor(args: argparse.Namespace, cells: Sequence[Any]) -> Any:
-    """The executor the flags ask for, checked against the cells (one line and exit 2 if
-    they cannot run on it)."""
-    from gradbench.executors import EXECUTORS, make_executor
+def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The executor's name and options from the flags, checked (one line, exit 2) before
+    anything runs: also for --dry-run, which runs nothing."""
+    from gradbench.executors import EXECUTORS
 
     name = args.executor
     if name not in EXECUTORS:
@@ -308,12 +315,25 @@ def _executor(args: argparse.Namespace, cells: Sequence[Any]) -> Any:
         for attribute, flag in names.items():
             if getattr(args, attribute) is not None and name != owner:
                 raise UsageError(f"{flag} applies to --executor {owner} only (got --executor {name})")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"invalid --workers {args.workers}: give a number of worker processes >= 1")
+    for attribute, flag in (("cpus_per_run", "--cpus-per-run"), ("gpus_per_run", "--gpus-per-run")):
+        value = getattr(args, attribute)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"invalid {flag} {value:g}: give a number >= 0")
     if name == "process":
-        executor = make_executor(name, workers=args.workers)
-    elif name == "ray":
-        executor = make_executor(name, address=args.ray_address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
-    else:
-        executor = make_executor(name)
+        return {"name": name, "workers": args.workers}
+    if name == "ray":
+        return {"name": name, "address": args.ray_address, "cpus_per_run": args.cpus_per_run, "gpus_per_run": args.gpus_per_run}
+    return {"name": name}
+
+
+def _executor(options: dict[str, Any], cells: Sequence[Any]) -> Any:
+    """The executor, checked against the cells (Ray reached, its resources): one line and
+    exit 2 if they cannot run on it."""
+    from gradbench.executors import make_executor
+
+    executor = make_executor(**options)
     executor.check(cells)
     return executor
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -34,7 +35,7 @@ from gradbench.plugins import load_plugins
 from gradbench.train import RunResult, now, run_cell
 
 __all__ = [
-    "Executor", "ExecutorError", "Job", "SerialExecutor", "ProcessExecutor", "EXECUTORS", "make_executor",
+    "Executor", "ExecutorError", "WorkerStartError", "Job", "SerialExecutor", "ProcessExecutor", "EXECUTORS", "make_executor",
     "check_pooled_devices", "crashed_result", "visible_gpus",
 ]
 
@@ -124,16 +125,29 @@ class SerialExecutor:
 # -- the local process pool ----------------------------------------------------------------
 
 
+_READY = "ready"
+
+
+class WorkerStartError(ExecutorError):
+    """A pool worker died or failed before it could run anything: no cell is to blame."""
+
+
 def _worker_main(connection: Connection, job: Job, parent: int) -> None:
-    """A pool worker: run each cell the driver sends, send back its result; stop on ``None``,
-    on a closed pipe, or (checked between steps) when the driver has died."""
+    """A pool worker: say it is ready, then run each cell the driver sends and send back its
+    result; stop on ``None``, on a closed pipe, or (checked between steps) when the driver has
+    died."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
 
     def orphaned(_: int) -> None:
         if os.getppid() != parent:  # the driver was killed: nobody will take this result
             os._exit(1)
 
-    load_plugins(job.plugins)
+    try:
+        load_plugins(job.plugins)
+    except Exception as error:  # the driver reports it as the sweep's error, not a cell's
+        connection.send(f"{type(error).__name__}: {error}")
+        return
+    connection.send(_READY)
     while True:
         try:
             cell = connection.recv()
@@ -150,6 +164,7 @@ class _Worker:
     connection: Connection
     slot: int  # its place in the pool, kept by its replacement
     gpu: str | None
+    ready: bool = False  # started up (imports, plugins): from then on a death is its cell's
     cell: Cell | None = None
     attempt: int = 0
     started: float = 0.0
@@ -200,11 +215,18 @@ class ProcessExecutor:
         # A spawned child takes the environment as it is when it starts: pin its GPU there, so
         # it is set before anything in the child can initialise CUDA.
         saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+        # A child started while SIGINT is ignored keeps ignoring it from its first instruction
+        # (Python leaves an inherited SIG_IGN alone), so Ctrl-C during its imports is the
+        # driver's alone. Only the main thread may change signal handlers.
+        main_thread = threading.current_thread() is threading.main_thread()
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
         try:
             if gpu is not None:
                 os.environ["CUDA_VISIBLE_DEVICES"] = gpu
             process.start()
         finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, handler if handler is not None else signal.SIG_DFL)
             if gpu is not None:
                 if saved is None:
                     os.environ.pop("CUDA_VISIBLE_DEVICES", None)
@@ -258,6 +280,12 @@ class ProcessExecutor:
                             result = worker.connection.recv()
                     except (EOFError, OSError):
                         result = None
+                    if result == _READY:
+                        worker.ready = True
+                        busy.append(worker)  # its cell is still to come
+                        continue
+                    if isinstance(result, str) or (result is None and not worker.ready):
+                        raise WorkerStartError(_start_failure(result, worker))
                     if result is not None:
                         worker.cell = None
                         idle.append(worker)
@@ -297,6 +325,17 @@ class ProcessExecutor:
                 worker.process.join()
             worker.connection.close()
         self._pool.clear()
+
+
+def _start_failure(message: str | None, worker: _Worker) -> str:
+    if message is not None:
+        return f"a worker process could not start: {message}"
+    worker.process.join(timeout=5)
+    return (
+        f"a worker process died while starting ({_exit_cause(worker.process.exitcode)}), before it ran any cell; "
+        "if you call run_sweep from a script, put that call under `if __name__ == \"__main__\":` "
+        "(workers are spawned: each imports your script's module again)"
+    )
 
 
 def _exit_cause(code: int | None) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,32 @@ __all__ = ["RayExecutor"]
 
 def _run_remote(job: Job, cell: Cell) -> RunResult:
     return job(cell)
+
+
+def _runs_per_node(node: dict[str, float], cpus: float, gpus: float) -> int:
+    """How many cells at once fit on one node: its CPUs and GPUs together (a fractional GPU
+    request packs ``floor(1 / gpus)`` tasks onto each whole GPU, as Ray places them)."""
+    fits = []
+    if cpus > 0:
+        fits.append(math.floor(node.get("CPU", 0.0) / cpus + 1e-9))
+    if gpus > 0:
+        whole = math.floor(node.get("GPU", 0.0) + 1e-9)
+        fits.append(whole * math.floor(1 / gpus + 1e-9) if gpus < 1 else math.floor(whole / gpus + 1e-9))
+    return min(fits) if fits else 1 << 30
+
+
+def _check_reachable(address: str | None) -> None:
+    """A ``HOST:PORT`` that nothing answers on makes ``ray.init`` retry for minutes: try it first."""
+    if not address or address in ("auto", "local"):
+        return
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise ExecutorError(f"invalid --ray-address {address!r}; choose from: auto, HOST:PORT, ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise ExecutorError(f"cannot reach Ray at {address!r}: {error.strerror or error}; is the cluster running (ray start --head)?") from None
 
 
 def _import_ray() -> Any:
@@ -68,16 +95,22 @@ class RayExecutor:
         ray = _import_ray()
         check_pooled_devices(cells, "ray")
         uses_cuda = any(c.device.startswith("cuda") for c in cells)
+        gpus_given = self.gpus_per_run is not None
         if self.gpus_per_run is None:
             self.gpus_per_run = 1.0 if uses_cuda else 0.0
         if self.cpus_per_run is None:
             self.cpus_per_run = float(max((c.threads for c in cells), default=1))
+        self.cpus_per_run, self.gpus_per_run = float(self.cpus_per_run), float(self.gpus_per_run)
         for flag, value in (("--cpus-per-run", self.cpus_per_run), ("--gpus-per-run", self.gpus_per_run)):
             if not (math.isfinite(value) and value >= 0):
-                raise ExecutorError(f"invalid {flag} {value}: give a number >= 0")
+                raise ExecutorError(f"invalid {flag} {value:g}: give a number >= 0")
+        if self.gpus_per_run > 1 and not self.gpus_per_run.is_integer():
+            # Ray shares one GPU between tasks, never several GPUs fractionally.
+            raise ExecutorError(f"invalid --gpus-per-run {self.gpus_per_run:g}: above 1 it must be a whole number of GPUs (below 1, tasks share a GPU)")
         if uses_cuda and self.gpus_per_run == 0:
             raise ExecutorError("cells on device 'cuda' need --gpus-per-run > 0 with the ray executor (each task gets its GPUs from Ray)")
         if not ray.is_initialized():
+            _check_reachable(self.address)
             options = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False, **self.init_options}
             try:
                 ray.init(address=self.address, **options)
@@ -86,23 +119,20 @@ class RayExecutor:
                 raise ExecutorError(f"cannot start or reach Ray at {where!r}: {str(error).splitlines()[0]}") from None
             self._started_ray = True
         nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-        for resource, need, flag in (("GPU", self.gpus_per_run, "--gpus-per-run"), ("CPU", self.cpus_per_run, "--cpus-per-run")):
-            most = max((node.get(resource, 0.0) for node in nodes), default=0.0)
-            if need > most:
-                total = sum(node.get(resource, 0.0) for node in nodes)
-                self.close()
-                raise ExecutorError(
-                    f"{flag} {need:g} asks for more {resource}s than any node of the Ray cluster has "
-                    f"(largest node: {most:g}, cluster: {total:g} on {len(nodes)} node(s)); lower {flag} or add nodes"
-                )
+        per_node = [_runs_per_node(node, self.cpus_per_run, self.gpus_per_run) for node in nodes]
+        if not any(per_node):
+            # A task that fits no node would wait in Ray's queue forever.
+            shown = "; ".join(f"{node.get('CPU', 0):g} CPU + {node.get('GPU', 0):g} GPU" for node in nodes) or "none alive"
+            self.close()
+            if uses_cuda and not gpus_given and not any(node.get("GPU", 0) for node in nodes):
+                raise ExecutorError(f"the cells run on 'cuda' but no node of the Ray cluster has a GPU (nodes: {shown}); choose from: --device cpu, or add GPU nodes")
+            raise ExecutorError(
+                f"no node of the Ray cluster can run one cell with --cpus-per-run {self.cpus_per_run:g} --gpus-per-run {self.gpus_per_run:g} "
+                f"(nodes: {shown}); lower them or add nodes"
+            )
         # Tasks in flight: what the cluster can run at once (more would only wait in Ray's
         # queue, holding claims that another driver could have used).
-        capacity = [
-            sum(math.floor(node.get(resource, 0.0) / need + 1e-9) for node in nodes)
-            for resource, need in (("CPU", self.cpus_per_run), ("GPU", self.gpus_per_run))
-            if need > 0
-        ]
-        self._capacity = max(1, min(capacity) if capacity else len(cells) or 1)
+        self._capacity = max(1, min(sum(per_node), len(cells) or 1))
 
     def map(self, job: Job, cells: Iterator[Cell]) -> Iterator[RunResult]:
         ray = _import_ray()
@@ -128,9 +158,13 @@ class RayExecutor:
                     cell, started = pending.pop(ref)
                     try:
                         result = ray.get(ref)
-                    except ray.exceptions.RayError as error:  # its worker died on every attempt
-                        cause = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                        result = crashed_result(cell, f"{type(error).__name__}: {cause} (after {self.max_retries + 1} attempts)", started)
+                    except ray.exceptions.RayTaskError as error:  # the job itself raised (a plugin, say)
+                        cause = error.cause if error.cause is not None else error
+                        result = crashed_result(cell, f"{type(cause).__name__}: {str(cause).strip()}", started)
+                    except ray.exceptions.RayError as error:  # its worker or node died on every attempt
+                        lines = [line for line in str(error).strip().splitlines() if line.strip()]
+                        cause = f": {lines[0]}" if lines else ""
+                        result = crashed_result(cell, f"{type(error).__name__}{cause} (after {self.max_retries + 1} attempts)", started)
                     yield result
         finally:
             for ref in pending:  # Ctrl-C or an error in the driver: stop what is still running

@@ -9,8 +9,9 @@ skips.
 Several sweeps may write one store at once (two ``gradbench run`` commands, or a driver and
 its heartbeat): writers open it in WAL mode with a busy timeout, and a cell is claimed
 (``claim``; ``gradbench.claims``) before it runs, so no cell runs twice. When the last writer
-closes, the file goes back to a plain rollback journal, so a closed store is one file that
-read-only users (reports on a read-only copy) can open.
+closes, its committed pages are copied into the main file (a checkpoint, which works beside
+readers), and, unless a reader still has the file open, the file goes back to a plain rollback
+journal: one file that read-only users (reports on a read-only copy) can open.
 
 The file is marked with SQLite's ``application_id`` so that any other file, SQLite or not, is
 refused with a clear message instead of being written to.
@@ -27,6 +28,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -154,6 +156,9 @@ class Store:
             # another connection is open this fails at once (no busy wait) and that one does it.
             try:
                 self.connection.execute("PRAGMA busy_timeout = 0")
+                # Copy every committed page into the main file first: that works beside readers,
+                # so the .db alone holds every stored run even when the switch below cannot.
+                self.connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 self.connection.execute("PRAGMA journal_mode = DELETE")
             except sqlite3.Error:
                 pass
@@ -179,8 +184,15 @@ class Store:
             raise
         self.connection.execute("COMMIT")
 
-    def claim(self, key: str, claimant: Claimant, *, retry_failed: bool = False) -> str | None:
+    def claim(self, key: str, claimant: Claimant, *, retry_failed_before: datetime | None = None) -> str | None:
         """Claim cell ``key`` for ``claimant`` before running it.
+
+        Args:
+            key: The cell.
+            claimant: The sweep claiming it.
+            retry_failed_before: Also claim a cell stored as ``failed`` if it finished before
+                this time (the retrying sweep's start): a failure stored since then is another
+                sweep's retry, not to be run a second time.
 
         Returns:
             ``None`` if the cell is now claimed (a stale claim is taken over); otherwise why
@@ -188,8 +200,10 @@ class Store:
             ``"running"`` (live-claimed by another sweep).
         """
         with self._write_transaction():
-            stored = self.connection.execute("SELECT status FROM runs WHERE key = ?", (key,)).fetchone()
-            if stored is not None and not (retry_failed and stored[0] == "failed"):
+            stored = self.connection.execute("SELECT status, finished_at FROM runs WHERE key = ?", (key,)).fetchone()
+            if stored is not None and not (
+                retry_failed_before is not None and stored[0] == "failed" and datetime.fromisoformat(stored[1]) < retry_failed_before
+            ):
                 return "stored"
             held = self.connection.execute("SELECT owner, host, pid, pid_start, heartbeat_at FROM claims WHERE key = ?", (key,)).fetchone()
             if held is not None and held[0] != claimant.owner and is_live(*held[1:]):

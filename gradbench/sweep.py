@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from tqdm.auto import tqdm
 
@@ -65,6 +66,7 @@ def run_sweep(
             (``gradbench.plugins``).
     """
     executor = executor or SerialExecutor()
+    started = datetime.now(timezone.utc)
     statuses = store.statuses()
     skip = {key for key, status in statuses.items() if status != "failed" or not retry_failed}
     todo = [cell for cell in cells if cell.key not in skip]
@@ -88,7 +90,7 @@ def run_sweep(
             """The cells to run, each claimed just before the executor takes it."""
             nonlocal running
             for cell in todo:
-                outcome = store.claim(cell.key, claimant, retry_failed=retry_failed)
+                outcome = store.claim(cell.key, claimant, retry_failed_before=started if retry_failed else None)
                 if outcome == "stored":  # another sweep finished it meanwhile
                     summary.skipped += 1
                     bar.update(1)
@@ -100,14 +102,17 @@ def run_sweep(
                     yield cell
 
         show()
+        results = executor.map(job, claimed())
         with Heartbeat(store.path, claimant):
             try:
-                for result in executor.map(job, claimed()):
+                for result in results:
                     store.save(result)
                     running -= 1
                     summary.statuses[result.status] += 1
                     bar.update(1)
                     show()
             finally:
-                store.release(claimant)  # cells claimed but not stored (Ctrl-C, an error)
+                if hasattr(results, "close"):
+                    results.close()  # stop the workers first (Ctrl-C, an error), whatever holds the traceback
+                store.release(claimant)  # then drop the claims of cells not stored
     return summary

@@ -31,6 +31,30 @@ def small_mlp_task() -> str:
     return "mnist1d_mlp[depth=3,width=32,num_samples=1000]"
 
 
+# -- reading a store that a killed sweep may be writing ------------------------------------------
+
+
+def _stored_runs(path: Path) -> dict[str, str]:
+    """Each stored run's start and finish times, by key; empty while the file is not readable yet."""
+    import sqlite3
+
+    from gradbench.store import Store
+
+    if not path.exists():
+        return {}
+    try:
+        with Store.open(path, readonly=True) as store:
+            return {r["key"]: r["started_at"] + r["finished_at"] for r in store.runs()}
+    except (sqlite3.OperationalError, ValueError):
+        return {}
+
+
+@pytest.fixture
+def stored_runs():
+    """``stored_runs(path)``: start and finish times of the runs stored at ``path``, by key."""
+    return _stored_runs
+
+
 # -- a plugin whose task kills its worker (executor tests) --------------------------------------
 
 

@@ -243,32 +243,22 @@ def test_bad_input_from_the_installed_command_has_no_traceback(tmp_path):
     assert not (tmp_path / "x.db").exists()
 
 
-def _stored(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    try:
-        with Store.open(path, readonly=True) as store:
-            return {r["key"]: r["started_at"] + r["finished_at"] for r in store.runs()}
-    except (sqlite3.OperationalError, ValueError):
-        return {}
-
-
-def test_a_sweep_killed_mid_way_resumes_with_nothing_lost_or_duplicated(tmp_path):
+def test_a_sweep_killed_mid_way_resumes_with_nothing_lost_or_duplicated(tmp_path, stored_runs):
     path = tmp_path / "killed.db"
     command = [sys.executable, "-m", "gradbench.cli", "run", "--task", SMALL, "--seeds", "0-5", "--steps", "400", "--db", str(path), "--no-progress"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 120
-    while len(_stored(path)) < 2 and time.monotonic() < deadline and process.poll() is None:
+    while len(stored_runs(path)) < 2 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    before = _stored(path)
+    before = stored_runs(path)
     assert 2 <= len(before) < 6, "the sweep should have been killed part-way"
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"ran {6 - len(before)} " in resumed.stderr and f"{len(before)} already stored" in resumed.stderr
-    after = _stored(path)
+    after = stored_runs(path)
     assert len(after) == 6
     assert {k: after[k] for k in before} == before  # no finished cell was trained again
     connection = sqlite3.connect(path)
@@ -278,18 +268,18 @@ def test_a_sweep_killed_mid_way_resumes_with_nothing_lost_or_duplicated(tmp_path
     assert sorted(count for _, count in per_run) == [400] * 6  # each run's rows exactly once
 
 
-def test_ctrl_c_keeps_every_finished_cell_and_says_how_to_resume(tmp_path):
+def test_ctrl_c_keeps_every_finished_cell_and_says_how_to_resume(tmp_path, stored_runs):
     path = tmp_path / "interrupted.db"
     command = [sys.executable, "-m", "gradbench.cli", "run", "--task", SMALL, "--seeds", "0-5", "--steps", "400", "--db", str(path), "--no-progress"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while len(_stored(path)) < 1 and time.monotonic() < deadline and process.poll() is None:
+    while len(stored_runs(path)) < 1 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "Traceback" not in err
-    stored = _stored(path)
+    stored = stored_runs(path)
     assert 1 <= len(stored) < 6
     assert f"interrupted: {len(stored)} of 6 cells are stored" in err and "run the same command again to resume" in err
 

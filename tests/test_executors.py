@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gradbench.claims import Claimant, is_live, process_start
+from gradbench.claims import Claimant, is_live, machine_id, process_start
 from gradbench.cli import main
 from gradbench.executors import ExecutorError, ProcessExecutor, SerialExecutor, make_executor
 from gradbench.grid import expand, parse_suite
@@ -110,33 +110,23 @@ def test_claims_block_a_live_owner_and_are_taken_over_from_a_dead_one(tmp_path):
 
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait()
-        ghost = Claimant(owner="ghost", host=me.host, pid=dead.pid, pid_start="1")
+        ghost = Claimant(owner="ghost", host=me.host, pid=dead.pid, pid_start=f"{machine_id()}/1")
         store.release(me)
         assert store.claim(cell.key, ghost) is None
         assert store.live_claims() == {}  # its owner is gone
         assert store.claim(cell.key, other) is None  # so the cell is taken over
 
-        reused = Claimant(owner="reused", host=me.host, pid=os.getpid(), pid_start="not this process")
+        reused = Claimant(owner="reused", host=me.host, pid=os.getpid(), pid_start=f"{machine_id()}/not this process")
         assert not is_live(reused.host, reused.pid, reused.pid_start, time.time())  # a pid reused by another process
-        assert process_start(os.getpid()) is not None
-        remote = ("another-host", 1, None)
-        assert is_live(*remote, time.time()) and not is_live(*remote, time.time() - 3600)
+        assert process_start(os.getpid()) is not None and me.pid_start == f"{machine_id()}/{process_start(os.getpid())}"
+        for elsewhere in (("another-host", 1, None), (me.host, os.getpid(), "another-boot:123/45")):  # another machine, container
+            assert is_live(*elsewhere, time.time()) and not is_live(*elsewhere, time.time() - 3600)  # by heartbeat only
 
         from gradbench.train import run_cell
 
         store.save(run_cell(cell))
         assert store.connection.execute("SELECT count(*) FROM claims").fetchone()[0] == 0  # storing drops the claim
         assert store.claim(cell.key, me) == "stored"
-
-
-def _stored(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    try:
-        with Store.open(path, readonly=True) as store:
-            return {r["key"]: r["started_at"] + r["finished_at"] for r in store.runs()}
-    except (sqlite3.OperationalError, ValueError):
-        return {}
 
 
 def _children(pid: int) -> dict[int, str | None]:
@@ -153,7 +143,7 @@ def _children(pid: int) -> dict[int, str | None]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the driver's workers through Linux's /proc")
-def test_a_killed_pool_driver_resumes_with_nothing_lost_or_duplicated(tmp_path):
+def test_a_killed_pool_driver_resumes_with_nothing_lost_or_duplicated(tmp_path, stored_runs):
     path = tmp_path / "killed.db"
     command = [
         sys.executable, "-m", "gradbench.cli", "run", "--task", SMALL, "--seeds", "0-5", "--steps", "400",
@@ -161,7 +151,7 @@ def test_a_killed_pool_driver_resumes_with_nothing_lost_or_duplicated(tmp_path):
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while len(_stored(path)) < 2 and time.monotonic() < deadline and process.poll() is None:
+    while len(stored_runs(path)) < 2 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     workers = _children(process.pid)
     assert len(workers) >= 2, "two pool workers (and maybe the resource tracker) should be running"
@@ -171,7 +161,7 @@ def test_a_killed_pool_driver_resumes_with_nothing_lost_or_duplicated(tmp_path):
     while any(Path(f"/proc/{pid}").exists() and process_start(pid) == start for pid, start in workers.items()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid, start in workers.items() if process_start(pid) == start], "orphaned workers should exit"
-    before = _stored(path)
+    before = stored_runs(path)
     assert 2 <= len(before) < 6, "the sweep should have been killed part-way"
     with Store.open(path, readonly=True) as store:
         assert store.live_claims() == {}  # the dead driver's claims are stale
@@ -179,7 +169,7 @@ def test_a_killed_pool_driver_resumes_with_nothing_lost_or_duplicated(tmp_path):
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"ran {6 - len(before)} " in resumed.stderr and f"{len(before)} already stored" in resumed.stderr
-    after = _stored(path)
+    after = stored_runs(path)
     assert len(after) == 6 and {k: after[k] for k in before} == before
     connection = sqlite3.connect(path)
     assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -190,7 +180,9 @@ def test_a_killed_pool_driver_resumes_with_nothing_lost_or_duplicated(tmp_path):
 
 def test_two_concurrent_runs_on_one_store_run_every_cell_exactly_once(tmp_path):
     path = tmp_path / "shared.db"
-    command = [sys.executable, "-m", "gradbench.cli", "run", "--task", SMALL, "--seeds", "0-7", "--steps", "150", "--db", str(path), "--no-progress"]
+    # 16 cells of about half a second each: the first process is far from done when the second
+    # (a few seconds to import torch) starts claiming.
+    command = [sys.executable, "-m", "gradbench.cli", "run", "--task", SMALL, "--seeds", "0-15", "--steps", "400", "--db", str(path), "--no-progress"]
     processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     errors = [p.communicate(timeout=300)[1] for p in processes]
     assert [p.returncode for p in processes] == [0, 0], errors
@@ -198,11 +190,11 @@ def test_two_concurrent_runs_on_one_store_run_every_cell_exactly_once(tmp_path):
     for err in errors:
         line = next(line for line in err.splitlines() if line.startswith("suite "))
         ran.append(int(line.split(" ran ")[1].split()[0]))
-    assert sum(ran) == 8, errors  # no cell trained twice
+    assert sum(ran) == 16, errors  # no cell trained twice
     assert all(count > 0 for count in ran), errors  # and the work was shared
     connection = sqlite3.connect(path)
-    assert connection.execute("SELECT count(*) FROM runs").fetchone()[0] == 8
-    assert sorted(n for _, n in connection.execute("SELECT run_key, count(*) FROM steps GROUP BY run_key")) == [150] * 8
+    assert connection.execute("SELECT count(*) FROM runs").fetchone()[0] == 16
+    assert sorted(n for _, n in connection.execute("SELECT run_key, count(*) FROM steps GROUP BY run_key")) == [400] * 16
     assert connection.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # one file again once both closed
     connection.close()
@@ -223,6 +215,9 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
         (["--executor", "process", "--workers", "0"], "invalid --workers 0: give a number of worker processes >= 1"),
         (["--plugin", "no_such_plugin_module"], "plugin 'no_such_plugin_module' cannot be imported"),
         (["--plugin", "missing.py"], "plugin file 'missing.py' does not exist"),
+        (["--dry-run", "--executor", "bogus"], "unknown executor 'bogus'"),
+        (["--dry-run", "--executor", "process", "--workers", "-3"], "invalid --workers -3"),
+        (["--dry-run", "--executor", "ray", "--cpus-per-run", "nan"], "invalid --cpus-per-run nan: give a number >= 0"),
     ],
 )
 def test_bad_executor_input_is_one_line_exit_2_and_writes_nothing(args, pattern, tmp_path, capsys):
@@ -275,3 +270,33 @@ def test_pool_workers_are_pinned_to_their_gpus_round_robin(tmp_path):
     assert os.environ.get("CUDA_VISIBLE_DEVICES") == before  # the driver's own is untouched
     pinned = {env["worker_pid"]: env["cuda_visible_devices"] for env in envs}
     assert sorted(pinned.values()) == ["3", "5"]  # two workers, one GPU each
+
+
+def test_a_worker_that_cannot_start_stops_the_sweep_with_one_line_and_blames_no_cell(tmp_path, capsys):
+    """A plugin that imports in the driver but fails in a worker: no cell is charged for it."""
+    plugin = tmp_path / "driver_only.py"
+    plugin.write_text("import multiprocessing\nif multiprocessing.parent_process() is not None:\n    raise RuntimeError('not in a worker')\n")
+    db = tmp_path / "r.db"
+    code, _, err = run_cli(capsys, "run", "--task", SMALL, "--steps", "5", "--seeds", "0,1", "--db", str(db), "--no-progress", "--executor", "process", "--plugin", str(plugin))
+    assert code == 2 and err.count("\n") == 1, err
+    assert "a worker process could not start: PluginError: plugin" in err and "RuntimeError: not in a worker" in err
+    with Store.open(db, readonly=True) as store:
+        assert store.runs() == [] and store.connection.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
+
+
+def test_a_failed_cell_is_retried_by_one_sweep_only(tmp_path):
+    """Two sweeps with --retry-failed: a failure stored after a sweep began is another sweep's
+    retry, so the later claim leaves it alone."""
+    from datetime import datetime, timedelta, timezone
+
+    from gradbench.train import RunResult, now
+
+    cell = _cells(f'tasks = ["{SMALL}"]\nsteps = 5')[0]
+    with Store.open(tmp_path / "r.db", create=True) as store:
+        store.save(RunResult(cell=cell, status="failed", error="OutOfMemoryError: ...", started_at=now(), finished_at=now()))
+        me = Claimant.current()
+        before = datetime.now(timezone.utc) - timedelta(seconds=60)  # a sweep that began before the failure
+        assert store.claim(cell.key, me, retry_failed_before=before) == "stored"
+        assert store.claim(cell.key, me) == "stored"  # without --retry-failed
+        after = datetime.now(timezone.utc) + timedelta(seconds=1)
+        assert store.claim(cell.key, me, retry_failed_before=after) is None

@@ -77,12 +77,56 @@ def test_a_task_whose_worker_dies_on_its_first_attempt_is_stored_exactly_once(cl
 
 def test_asking_for_more_gpus_than_any_node_has_fails_at_once(cluster):
     cells = expand(parse_suite(f'tasks = ["{SMALL}"]\nsteps = 5'))
-    with pytest.raises(ExecutorError, match=r"--gpus-per-run 3 asks for more GPUs than any node of the Ray cluster has \(largest node: 2, cluster: 2 on 1 node\(s\)\)"):
+    fits_nowhere = r"no node of the Ray cluster can run one cell with --cpus-per-run {} --gpus-per-run {} \(nodes: 2 CPU \+ 2 GPU\); lower them or add nodes"
+    with pytest.raises(ExecutorError, match=fits_nowhere.format(1, 3)):
         RayExecutor(gpus_per_run=3).check(cells)
-    with pytest.raises(ExecutorError, match=r"--cpus-per-run 4 asks for more CPUs"):
+    with pytest.raises(ExecutorError, match=fits_nowhere.format(4, 0)):
         RayExecutor(cpus_per_run=4).check(cells)
     with pytest.raises(ExecutorError, match="invalid --gpus-per-run -1"):
         RayExecutor(gpus_per_run=-1).check(cells)
+    with pytest.raises(ExecutorError, match="invalid --gpus-per-run 1.5: above 1 it must be a whole number of GPUs"):
+        RayExecutor(gpus_per_run=1.5).check(cells)
+
+
+def test_capacity_counts_cpus_and_gpus_of_the_same_node_and_packs_fractional_gpus():
+    from gradbench.ray_executor import _runs_per_node
+
+    cpu_node, gpu_node = {"CPU": 16.0}, {"CPU": 2.0, "GPU": 4.0}
+    assert [_runs_per_node(n, 4, 1) for n in (cpu_node, gpu_node)] == [0, 0]  # 4 CPUs + 1 GPU fit on neither
+    assert [_runs_per_node(n, 1, 1) for n in (cpu_node, gpu_node)] == [0, 2]  # the GPU node's 2 CPUs bind
+    assert _runs_per_node({"CPU": 64.0, "GPU": 2.0}, 1, 0.4) == 4  # 2 per GPU (0.4 + 0.4 <= 1), not 2 / 0.4 = 5
+    assert _runs_per_node({"CPU": 64.0, "GPU": 8.0}, 1, 2) == 4
+    assert _runs_per_node(cpu_node, 1, 0) == 16
+
+
+def test_an_address_nothing_answers_on_fails_at_once():
+    import socket
+    import time
+
+    from gradbench.ray_executor import _check_reachable
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(ExecutorError, match=rf"cannot reach Ray at '127.0.0.1:{port}'"):
+        _check_reachable(f"127.0.0.1:{port}")
+    assert time.monotonic() - started < 10
+    with pytest.raises(ExecutorError, match="invalid --ray-address 'nonsense'; choose from: auto, HOST:PORT, ray://HOST:PORT"):
+        _check_reachable("nonsense")
+    _check_reachable("auto")  # left to ray.init
+
+
+def test_an_error_raised_in_a_ray_task_is_stored_with_its_cause(cluster, tmp_path):
+    """A plugin file missing on the worker: the job raises there, once (not retried)."""
+    from gradbench.executors import Job
+
+    cells = expand(parse_suite(f'tasks = ["{SMALL}"]\nsteps = 5'))
+    executor = RayExecutor()
+    executor.check(cells)
+    (result,) = list(executor.map(Job(plugins=(str(tmp_path / "gone.py"),)), iter(cells)))
+    assert result.status == "failed"
+    assert result.error == f"PluginError: plugin file {str(tmp_path / 'gone.py')!r} does not exist"
 
 
 def test_the_cli_runs_on_ray_and_refuses_what_the_cluster_lacks_writing_nothing(cluster, tmp_path, capsys):
@@ -92,8 +136,10 @@ def test_the_cli_runs_on_ray_and_refuses_what_the_cluster_lacks_writing_nothing(
     base = ["run", "--task", SMALL, "--steps", "20", "--seeds", "0,1", "--db", str(db), "--no-progress", "--executor", "ray"]
     assert main([*base, "--gpus-per-run", "3"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("gradbench: error: --gpus-per-run 3 asks for more GPUs") and err.count("\n") == 1
+    assert err.startswith("gradbench: error: no node of the Ray cluster can run one cell") and err.count("\n") == 1
     assert not db.exists()
+    assert main([*base, "--gpus-per-run", "1.5"]) == 2
+    assert "must be a whole number of GPUs" in capsys.readouterr().err and not db.exists()
     assert main([*base, "--gpus-per-run", "0.5"]) == 0
     err = capsys.readouterr().err
     assert "2 cells, ran 2 (2 done)" in err

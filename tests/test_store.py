@@ -365,8 +365,9 @@ def test_a_hot_journal_left_by_a_killed_writer_does_not_block_reading(tmp_path, 
 
 
 def test_a_writer_killed_mid_transaction_leaves_a_store_readable_from_a_read_only_directory(tmp_path, results):
-    """WAL mode: a SIGKILLed writer leaves -wal and -shm files; a report (read-only, even in a
-    directory it cannot write) sees the committed runs and none of the killed transaction."""
+    """WAL mode: a SIGKILLed writer leaves -wal and -shm files; a report (read-only, and in a
+    directory it cannot write, unless the tests run as root, whom permissions do not stop)
+    sees the committed runs and none of the killed transaction."""
     import os
     import signal
     import subprocess
@@ -402,3 +403,21 @@ time.sleep(120)
     with Store.open(path) as store:  # the next writer recovers it and, closing, leaves one file
         assert store.finished_keys() == {results[0].cell.key}
     assert sorted(p.name for p in folder.iterdir()) == ["r.db"]
+
+
+def test_the_db_file_alone_holds_every_run_once_the_writer_closes_even_beside_a_reader(tmp_path, results):
+    """A report open while the last writer closes keeps the file in WAL mode, but the closing
+    writer's checkpoint has copied every committed page into the .db: a copy of it alone is whole."""
+    import shutil
+
+    path = tmp_path / "r.db"
+    writer = Store.open(path, create=True)
+    writer.save(results[0])
+    reader = Store.open(path, readonly=True)
+    assert reader.finished_keys() == {results[0].cell.key}
+    writer.close()
+    shutil.copy(path, tmp_path / "copy.db")  # the main file only, no -wal
+    reader.close()
+    with Store.open(tmp_path / "copy.db", readonly=True) as copy:
+        assert copy.finished_keys() == {results[0].cell.key}
+        assert copy.connection.execute("SELECT count(*) FROM steps").fetchone()[0] == len(results[0].step_times) > 0
