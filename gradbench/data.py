@@ -36,6 +36,7 @@ import random
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -44,7 +45,7 @@ import torch
 
 __all__ = [
     "Dataset", "cache_dir", "load_mnist1d", "load_digits", "make_adding_problem", "load_quadratic_deep",
-    "quadratic_deep_hessian", "make_linreg", "linreg_optimum", "on_device", "validation_split",
+    "quadratic_deep_hessian", "make_linreg", "linreg_optimum", "on_device", "validation_split", "train_eval_subset",
 ]
 
 
@@ -373,20 +374,33 @@ _device_copies: OrderedDict[tuple[int, str], tuple[Dataset, Dataset]] = OrderedD
 DEVICE_CACHE_SIZE = 4
 
 
-_validation_splits: OrderedDict[tuple[int, float], tuple[Dataset, Dataset]] = OrderedDict()
+# (id of the host dataset, method, argument) -> (the host dataset, the derived one): as for
+# device copies, holding the host dataset keeps its id from being reused while the entry lives.
+_derived: OrderedDict[tuple[int, str, Any], tuple[Dataset, Dataset]] = OrderedDict()
+
+
+def _memoised(dataset: Dataset, method: str, argument: Any) -> Dataset:
+    """``getattr(dataset, method)(argument)``, made once per dataset and argument and reused by
+    later runs of the process: the same object each time, so ``on_device`` copies it to a GPU
+    once, not once per run."""
+    key = (id(dataset), method, argument)
+    if key in _derived:
+        _derived.move_to_end(key)
+    else:
+        _derived[key] = (dataset, getattr(dataset, method)(argument))
+        while len(_derived) > DEVICE_CACHE_SIZE:
+            _derived.popitem(last=False)
+    return _derived[key][1]
 
 
 def validation_split(dataset: Dataset, fraction: float) -> Dataset:
-    """``dataset.with_validation(fraction)``, made once per dataset and reused by later runs of
-    the process, so that ``on_device`` copies the split data to a GPU once, not once per run."""
-    key = (id(dataset), fraction)
-    if key in _validation_splits:
-        _validation_splits.move_to_end(key)
-    else:
-        _validation_splits[key] = (dataset, dataset.with_validation(fraction))
-        while len(_validation_splits) > DEVICE_CACHE_SIZE:
-            _validation_splits.popitem(last=False)
-    return _validation_splits[key][1]
+    """``dataset.with_validation(fraction)``, made once per dataset (see ``_memoised``)."""
+    return _memoised(dataset, "with_validation", fraction)
+
+
+def train_eval_subset(dataset: Dataset, size: int) -> Dataset:
+    """``dataset.with_train_eval_size(size)``, made once per dataset (see ``_memoised``)."""
+    return _memoised(dataset, "with_train_eval_size", size)
 
 
 def on_device(dataset: Dataset, device: torch.device) -> Dataset:

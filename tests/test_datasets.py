@@ -167,3 +167,18 @@ def test_a_corrupt_cache_file_is_regenerated(tmp_path):
     assert data_module._cached(path, generate)["x"].tolist() == [0, 1, 2]
     assert len(calls) == 1  # the second call read the file the first one wrote
     assert np.array_equal(torch.load(path)["x"].numpy(), np.arange(3))
+
+
+def test_every_run_of_a_real_dataset_task_shares_one_dataset_object(tiny_data):
+    """So that ``on_device`` (keyed by the object) copies it to a GPU once per process, not
+    once per run: the train-eval subset is made once per dataset and size."""
+    from gradbench.data import on_device
+    from gradbench.tasks import TASKS, TaskConfig, resolve_knobs
+
+    task = TASKS.get("mnist_mlp")
+    knobs = resolve_knobs("mnist_mlp", {"train_eval_size": 50})  # below the 200 tiny examples
+    knobs.pop("batch_size", None)
+    builds = [task.build(TaskConfig(knobs, "relu", {}, "default", {}, DataOptions(tiny_data.root))) for _ in range(2)]
+    assert builds[0].data is builds[1].data
+    assert builds[0].data.train_eval_index is not None  # the subset, drawn once
+    assert on_device(builds[0].data, torch.device("cpu")) is builds[1].data

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gradbench.data import Dataset
+from gradbench.data import Dataset, train_eval_subset
 from gradbench.image_data import load_image_dataset
 from gradbench.tasks.base import NORM_CHOICES, TaskConfig
 
@@ -74,4 +74,5 @@ class Residual(nn.Module):
 def image_data(name: str, config: TaskConfig) -> Dataset:
     """Real dataset ``name`` from the run's data directory, with the training loss evaluated on
     ``config.knobs["train_eval_size"]`` examples."""
-    return load_image_dataset(name, config.data).with_train_eval_size(config.knobs["train_eval_size"])
+    # The same Dataset object for every run of the process, so a GPU gets one copy of it.
+    return train_eval_subset(load_image_dataset(name, config.data), config.knobs["train_eval_size"])
