@@ -14,7 +14,6 @@ import os
 import shlex
 import sqlite3
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -529,23 +528,14 @@ def _check_output(path: Path, db: Path) -> None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file: never a half-written output."""
-    try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise UsageError(f"cannot write --output {str(path)!r}: {error.strerror}") from None
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as output:
+    """Write ``text`` to ``path`` whole or not at all (``gradbench.files``)."""
+    from gradbench.files import write_atomically
+
+    def write(temporary: str) -> None:
+        with open(temporary, "w", encoding="utf-8", newline="") as output:
             output.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; an output file is not
-        os.replace(temporary, path)
-    except OSError as error:
-        raise UsageError(f"cannot write --output {str(path)!r}: {error.strerror}") from None
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+
+    write_atomically(path, write)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradbench.optimizers import OPTIMIZERS
+from gradbench.report import config_text, verdict_text
 from gradbench.specs import format_spec, parse_spec
 from gradbench.tasks import TASKS, resolve_knobs
 from gradbench.tasks.base import BATCH_SIZE_KNOB
@@ -186,7 +187,7 @@ class Pivot:
 
     @property
     def title(self) -> str:
-        return self.task + "".join(f", {k}={_text(v)}" for k, v in self.split.items())
+        return self.task + "".join(f", {k}={config_text(v)}" for k, v in self.split.items())
 
 
 @dataclass
@@ -197,23 +198,6 @@ class PivotReport:
     constants: dict[str, Any]
     metric: Metric
     note: str | None = None  # e.g. how tuned mode chose learning rates
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _verdict_text(runs: Sequence[Mapping[str, Any]], verdicts: Mapping[str, Sequence[str]]) -> str:
-    judged = [verdicts[r["key"]] for r in runs if r["status"] != "failed" and r["key"] in verdicts]
-    counts: dict[str, int] = {}
-    for names in judged:
-        for name in names:
-            counts[name] = counts.get(name, 0) + 1
-    return ", ".join(name if count == len(judged) else f"{name} {count}/{len(judged)}" for name, count in counts.items()) or "-"
 
 
 def aggregate(runs: Sequence[Mapping[str, Any]], metric: Metric, verdicts: Mapping[str, Sequence[str]] | None = None) -> CellStats:
@@ -233,7 +217,7 @@ def aggregate(runs: Sequence[Mapping[str, Any]], metric: Metric, verdicts: Mappi
             mean, std = 10 ** statistics.fmean(logs), (statistics.stdev(logs) if len(logs) > 1 else 0.0)
         else:
             mean, std = statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-    verdict = _verdict_text(runs, verdicts or {}) if metric.kind == "verdict" else None
+    verdict = verdict_text(runs, verdicts or {}) if metric.kind == "verdict" else None
     return CellStats(len(runs), len(done), diverged, len(runs) - len(done) - diverged, values, mean, std, verdict, keys=[r["key"] for r in runs])
 
 
@@ -364,7 +348,7 @@ def _matches(value: Any, wanted: str) -> bool:
             return math.isclose(value, float(wanted), rel_tol=1e-9)
         except ValueError:
             return False
-    return _text(value) == wanted or str(value) == wanted
+    return config_text(value) == wanted or str(value) == wanted
 
 
 def select_runs(runs: Sequence[Mapping[str, Any]], where: Mapping[str, Sequence[str]]) -> list[Mapping[str, Any]]:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
-import tempfile
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +27,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from gradbench.files import write_atomically
 from gradbench.pivot import knobs_of, run_axes, task_label
 from gradbench.profiles import PROFILE_MEASURES, Profiles
 from gradbench.store import Store
@@ -350,19 +349,4 @@ def save_figure(figure: Figure, path: str | Path, dpi: int = 150) -> None:
         ValueError: if the file cannot be written.
     """
     path = Path(path)
-    try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-        os.close(handle)
-    except OSError as error:
-        raise ValueError(f"cannot write --output {str(path)!r}: {error.strerror}") from None
-    try:
-        figure.savefig(temporary, format=path.suffix.lower().lstrip("."), dpi=dpi)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a figure is not
-        os.replace(temporary, path)
-    except OSError as error:
-        raise ValueError(f"cannot write --output {str(path)!r}: {error.strerror}") from None
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, format=path.suffix.lower().lstrip("."), dpi=dpi))

@@ -22,7 +22,7 @@ from typing import Any
 from gradbench.optimizers import OPTIMIZERS
 from gradbench.specs import format_spec
 
-__all__ = ["Table", "build_table", "render", "FORMATS", "cell_texts", "constants_text"]
+__all__ = ["Table", "build_table", "render", "FORMATS", "cell_texts", "config_text", "constants_text", "verdict_text"]
 
 FORMATS = ("md", "csv")
 # Configuration columns, in display order; seed is what rows aggregate over.
@@ -88,7 +88,9 @@ def _display(run: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def _verdict_text(members: Sequence[dict[str, Any]], verdicts: Mapping[str, Sequence[str]]) -> str:
+def verdict_text(members: Sequence[Mapping[str, Any]], verdicts: Mapping[str, Sequence[str]]) -> str:
+    """The verdicts of the done and diverged runs among ``members``, each with its count where
+    not all of them share it (``healthy 1/2, diverged 1/2``); ``-`` for none."""
     judged = [verdicts[m["key"]] for m in members if m["status"] != "failed" and m["key"] in verdicts]
     counts: dict[str, int] = {}
     for names in judged:
@@ -121,7 +123,7 @@ def build_table(runs: Sequence[dict[str, Any]], verdicts: Mapping[str, Sequence[
         row["diverged_steps"] = sorted(m["nonfinite_step"] for m in diverged if m["nonfinite_step"] is not None)
         row["errors"] = sorted({m["error"] for m in members if m["status"] == "failed" and m["error"]})
         if verdicts is not None:
-            row["verdict"] = _verdict_text(members, verdicts)
+            row["verdict"] = verdict_text(members, verdicts)
         row["metric"] = members[0]["metric"]
         row["target"] = members[0]["target"]
         for _, field, how in _METRICS:
@@ -185,7 +187,8 @@ def _runs_text(row: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _config_text(value: Any) -> str:
+def config_text(value: Any) -> str:
+    """A configuration value as tables print it: ``-`` for none, floats in short form."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -195,7 +198,7 @@ def _config_text(value: Any) -> str:
 
 def constants_text(table: Table) -> str:
     """The values every row shares, as one line."""
-    return "; ".join(f"{k} {_config_text(v)}" for k, v in table.constants.items() if v is not None)
+    return "; ".join(f"{k} {config_text(v)}" for k, v in table.constants.items() if v is not None)
 
 
 def cell_texts(table: Table) -> list[list[str]]:
@@ -209,7 +212,7 @@ def cell_texts(table: Table) -> list[list[str]]:
             elif column == "verdict":
                 cells.append(row["verdict"])
             elif column in _CONFIG:
-                cells.append(_config_text(row[column]))
+                cells.append(config_text(row[column]))
             else:
                 cells.append(_cell_text(row, column))
         body.append(cells)
@@ -230,7 +233,7 @@ def _markdown(table: Table) -> str:
     if failures:
         lines.append("\nfailed runs:")
         for row, error in failures:
-            identity = " ".join(_config_text(row[c]) for c in table.columns if c in _CONFIG)
+            identity = " ".join(config_text(row[c]) for c in table.columns if c in _CONFIG)
             lines.append(f"- {identity}: {error}")
     target = {(r["task"], r["metric"], r["target"]) for r in table.rows if r["target"] is not None}
     for task, metric, value in sorted(target, key=str):

@@ -148,18 +148,11 @@ def test_opening_a_version_1_file_for_writing_migrates_it_additively(tmp_path, r
 
 
 def test_a_migrated_file_has_the_tables_and_columns_of_a_new_one(tmp_path):
-    def layout(path: Path) -> dict[str, set[str]]:
-        connection = sqlite3.connect(path)
-        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        shape = {table: {row[1] for row in connection.execute(f"PRAGMA table_info({table})")} for table in tables}
-        connection.close()
-        return shape
-
     old, new = tmp_path / "old.db", tmp_path / "new.db"
     _version_1_file(old)
     Store.open(old).close()
     Store.open(new, create=True).close()
-    assert layout(old) == layout(new)
+    assert _layout(old) == _layout(new)
 
 
 def _layout(path: Path) -> dict[str, set[str]]:
