@@ -9,7 +9,6 @@ exit code 2, and nothing written.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shlex
 import sqlite3
@@ -229,7 +228,7 @@ def _run(args: argparse.Namespace) -> int:
 
     # Everything is validated before the store is opened, so bad input writes nothing.
     plugins = _load_plugins(args)
-    executor_options = _executor_options(args)
+    executor = _make_executor(args)
     overrides = _overrides(args)
     if args.suite:
         suite = load_suite(args.suite)  # flags replace their axis in every grid of the file
@@ -254,7 +253,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{len(cells)} cells, {sum(c.key in stored for c in cells)} already stored" + (f", {busy} running now" if busy else ""), file=sys.stderr)
         return 0
     _check_datasets(cells, data_options, args)  # before the store is opened: a missing one writes nothing
-    executor = _executor(executor_options, cells)  # checked (Ray reached, its resources) before the store too
+    executor.check(cells)  # can these cells run there (Ray reached, its resources)? Before the store too
     started = time.perf_counter()
     try:
         with Store.open(db, create=True) as store:
@@ -301,10 +300,10 @@ def _load_plugins(args: argparse.Namespace) -> list[str]:
     return plugins
 
 
-def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The executor's name and options from the flags, checked (one line, exit 2) before
-    anything runs: also for --dry-run, which runs nothing."""
-    from gradbench.executors import EXECUTORS
+def _make_executor(args: argparse.Namespace) -> Any:
+    """The executor the flags ask for, its options checked (one line, exit 2) before anything
+    runs, also for --dry-run, which runs nothing; nothing is started yet."""
+    from gradbench.executors import EXECUTORS, make_executor
 
     name = args.executor
     if name not in EXECUTORS:
@@ -314,27 +313,11 @@ def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
         for attribute, flag in names.items():
             if getattr(args, attribute) is not None and name != owner:
                 raise UsageError(f"{flag} applies to --executor {owner} only (got --executor {name})")
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"invalid --workers {args.workers}: give a number of worker processes >= 1")
-    for attribute, flag in (("cpus_per_run", "--cpus-per-run"), ("gpus_per_run", "--gpus-per-run")):
-        value = getattr(args, attribute)
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise UsageError(f"invalid {flag} {value:g}: give a number >= 0")
     if name == "process":
-        return {"name": name, "workers": args.workers}
+        return make_executor(name, workers=args.workers)
     if name == "ray":
-        return {"name": name, "address": args.ray_address, "cpus_per_run": args.cpus_per_run, "gpus_per_run": args.gpus_per_run}
-    return {"name": name}
-
-
-def _executor(options: dict[str, Any], cells: Sequence[Any]) -> Any:
-    """The executor, checked against the cells (Ray reached, its resources): one line and
-    exit 2 if they cannot run on it."""
-    from gradbench.executors import make_executor
-
-    executor = make_executor(**options)
-    executor.check(cells)
-    return executor
+        return make_executor(name, address=args.ray_address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+    return make_executor(name)
 
 
 def _data_options(args: argparse.Namespace) -> Any:

@@ -189,10 +189,12 @@ class ProcessExecutor:
     _pool: list[_Worker] = field(default_factory=list, init=False, repr=False)
     _gpus: list[str] = field(default_factory=list, init=False, repr=False)
 
-    def check(self, cells: Sequence[Cell]) -> None:
-        check_pooled_devices(cells, "process")
+    def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
             raise ExecutorError(f"invalid --workers {self.workers}: give a number of worker processes >= 1")
+
+    def check(self, cells: Sequence[Cell]) -> None:
+        check_pooled_devices(cells, "process")
         uses_cuda = any(c.device.startswith("cuda") for c in cells)
         self._gpus = list(self.gpus) if self.gpus is not None else (visible_gpus() if uses_cuda else [])
         if uses_cuda and not self._gpus:
@@ -355,7 +357,8 @@ def make_executor(name: str, **options: Any) -> Executor:
 
     Raises:
         ValueError: for an unknown name.
-        ExecutorError: when ``ray`` is asked for but not installed.
+        ExecutorError: for an option out of range (whether Ray is installed and the cells fit
+            is for ``check``).
     """
     if name == "serial":
         return SerialExecutor()

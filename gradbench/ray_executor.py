@@ -89,6 +89,16 @@ class RayExecutor:
     _capacity: int = field(default=1, init=False, repr=False)
     _started_ray: bool = field(default=False, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        """Check the resources asked for (those given; the defaults are good), before anything
+        starts: so ``gradbench run --dry-run`` checks them too."""
+        for flag, value in (("--cpus-per-run", self.cpus_per_run), ("--gpus-per-run", self.gpus_per_run)):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ExecutorError(f"invalid {flag} {value:g}: give a number >= 0")
+        if self.gpus_per_run is not None and self.gpus_per_run > 1 and not float(self.gpus_per_run).is_integer():
+            # Ray shares one GPU between tasks, never several GPUs fractionally.
+            raise ExecutorError(f"invalid --gpus-per-run {self.gpus_per_run:g}: above 1 it must be a whole number of GPUs (below 1, tasks share a GPU)")
+
     def check(self, cells: Sequence[Cell]) -> None:
         """Connect to (or start) Ray and check that the cluster can run these cells: a task
         asking for more than any node has would otherwise wait forever."""
@@ -100,13 +110,6 @@ class RayExecutor:
             self.gpus_per_run = 1.0 if uses_cuda else 0.0
         if self.cpus_per_run is None:
             self.cpus_per_run = float(max((c.threads for c in cells), default=1))
-        self.cpus_per_run, self.gpus_per_run = float(self.cpus_per_run), float(self.gpus_per_run)
-        for flag, value in (("--cpus-per-run", self.cpus_per_run), ("--gpus-per-run", self.gpus_per_run)):
-            if not (math.isfinite(value) and value >= 0):
-                raise ExecutorError(f"invalid {flag} {value:g}: give a number >= 0")
-        if self.gpus_per_run > 1 and not self.gpus_per_run.is_integer():
-            # Ray shares one GPU between tasks, never several GPUs fractionally.
-            raise ExecutorError(f"invalid --gpus-per-run {self.gpus_per_run:g}: above 1 it must be a whole number of GPUs (below 1, tasks share a GPU)")
         if uses_cuda and self.gpus_per_run == 0:
             raise ExecutorError("cells on device 'cuda' need --gpus-per-run > 0 with the ray executor (each task gets its GPUs from Ray)")
         if not ray.is_initialized():

@@ -81,7 +81,6 @@ def run_sweep(
 
         def show() -> None:
             counts = {"done": 0, "running": running, "diverged": 0, "failed": 0, **summary.statuses}
-            counts["running"] = running
             if summary.running_elsewhere:
                 counts["elsewhere"] = len(summary.running_elsewhere)
             bar.set_postfix_str(", ".join(f"{name} {count}" for name, count in counts.items()), refresh=True)

@@ -46,6 +46,16 @@ def _batch(step: int):
     return torch.randn(16, 6, generator=generator), torch.randint(0, 3, (16,), generator=generator)
 
 
+def _user_loop(model: nn.Module, optimizer: torch.optim.Optimizer, monitor: GradientMonitor, batches) -> None:
+    """The user's loop with the monitor in it: one ``monitor.step(loss)`` between backward and step."""
+    for x, y in batches:
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        monitor.step(loss)
+        optimizer.step()
+
+
 def _layer_norms(model: nn.Module, tensors: dict[str, torch.Tensor]) -> list[float]:
     """sqrt(sum ||t||^2) over each module's own parameters, in float64, by name."""
     norms = []
@@ -214,12 +224,7 @@ def test_nothing_is_read_back_inside_a_training_step_with_every_statistic(monkey
 
     for method in FORBIDDEN:
         monkeypatch.setattr(torch.Tensor, method, forbidden)
-    for x, y in batches:
-        optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        monitor.step(loss)
-        optimizer.step()
+    _user_loop(model, optimizer, monitor, batches)
     monkeypatch.undo()
     history = monitor.history()
     assert history.grad_steps == [1, 2, 3, 4] and history.activation_steps == [1, 2, 3, 4]
@@ -267,12 +272,7 @@ def test_no_synchronisation_inside_a_cuda_training_step(clip):
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        for x, y in batches:
-            optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            monitor.step(loss)
-            optimizer.step()
+        _user_loop(model, optimizer, monitor, batches)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     history = monitor.history()
