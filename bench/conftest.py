@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import torch
 
-from gradbench.benchmark import CLOCKS, machine_info
-from gradbench.env import check_device
+from gradbench.axes import check_device
 from gradbench.grid import AXES, Cell, expand, parse_suite
+from gradbench.run.benchmark import CLOCKS, machine_info
 
 _RATIOS: list[tuple[str, dict[str, float]]] = []
 _OVERHEADS: list[tuple[str, dict[str, Any]]] = []

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from gradbench.executors import ProcessExecutor
 from gradbench.grid import expand, parse_suite
 from gradbench.store import Store
-from gradbench.sweep import run_sweep
+from gradbench.sweep import ProcessExecutor, run_sweep
 
 
 def _sweep_seconds(cells, workers: int) -> float:

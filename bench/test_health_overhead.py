@@ -1,7 +1,7 @@
 """What each gradient-health statistic costs: the training step with and without it.
 
 One process, one model per variant (identical copies, identical batches), the variants
-interleaved round by round (``gradbench.benchmark.interleaved_times``); each round runs a block
+interleaved round by round (``gradbench.run.benchmark.interleaved_times``); each round runs a block
 of 10 steps of every variant, read-backs included (``flush()`` when due, as a training loop
 would), so every block holds one gradient record. Reported: the ratio of median seconds per step
 of each variant to the plain step (a hand-written loop without the monitor), and of clipping
@@ -29,8 +29,8 @@ import pytest
 import torch
 from torch import nn
 
-from gradbench.benchmark import interleaved_times, overhead_ratios
 from gradbench.monitor import DEFAULT_EVERY, DETAIL_FACTOR, GradientMonitor
+from gradbench.run.benchmark import interleaved_times, overhead_ratios
 from gradbench.tasks.mlp import MLP
 
 BATCH = 64

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from gradbench.benchmark import compare_runner_to_handwritten
+from gradbench.run.benchmark import compare_runner_to_handwritten
 
 TASK = "mnist1d_mlp[depth=20,width=256]"
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from gradbench.activations import list_activations
-from gradbench.benchmark import run_benchmark
-from gradbench.optimizers import list_optimizers
-from gradbench.specs import parse_spec
+from gradbench.axes import list_activations, list_optimizers, parse_spec
+from gradbench.run.benchmark import run_benchmark
 from gradbench.tasks import TASKS as REGISTERED_TASKS
 
 # Representative tasks, all offline: name in the report -> task spec.

@@ -1,30 +1,65 @@
 """gradbench: benchmark optimizers, activations, clipping and initialisation on deep networks.
 
 The public API: registries to list and extend, the gradient monitor for any training loop, the
-path from a suite to a stored result (``expand`` -> ``run_cell`` -> ``Store``), and verdicts on
-gradient health (``gradbench.diagnose``).
+path from a suite to a stored result (``expand`` -> ``run_cell`` -> ``Store``, or ``run_sweep``
+for all of it), and verdicts on gradient health (``gradbench.monitor.diagnose``). Names are
+imported on first use, so ``import gradbench`` is quick and does not import torch.
+
+The package follows the data flow, one subpackage per part: ``axes`` (what a grid varies),
+``tasks`` (models and their data), ``monitor`` (gradient statistics and diagnosis), ``grid``
+(suite -> cells), ``run`` (one cell -> one result), ``store`` (the SQLite file), ``sweep``
+(cells on executors, into the store) and ``report`` (tables and figures from the store).
 """
 
-from gradbench.activations import ACTIVATIONS, activation_gain, build_activation, list_activations, register_activation
-from gradbench.clipping import CLIPS, Clipping, list_clips, parse_clipping
-from gradbench.grid import Cell, Suite, SuiteError, default_suite, expand, load_suite, parse_suite
-from gradbench.init import INITS, initialise, list_inits, register_init
-from gradbench.history import ActivationSite
-from gradbench.monitor import GradientMonitor, MonitorHistory, NonFinite
-from gradbench.optimizers import OPTIMIZERS, build_optimizer, list_optimizers, register_optimizer, resolve_hyperparameters
-from gradbench.registry import Registry
-from gradbench.store import Store, StoreError
-from gradbench.tasks import TASKS, Task, TaskConfig, TaskInstance, list_tasks, register_task
-from gradbench.train import RunResult, run_cell, train_step
+from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from gradbench import _moved
+from gradbench._lazy import attach
 
-__all__ = [
-    "ACTIVATIONS", "CLIPS", "INITS", "OPTIMIZERS", "TASKS",
-    "ActivationSite", "Cell", "Clipping", "GradientMonitor", "MonitorHistory", "NonFinite", "Registry", "RunResult",
-    "Store", "StoreError", "Suite", "SuiteError", "Task", "TaskConfig", "TaskInstance",
-    "activation_gain", "build_activation", "build_optimizer", "default_suite", "expand", "initialise",
-    "list_activations", "list_clips", "list_inits", "list_optimizers", "list_tasks", "load_suite",
-    "parse_clipping", "parse_suite", "register_activation", "register_init", "register_optimizer",
-    "register_task", "resolve_hyperparameters", "run_cell", "train_step",
-]
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it here)
+
+if TYPE_CHECKING:
+    from gradbench.axes.activations import (
+        ACTIVATIONS,
+        activation_gain,
+        build_activation,
+        list_activations,
+        register_activation,
+    )
+    from gradbench.axes.clipping import CLIPS, Clipping, list_clips, parse_clipping
+    from gradbench.axes.inits import INITS, initialise, list_inits, register_init
+    from gradbench.axes.optimizers import (
+        OPTIMIZERS,
+        build_optimizer,
+        list_optimizers,
+        register_optimizer,
+        resolve_hyperparameters,
+    )
+    from gradbench.axes.registry import Registry
+    from gradbench.grid.cell import Cell
+    from gradbench.grid.expansion import expand
+    from gradbench.grid.suite import (
+        Suite,
+        SuiteError,
+        default_suite,
+        load_suite,
+        parse_suite,
+    )
+    from gradbench.monitor.gradient_monitor import GradientMonitor
+    from gradbench.monitor.history import ActivationSite, MonitorHistory, NonFinite
+    from gradbench.run.context import RunContext
+    from gradbench.run.result import RunResult
+    from gradbench.run.train import run_cell, train_step
+    from gradbench.store.database import Store, StoreError
+    from gradbench.sweep.driver import run_sweep
+    from gradbench.tasks.base import (
+        TASKS,
+        Task,
+        TaskConfig,
+        TaskInstance,
+        list_tasks,
+        register_task,
+    )
+
+__getattr__, __dir__, __all__ = attach(__name__, __file__)
+_moved.install()

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:  # imported lazily at run time: 'gradbench list' should not wait for torch
-    from gradbench.diagnose import Thresholds, Verdict
-    from gradbench.store import Store
+    from gradbench.monitor.diagnosis import Thresholds, Verdict
+    from gradbench.store.database import Store
 
 __all__ = ["main"]
 
@@ -38,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _comma_list(text: str) -> list[str]:
-    from gradbench.specs import split_top_level
+    from gradbench.axes.specs import split_top_level
 
     try:
         items = split_top_level(text)
@@ -188,14 +188,14 @@ def _where(args: argparse.Namespace) -> dict[str, list[str]]:
 def _threshold_option(parser: argparse.ArgumentParser) -> None:
     from dataclasses import fields
 
-    from gradbench.diagnose import Thresholds
+    from gradbench.monitor.diagnosis import Thresholds
 
     names = ", ".join(f"{item.name}={item.default:g}" for item in fields(Thresholds))
     parser.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE", help=f"override a verdict threshold (repeatable); defaults: {names}")
 
 
 def _db_path(args: argparse.Namespace) -> Path:
-    from gradbench.store import DEFAULT_DB
+    from gradbench.store.database import DEFAULT_DB
 
     return Path(args.db if args.db is not None else DEFAULT_DB)
 
@@ -221,10 +221,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gradbench.grid import AXES, Suite, default_suite, expand, load_suite
-    from gradbench.report import render
-    from gradbench.store import Store
-    from gradbench.sweep import run_sweep
+    from gradbench.grid.expansion import expand
+    from gradbench.grid.suite import AXES, Suite, default_suite, load_suite
+    from gradbench.report.flat import render
+    from gradbench.store.database import Store
+    from gradbench.run.context import RunContext
+    from gradbench.sweep.driver import run_sweep
 
     # Everything is validated before the store is opened, so bad input writes nothing.
     plugins = _load_plugins(args)
@@ -258,9 +260,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         with Store.open(db, create=True) as store:
             try:
-                summary = run_sweep(
-                    cells, store, executor=executor, progress=args.progress, retry_failed=args.retry_failed, data_options=data_options, plugins=plugins
-                )
+                context = RunContext(data_options=data_options, plugins=tuple(plugins))
+                summary = run_sweep(cells, store, executor=executor, progress=args.progress, retry_failed=args.retry_failed, context=context)
             except KeyboardInterrupt:
                 stored = len(store.finished_keys() & {c.key for c in cells})
                 print(f"\ninterrupted: {stored} of {len(cells)} cells are stored in {db}; run the same command again to resume", file=sys.stderr)
@@ -303,7 +304,7 @@ def _load_plugins(args: argparse.Namespace) -> list[str]:
 def _make_executor(args: argparse.Namespace) -> Any:
     """The executor the flags ask for, its options checked (one line, exit 2) before anything
     runs, also for --dry-run, which runs nothing; nothing is started yet."""
-    from gradbench.executors import EXECUTORS, make_executor
+    from gradbench.sweep.executors import EXECUTORS, make_executor
 
     name = args.executor
     if name not in EXECUTORS:
@@ -321,7 +322,7 @@ def _make_executor(args: argparse.Namespace) -> Any:
 
 
 def _data_options(args: argparse.Namespace) -> Any:
-    from gradbench.image_data import DataOptions, default_data_dir
+    from gradbench.tasks.image_datasets import DataOptions, default_data_dir
 
     root = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
     return DataOptions(root, download=args.download)
@@ -333,8 +334,8 @@ def _check_datasets(cells: Sequence[Any], data_options: Any, args: argparse.Name
     Raises:
         UsageError: naming the dataset, the directory and the exact command that fetches it.
     """
-    from gradbench.image_data import DatasetUnavailable, load_image_dataset
     from gradbench.tasks import TASKS
+    from gradbench.tasks.image_datasets import DatasetUnavailable, load_image_dataset
 
     for name in sorted({dataset for cell in cells for dataset in TASKS.get(cell.task).datasets}):
         try:
@@ -348,7 +349,7 @@ def _check_datasets(cells: Sequence[Any], data_options: Any, args: argparse.Name
 
 def _verdicts(store: Store, runs: list[dict[str, Any]], thresholds: Thresholds | None = None) -> dict[str, list[Verdict]]:
     """Each done or diverged run's verdicts, by key."""
-    from gradbench.diagnose import diagnose
+    from gradbench.monitor.diagnosis import diagnose
 
     return {run["key"]: diagnose(store.health(run), thresholds) for run in runs if run["status"] != "failed"}
 
@@ -358,13 +359,18 @@ def _verdict_names(store: Store, runs: list[dict[str, Any]], thresholds: Thresho
 
 
 def _report(args: argparse.Namespace) -> int:
-    from gradbench.diagnose import parse_thresholds
-    from gradbench.pivot import build_pivots, select_runs
-    from gradbench.profiles import PROFILE_MEASURES, performance_profiles, profile_csv, profile_text
-    from gradbench.report import render
-    from gradbench.store import Store
-    from gradbench.tables import render_pivots
-    from gradbench.tuning import tune
+    from gradbench.monitor.diagnosis import parse_thresholds
+    from gradbench.report.flat import render
+    from gradbench.report.pivot import build_pivots, select_runs
+    from gradbench.report.profiles import (
+        PROFILE_MEASURES,
+        performance_profiles,
+        profile_csv,
+        profile_text,
+    )
+    from gradbench.report.tables import render_pivots
+    from gradbench.report.tuning import tune
+    from gradbench.store.database import Store
 
     thresholds = parse_thresholds(args.threshold)
     rows = _comma_list(args.rows) if args.rows is not None else ["optimizer"]
@@ -392,7 +398,7 @@ def _report(args: argparse.Namespace) -> int:
             tuned = tune(runs, args.tune_on or "validation_loss")
             runs, lrs, note = tuned.runs, tuned.lrs, tuned.note
         if args.format == "html":
-            from gradbench.html_report import html_report
+            from gradbench.report.html_page import html_report
 
             verdicts = _verdict_names(store, runs, thresholds)
             text = html_report(store, runs, rows=rows, columns=columns, metric=args.metric, verdicts=verdicts, lrs=lrs, note=note)
@@ -418,10 +424,10 @@ _PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from gradbench import plots
-    from gradbench.pivot import select_runs
-    from gradbench.store import Store
-    from gradbench.tuning import tune
+    from gradbench.report import plots
+    from gradbench.report.pivot import select_runs
+    from gradbench.report.tuning import tune
+    from gradbench.store.database import Store
 
     if args.kind not in plots.PLOTS:
         raise UsageError(f"unknown plot {args.kind!r}; choose from: {', '.join(plots.PLOTS)}")
@@ -465,7 +471,7 @@ def _plot(args: argparse.Namespace) -> int:
             elif args.kind == "clip":
                 figure = plots.clip_rate(store, runs, by=by)
             else:
-                from gradbench.profiles import performance_profiles
+                from gradbench.report.profiles import performance_profiles
 
                 figure = plots.profile_plot(performance_profiles(runs, args.measure or "steps_to_target"))
     plots.save_figure(figure, output)
@@ -474,8 +480,8 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _diagnose(args: argparse.Namespace) -> int:
-    from gradbench.diagnose import parse_thresholds
-    from gradbench.store import Store
+    from gradbench.monitor.diagnosis import parse_thresholds
+    from gradbench.store.database import Store
 
     thresholds = parse_thresholds(args.threshold)
     with Store.open(_db_path(args), readonly=True) as store:
@@ -511,8 +517,8 @@ def _check_output(path: Path, db: Path) -> None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all (``gradbench.files``)."""
-    from gradbench.files import write_atomically
+    """Write ``text`` to ``path`` whole or not at all (``gradbench.report.files``)."""
+    from gradbench.report.files import write_atomically
 
     def write(temporary: str) -> None:
         with open(temporary, "w", encoding="utf-8", newline="") as output:
@@ -522,8 +528,8 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from gradbench.export import export
-    from gradbench.store import Store
+    from gradbench.report.export import export
+    from gradbench.store.database import Store
 
     db = _db_path(args)
     if args.output:
@@ -538,11 +544,11 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from gradbench.activations import ACTIVATIONS
-    from gradbench.clipping import CLIPS
-    from gradbench.init import INITS
-    from gradbench.optimizers import OPTIMIZERS
-    from gradbench.specs import format_spec
+    from gradbench.axes.activations import ACTIVATIONS
+    from gradbench.axes.clipping import CLIPS
+    from gradbench.axes.inits import INITS
+    from gradbench.axes.optimizers import OPTIMIZERS
+    from gradbench.axes.specs import format_spec
     from gradbench.tasks import TASKS
 
     _load_plugins(args)

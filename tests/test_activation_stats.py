@@ -8,9 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from gradbench.activation_stats import SATURATION_SLOPE, activation_kind
-from gradbench.history import ActivationSite
-from gradbench.monitor import GradientMonitor
+from gradbench.monitor import ActivationSite, GradientMonitor
+from gradbench.monitor.activation_stats import SATURATION_SLOPE, activation_kind
 
 torch.set_num_threads(1)
 

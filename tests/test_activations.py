@@ -1,4 +1,4 @@
-"""Tests for gradbench.activations: the activation registry and initialisation gains."""
+"""Tests for gradbench.axes.activations: the activation registry and initialisation gains."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from gradbench.activations import ACTIVATIONS, activation_gain, build_activation, list_activations, register_activation
+from gradbench.axes import (
+    ACTIVATIONS,
+    activation_gain,
+    build_activation,
+    list_activations,
+    register_activation,
+)
 
 torch.set_num_threads(1)
 

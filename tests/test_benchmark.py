@@ -1,4 +1,4 @@
-"""gradbench.benchmark and bench/: the timed step, the regression workflow, CUDA synchronisation."""
+"""gradbench.run.benchmark and bench/: the timed step, the regression workflow, CUDA synchronisation."""
 
 from __future__ import annotations
 
@@ -12,9 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from gradbench.benchmark import TimedStep, compare_runner_to_handwritten, interleaved_times, overhead_ratios, phase_median, rounds_for
 from gradbench.grid import expand, parse_suite
-from gradbench.train import prepare
+from gradbench.run import prepare
+from gradbench.run.benchmark import (
+    TimedStep,
+    compare_runner_to_handwritten,
+    interleaved_times,
+    overhead_ratios,
+    phase_median,
+    rounds_for,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = "mnist1d_mlp[depth=2,width=16,num_samples=500]"
@@ -92,7 +99,7 @@ SLOWED_BENCHMARK = textwrap.dedent(
     '''
     import os, time
     import torch
-    from gradbench.benchmark import run_benchmark
+    from gradbench.run.benchmark import run_benchmark
     from gradbench.grid import expand, parse_suite
 
     torch.set_num_threads(1)
@@ -100,7 +107,7 @@ SLOWED_BENCHMARK = textwrap.dedent(
     def test_step(benchmark):
         (cell,) = expand(parse_suite("").with_overrides({"tasks": ["%s"], "steps": [1]}))
         if os.environ.get("SLOW_STEP"):  # make every training step 10 ms slower
-            from gradbench import train
+            from gradbench.run import train
             original = train.train_step
             def slowed(*args, **kwargs):
                 time.sleep(0.01)

@@ -1,4 +1,4 @@
-"""Tests for gradbench.clipping: ``none``, ``norm:C`` and ``value:C``."""
+"""Tests for gradbench.axes.clipping: ``none``, ``norm:C`` and ``value:C``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from gradbench.clipping import CLIPS, Clipping, global_norm, list_clips, parse_clipping
+from gradbench.axes.clipping import (
+    CLIPS,
+    Clipping,
+    global_norm,
+    list_clips,
+    parse_clipping,
+)
 
 torch.set_num_threads(1)
 
@@ -262,7 +268,7 @@ def test_clip_in_place_clips_like_apply(seed, kind, relative):
 
 def test_value_clip_in_place_computes_no_norm(monkeypatch):
     # The point of clip_: a step that records nothing pays for the clamp alone.
-    import gradbench.clipping as clipping_module
+    import gradbench.axes.clipping as clipping_module
 
     def forbidden(grads):
         raise AssertionError("clip_ computed a norm it does not need")

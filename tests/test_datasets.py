@@ -9,10 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from gradbench import data as data_module
-from gradbench.data import load_digits, load_mnist1d, make_adding_problem
-from gradbench.image_data import DataOptions, DatasetUnavailable, default_data_dir, load_image_dataset
-from gradbench.train import evaluate
+from gradbench.run import evaluate
+from gradbench.tasks import datasets as data_module
+from gradbench.tasks.datasets import load_digits, load_mnist1d, make_adding_problem
+from gradbench.tasks.image_datasets import (
+    DataOptions,
+    DatasetUnavailable,
+    default_data_dir,
+    load_image_dataset,
+)
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
@@ -172,8 +177,8 @@ def test_a_corrupt_cache_file_is_regenerated(tmp_path):
 def test_every_run_of_a_real_dataset_task_shares_one_dataset_object(tiny_data):
     """So that ``on_device`` (keyed by the object) copies it to a GPU once per process, not
     once per run: the train-eval subset is made once per dataset and size."""
-    from gradbench.data import on_device
     from gradbench.tasks import TASKS, TaskConfig, resolve_knobs
+    from gradbench.tasks.datasets import on_device
 
     task = TASKS.get("mnist_mlp")
     knobs = resolve_knobs("mnist_mlp", {"train_eval_size": 50})  # below the 200 tiny examples

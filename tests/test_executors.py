@@ -15,13 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from gradbench.claims import Claimant, is_live, machine_id, process_start
 from gradbench.cli import main
-from gradbench.executors import ExecutorError, ProcessExecutor, SerialExecutor, make_executor
 from gradbench.grid import expand, parse_suite
 from gradbench.plugins import PluginError, load_plugins
+from gradbench.run import RunContext
 from gradbench.store import Store
-from gradbench.sweep import run_sweep
+from gradbench.store.claims import Claimant, is_live, machine_id, process_start
+from gradbench.sweep import (
+    ExecutorError,
+    ProcessExecutor,
+    SerialExecutor,
+    make_executor,
+    run_sweep,
+)
 from gradbench.tasks import TASKS
 
 SMALL = "mnist1d_mlp[depth=3,width=32,num_samples=1000]"
@@ -85,7 +91,7 @@ def test_a_worker_that_dies_costs_its_cell_one_attempt_and_the_cell_is_stored_on
     names, plugins = dying_task
     cells = _cells(f'tasks = ["{names["once"]}", "{names["always"]}"]\nsteps = 20\nseeds = [0, 1]\noptimizers = ["sgd"]')
     with Store.open(tmp_path / "r.db", create=True) as store:
-        summary = run_sweep(cells, store, executor=ProcessExecutor(workers=2, max_attempts=2), progress=False, plugins=[str(p) for p in plugins.values()])
+        summary = run_sweep(cells, store, executor=ProcessExecutor(workers=2, max_attempts=2), progress=False, context=RunContext(plugins=tuple(str(p) for p in plugins.values())))
         runs = {(run["task"], run["seed"]): run for run in store.runs()}
     assert len(runs) == 4 and summary.ran == 4
     assert runs[(names["once"], 0)]["status"] == "done" and runs[(names["once"], 1)]["status"] == "done"
@@ -122,7 +128,7 @@ def test_claims_block_a_live_owner_and_are_taken_over_from_a_dead_one(tmp_path):
         for elsewhere in (("another-host", 1, None), (me.host, os.getpid(), "another-boot:123/45")):  # another machine, container
             assert is_live(*elsewhere, time.time()) and not is_live(*elsewhere, time.time() - 3600)  # by heartbeat only
 
-        from gradbench.train import run_cell
+        from gradbench.run import run_cell
 
         store.save(run_cell(cell))
         assert store.connection.execute("SELECT count(*) FROM claims").fetchone()[0] == 0  # storing drops the claim
@@ -289,7 +295,7 @@ def test_a_failed_cell_is_retried_by_one_sweep_only(tmp_path):
     retry, so the later claim leaves it alone."""
     from datetime import datetime, timedelta, timezone
 
-    from gradbench.train import RunResult, now
+    from gradbench.run.result import RunResult, now
 
     cell = _cells(f'tasks = ["{SMALL}"]\nsteps = 5')[0]
     with Store.open(tmp_path / "r.db", create=True) as store:

@@ -10,8 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradbench.history import NonFinite
-from gradbench.monitor import GradientMonitor
+from gradbench.monitor import GradientMonitor, NonFinite
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""Tests for gradbench.init: weight initialisers and their statistics."""
+"""Tests for gradbench.axes.inits: weight initialisers and their statistics."""
 
 from __future__ import annotations
 
@@ -8,8 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from gradbench.activations import activation_gain
-from gradbench.init import INITS, check_init_params, fans, initialise, list_inits, register_init
+from gradbench.axes import activation_gain
+from gradbench.axes.inits import (
+    INITS,
+    check_init_params,
+    fans,
+    initialise,
+    list_inits,
+    register_init,
+)
 from gradbench.tasks.mlp import MLP
 
 torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""Tests for gradbench.monitor.GradientMonitor."""
+"""Tests for gradbench.monitor.gradient_monitor.GradientMonitor."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from gradbench.clipping import Clipping
-from gradbench.monitor import GradientMonitor, MonitorHistory, NonFinite, model_layers
+from gradbench.axes import Clipping
+from gradbench.monitor.gradient_monitor import (
+    GradientMonitor,
+    MonitorHistory,
+    NonFinite,
+    model_layers,
+)
 from gradbench.tasks.mlp import MLP
 
 torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""Tests for gradbench.optimizers: the optimizer registry and hyper-parameter checks."""
+"""Tests for gradbench.axes.optimizers: the optimizer registry and hyper-parameter checks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradbench.optimizers import (
+from gradbench.axes.optimizers import (
     OPTIMIZERS,
     build_optimizer,
     get_optimizer,

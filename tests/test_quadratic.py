@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from gradbench.data import load_quadratic_deep, quadratic_deep_hessian
 from gradbench.grid import expand, parse_suite
+from gradbench.run import run_cell
+from gradbench.tasks.datasets import load_quadratic_deep, quadratic_deep_hessian
 from gradbench.tasks.quadratic import NoisyQuadratic
-from gradbench.train import run_cell
 
 
 def test_hessian_has_deepobs_eigenvalues_and_a_random_rotation():

@@ -13,12 +13,15 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'gradbench[ray]'); CI installs it")
 
-from gradbench.executors import ExecutorError  # noqa: E402
 from gradbench.grid import expand, parse_suite  # noqa: E402
 from gradbench.plugins import load_plugins  # noqa: E402
-from gradbench.ray_executor import RayExecutor  # noqa: E402
+from gradbench.run import RunContext  # noqa: E402
 from gradbench.store import Store  # noqa: E402
-from gradbench.sweep import run_sweep  # noqa: E402
+from gradbench.sweep import (
+    ExecutorError,  # noqa: E402
+    RayExecutor,  # noqa: E402
+    run_sweep,  # noqa: E402
+)
 from gradbench.tasks import TASKS  # noqa: E402
 
 SMALL = "mnist1d_mlp[depth=3,width=32,num_samples=1000]"
@@ -63,7 +66,7 @@ def test_a_task_whose_worker_dies_on_its_first_attempt_is_stored_exactly_once(cl
     try:
         cells = expand(parse_suite('tasks = ["die_once_ray"]\nsteps = 20\noptimizers = ["sgd"]'))
         with Store.open(tmp_path / "r.db", create=True) as store:
-            summary = run_sweep(cells, store, executor=RayExecutor(), progress=False, plugins=[str(plugin)])
+            summary = run_sweep(cells, store, executor=RayExecutor(), progress=False, context=RunContext(plugins=(str(plugin),)))
             runs = store.runs()
     finally:
         TASKS.unregister("die_once_ray")
@@ -89,7 +92,7 @@ def test_asking_for_more_gpus_than_any_node_has_fails_at_once(cluster):
 
 
 def test_capacity_counts_cpus_and_gpus_of_the_same_node_and_packs_fractional_gpus():
-    from gradbench.ray_executor import _runs_per_node
+    from gradbench.sweep.ray_executor import _runs_per_node
 
     cpu_node, gpu_node = {"CPU": 16.0}, {"CPU": 2.0, "GPU": 4.0}
     assert [_runs_per_node(n, 4, 1) for n in (cpu_node, gpu_node)] == [0, 0]  # 4 CPUs + 1 GPU fit on neither
@@ -103,7 +106,7 @@ def test_an_address_nothing_answers_on_fails_at_once():
     import socket
     import time
 
-    from gradbench.ray_executor import _check_reachable
+    from gradbench.sweep.ray_executor import _check_reachable
 
     with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
         probe.bind(("127.0.0.1", 0))
@@ -119,12 +122,12 @@ def test_an_address_nothing_answers_on_fails_at_once():
 
 def test_an_error_raised_in_a_ray_task_is_stored_with_its_cause(cluster, tmp_path):
     """A plugin file missing on the worker: the job raises there, once (not retried)."""
-    from gradbench.executors import Job
+    from gradbench.run import RunContext
 
     cells = expand(parse_suite(f'tasks = ["{SMALL}"]\nsteps = 5'))
     executor = RayExecutor()
     executor.check(cells)
-    (result,) = list(executor.map(Job(plugins=(str(tmp_path / "gone.py"),)), iter(cells)))
+    (result,) = list(executor.map(RunContext(plugins=(str(tmp_path / "gone.py"),)), iter(cells)))
     assert result.status == "failed"
     assert result.error == f"PluginError: plugin file {str(tmp_path / 'gone.py')!r} does not exist"
 

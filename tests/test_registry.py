@@ -1,4 +1,4 @@
-"""Tests for gradbench.registry: the generic name -> entry registry."""
+"""Tests for gradbench.axes.registry: the generic name -> entry registry."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 import pytest
 import torch
 
-from gradbench.registry import Registry, closest_match
-from gradbench.specs import parse_spec
+from gradbench.axes import parse_spec
+from gradbench.axes.registry import Registry, closest_match
 
 torch.set_num_threads(1)
 

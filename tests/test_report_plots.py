@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 from report_store import copy_store, keys_of, run_cli
 
-from gradbench.pivot import METRICS, build_pivots
+from gradbench.report import METRICS, build_pivots
 from gradbench.store import Store
 
 MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF-", ".svg": b"<?xml"}
@@ -61,7 +61,7 @@ def test_each_plot_is_written_as_a_valid_file(report_db, reached_db, tmp_path, k
 
 
 def test_the_heatmap_draws_every_layer_and_record_of_the_run(report_db):
-    from gradbench.plots import grad_heatmap
+    from gradbench.report.plots import grad_heatmap
 
     key = first_mlp_key(report_db)
     with Store.open(report_db, readonly=True) as store:
@@ -78,7 +78,7 @@ def test_the_heatmap_draws_every_layer_and_record_of_the_run(report_db):
 
 
 def test_the_depth_profile_is_the_geometric_mean_over_seeds(report_db):
-    from gradbench.plots import depth_profile
+    from gradbench.report.plots import depth_profile
 
     with Store.open(report_db, readonly=True) as store:
         runs = [r for r in store.runs() if r["task"].startswith("mnist1d_mlp") and r["optimizer"] == "sgd" and r["lr"] == 0.1 and r["clip"] == "none"]
@@ -194,7 +194,7 @@ def test_a_profile_no_solver_reached_is_an_error_and_not_drawn_in_the_page(repor
 def test_curves_turn_dashed_where_a_seed_stops_and_the_legend_says_so(report_db, tmp_path):
     from matplotlib.colors import same_color
 
-    from gradbench.plots import training_curves
+    from gradbench.report.plots import training_curves
 
     where = "task = 'linreg' AND optimizer = 'sgd' AND lr = 0.1"
     stopped = sorted(keys_of(report_db, where))[1]

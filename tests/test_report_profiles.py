@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from gradbench.profiles import performance_profiles, profile_csv, profile_text
+from gradbench.report.profiles import performance_profiles, profile_csv, profile_text
 
 
 def fake_run(task: str, optimizer: str, seed: int, steps: int | None, status: str = "done", lr: float = 0.1) -> dict:

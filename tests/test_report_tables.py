@@ -1,4 +1,4 @@
-"""Pivot tables (gradbench.pivot, gradbench.tables) checked against numbers computed straight
+"""Pivot tables (gradbench.report.pivot, gradbench.report.tables) checked against numbers computed straight
 from SQLite: mean and std over seeds, best in bold, diverged runs never averaged in, splits by
 the axes that are neither rows nor columns, and LaTeX that is escaped and balanced."""
 
@@ -14,8 +14,8 @@ import subprocess
 import pytest
 from report_store import MLP, copy_store, mean_std, run_cli, sql_groups
 
-from gradbench.pivot import build_pivots
-from gradbench.tables import latex_escape
+from gradbench.report import build_pivots
+from gradbench.report.tables import latex_escape
 
 MLP_LABEL = "mnist1d_mlp[depth=2,num_samples=1000,width=8]"
 
@@ -146,8 +146,8 @@ def test_latex_escape_writes_comparisons_as_symbols_and_escapes_angle_brackets_a
 def test_latex_targets_read_geq_and_markdown_headers_escape_bars(report_db):
     code, out, _ = run_cli("report", "--db", str(report_db), "--format", "latex", "--metric", "test_accuracy", "--where", "task=mnist1d_mlp")
     assert code == 0 and "Target: test accuracy $\\geq$" in out and ">" not in out and "<" not in out
-    from gradbench.pivot import METRICS, CellStats, Pivot, PivotReport
-    from gradbench.tables import markdown
+    from gradbench.report.pivot import METRICS, CellStats, Pivot, PivotReport
+    from gradbench.report.tables import markdown
 
     cell = CellStats(1, 1, 0, 0, [1.0], 1.0, 0.0)
     pivot = Pivot("t", {}, ("optimizer",), ("activation",), [("a|b",)], [("c|d",)], {(("a|b",), ("c|d",)): cell}, METRICS["train_loss"])
@@ -204,8 +204,8 @@ def test_latex_compiles(report_db, tmp_path):
 
 
 def test_html_fragments_and_markdown_hold_the_same_cells(report_db):
+    from gradbench.report.tables import cell_text, html_tables, markdown
     from gradbench.store import Store
-    from gradbench.tables import cell_text, html_tables, markdown
 
     with Store.open(report_db, readonly=True) as store:
         report = build_pivots(store.runs(), metric="test_loss")

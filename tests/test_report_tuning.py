@@ -11,8 +11,8 @@ import io
 import pytest
 from report_store import copy_store, run_cli
 
+from gradbench.report import tune
 from gradbench.store import Store
-from gradbench.tuning import tune
 
 MLP = "task LIKE 'mnist1d_mlp%' AND clip = 'none'"
 

@@ -1,4 +1,4 @@
-"""Tests for gradbench.specs: the ``name[key=value,...]`` syntax."""
+"""Tests for gradbench.axes.specs: the ``name[key=value,...]`` syntax."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import re
 import pytest
 import torch
 
-from gradbench.specs import format_spec, format_value, parse_spec, parse_value, split_top_level
+from gradbench.axes.specs import (
+    format_spec,
+    format_value,
+    parse_spec,
+    parse_value,
+    split_top_level,
+)
 
 torch.set_num_threads(1)
 

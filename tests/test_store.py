@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from gradbench.grid import expand, parse_suite
-from gradbench.schema import SCHEMA_VERSION
+from gradbench.run import run_cell
 from gradbench.store import Store, StoreError
-from gradbench.train import run_cell
+from gradbench.store.schema import SCHEMA_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +308,7 @@ def test_two_processes_creating_one_database_both_succeed(tmp_path):
     import subprocess
     import sys
 
-    script = "import sys; from gradbench.store import Store; Store.open(sys.argv[1], create=True).close()"
+    script = "import sys; from gradbench.store.database import Store; Store.open(sys.argv[1], create=True).close()"
     for attempt in range(5):
         path = tmp_path / f"race{attempt}.db"
         processes = [subprocess.Popen([sys.executable, "-c", script, str(path)], stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -361,7 +361,6 @@ def test_a_writer_killed_mid_transaction_leaves_a_store_readable_from_a_read_onl
     """WAL mode: a SIGKILLed writer leaves -wal and -shm files; a report (read-only, and in a
     directory it cannot write, unless the tests run as root, whom permissions do not stop)
     sees the committed runs and none of the killed transaction."""
-    import os
     import signal
     import subprocess
     import sys

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from gradbench.monitor import model_layers
+from gradbench.monitor.gradient_monitor import model_layers
 from gradbench.tasks.cnn import MNIST1DCNN, ThreeConvThreeDense, TwoConvTwoDense
 from gradbench.tasks.deep_cnn import DeepCNN
 from gradbench.tasks.mlp import MLP

@@ -10,13 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from gradbench.activations import ACTIVATIONS, list_activations
+from gradbench.axes import ACTIVATIONS, format_spec, list_activations
 from gradbench.grid import Cell, SuiteError, expand, parse_suite
-from gradbench.image_data import DataOptions
-from gradbench.specs import format_spec
+from gradbench.run import run_cell
 from gradbench.tasks import TASKS, TaskConfig, list_tasks, resolve_knobs
 from gradbench.tasks.base import BATCH_SIZE_KNOB
-from gradbench.train import run_cell
+from gradbench.tasks.image_datasets import DataOptions
 
 # Knobs that make each task cheap enough to build a dozen times and train on a CPU in a test.
 TINY_KNOBS: dict[str, dict] = {

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from gradbench.data import linreg_optimum, make_linreg
 from gradbench.grid import Cell, expand, parse_suite
-from gradbench.train import READBACK_STEPS, run_cell
+from gradbench.run import READBACK_STEPS, run_cell
+from gradbench.tasks.datasets import linreg_optimum, make_linreg
 
 
 def cell(**axes) -> Cell:
@@ -73,7 +73,7 @@ def test_gd_converges_to_the_linreg_closed_form():
 
 def test_gd_parameters_match_the_closed_form():
     """Not only the loss: the learned weights are the least-squares solution."""
-    from gradbench.train import _build  # the same construction run_cell uses
+    from gradbench.run.train import _build  # the same construction run_cell uses
 
     the_cell = cell(tasks=["linreg"], optimizers=["gd"], lrs=[0.2], steps=[1])
     torch.manual_seed(0)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gradbench.data import make_linreg
 from gradbench.grid import Cell, SuiteError, expand, parse_suite
-from gradbench.train import prepare, run_cell
+from gradbench.run import prepare, run_cell
+from gradbench.tasks.datasets import make_linreg
 
 
 def suite_of(**axes) -> list[Cell]:

@@ -1,5 +1,25 @@
-"""Suites and their expansion into cells (``gradbench.grid.expansion``)."""
+"""From a suite to the cells it asks for.
 
-from gradbench.grid.expansion import AXES, FLAGS, SETTINGS, Cell, Suite, SuiteError, default_suite, expand, load_suite, parse_suite
+Modules: ``suite`` (what a grid varies and sets, suite files in TOML, errors with file and
+line), ``cell`` (``Cell``: one run, fully specified, and its stable key) and ``expansion``
+(every value checked, the grid's size checked, then the cells).
+"""
 
-__all__ = ["Cell", "Suite", "SuiteError", "AXES", "FLAGS", "SETTINGS", "load_suite", "default_suite", "parse_suite", "expand"]
+from typing import TYPE_CHECKING
+
+from gradbench._lazy import attach
+
+if TYPE_CHECKING:
+    from gradbench.grid.cell import Cell
+    from gradbench.grid.expansion import expand
+    from gradbench.grid.suite import (
+        AXES,
+        SETTINGS,
+        Suite,
+        SuiteError,
+        default_suite,
+        load_suite,
+        parse_suite,
+    )
+
+__getattr__, __dir__, __all__ = attach(__name__, __file__)

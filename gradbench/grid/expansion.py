@@ -1,307 +1,29 @@
-"""Suite specs and their expansion into ``Cell``s, the unit of work.
-
-A suite is a list of grids; each grid is the product of its axes (tasks x optimizers x
-activations x inits x clips x learning rates x seeds x steps x batch sizes). A suite file is
-TOML: top-level keys are defaults for every ``[[grid]]`` table, and a file without ``[[grid]]``
-tables is one grid::
-
-    name = "relu-vs-sigmoid"
-    tasks = ["mnist1d_mlp[depth=8]"]
-    seeds = [0, 1, 2]
-    steps = 1000
-
-    [[grid]]
-    activations = ["sigmoid"]
-    inits = ["standard"]
-
-    [[grid]]
-    activations = ["relu"]
-    inits = ["kaiming_normal"]
+"""Expansion of a suite into ``Cell``s, the unit of work.
 
 Everything is validated here, before anything trains or is written: names against their
-registries, hyper-parameters against torch's own checks, knobs against the task. A ``Cell``'s
-``key`` is a hash of its full configuration, so the same cell always has the same key and a
-rerun can skip it.
+registries, hyper-parameters against torch's own checks, knobs against the task.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
-import re
-import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from importlib import resources
 from itertools import product
-from pathlib import Path
 from typing import Any
 
-from gradbench.activations import ACTIVATIONS, check_activation
-from gradbench.clipping import parse_clipping
-from gradbench.env import check_device, parse_device
-from gradbench.init import INITS, check_init_params
-from gradbench.monitor import DEFAULT_EVERY, DETAIL_FACTOR
-from gradbench.optimizers import get_optimizer, resolve_hyperparameters
-from gradbench.specs import format_spec, parse_spec
+from gradbench.axes.activations import ACTIVATIONS, check_activation
+from gradbench.axes.clipping import parse_clipping
+from gradbench.axes.devices import check_device, parse_device
+from gradbench.axes.inits import INITS, check_init_params
+from gradbench.axes.optimizers import get_optimizer, resolve_hyperparameters
+from gradbench.axes.specs import format_spec, parse_spec
+from gradbench.grid.cell import Cell
+from gradbench.grid.suite import AXES, SETTINGS, Suite, suite_error
+from gradbench.monitor.gradient_monitor import DETAIL_FACTOR
 from gradbench.tasks import TASKS, resolve_knobs
 from gradbench.tasks.base import BATCH_SIZE_KNOB, keyed_knobs
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-__all__ = ["Cell", "Suite", "SuiteError", "AXES", "SETTINGS", "load_suite", "default_suite", "parse_suite", "expand"]
-
-# Axis name -> default values; every grid is the product of these.
-AXES: dict[str, list[Any]] = {
-    "tasks": ["mnist1d_mlp"],
-    "optimizers": ["sgd"],
-    "activations": ["relu"],
-    "inits": ["default"],
-    "clips": ["none"],
-    "lrs": [None],  # None: the optimizer's own default learning rate
-    "seeds": [0],
-    "steps": [500],
-    "batch_sizes": [None],  # None: the task's default batch size
-}
-# Single-valued settings shared by the whole grid.
-# record_every: per-layer gradient norms every 10 steps cost about 0.5% of a small CPU step (every
-# step, about 5%); detail_every: weight norms, update ratios and activation statistics (None:
-# DETAIL_FACTOR x record_every). See gradbench.monitor.
-# validation: the fraction of the training set held out as a validation split (0: none), which
-# tuned tables (gradbench.tuning) choose learning rates on.
-SETTINGS: dict[str, Any] = {
-    "device": "cpu", "threads": 1, "eval_every": None, "record_every": DEFAULT_EVERY, "detail_every": None, "validation": 0.0,
-}
-_META = ("name", "description")
-
-
-class SuiteError(ValueError):
-    """A suite that cannot be run; the message names the bad value (and the line in a file)."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One training run, fully specified. Frozen and hashable; ``key`` is stable across runs.
-
-    Attributes:
-        task, task_knobs: Task name and its knobs, defaults filled in, except ``batch_size``
-            (the ``batch_size`` field below) and knobs added to a task after results could be
-            stored, while at their default (``Task.unkeyed_defaults``): so a cell keeps its key.
-        optimizer, hyperparameters: Optimizer name and all its hyper-parameters (``lr`` included).
-        activation, init: Canonical specs (``leaky_relu[negative_slope=0.2]``), ``None`` where
-            the task takes none.
-        clip: ``none``, ``norm:C`` or ``value:C``.
-        seed: Seeds the model's initialisation and the batch order.
-        steps: Optimizer steps.
-        batch_size: Mini-batch size; ``None`` for full-batch optimizers (every step sees the
-            whole training set).
-        device, threads: Where to run, and torch's CPU thread count.
-        eval_every: Steps between evaluations of the test metric (steps-to-target resolution).
-        record_every: Steps between records of per-layer gradient norms (0: none).
-        detail_every: Steps between records of weight norms, update ratios and activation
-            statistics (a multiple of ``record_every``; 0: none).
-        validation: Fraction of the training set held out, never trained on, and evaluated with
-            the test set (0: no validation split).
-    """
-
-    task: str
-    task_knobs: tuple[tuple[str, Any], ...]
-    optimizer: str
-    hyperparameters: tuple[tuple[str, Any], ...]
-    activation: str | None
-    init: str | None
-    clip: str
-    seed: int
-    steps: int
-    batch_size: int | None
-    device: str
-    threads: int
-    eval_every: int
-    record_every: int
-    detail_every: int
-    validation: float = 0.0
-
-    @property
-    def lr(self) -> float:
-        return float(dict(self.hyperparameters)["lr"])
-
-    @property
-    def task_label(self) -> str:
-        task = TASKS.get(self.task) if self.task in TASKS else None
-        defaults = dict(task.knobs) if task else {}
-        changed = {k: v for k, v in self.task_knobs if defaults.get(k) != v}
-        return format_spec(self.task, changed)
-
-    @property
-    def optimizer_label(self) -> str:
-        return format_spec(self.optimizer, dict(self.hyperparameters))
-
-    def config(self) -> dict[str, Any]:
-        """The full configuration as JSON-ready values."""
-        return {
-            "task": self.task,
-            "task_knobs": dict(self.task_knobs),
-            "optimizer": self.optimizer,
-            "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in self.hyperparameters},
-            "activation": self.activation,
-            "init": self.init,
-            "clip": self.clip,
-            "seed": self.seed,
-            "steps": self.steps,
-            "batch_size": self.batch_size,
-            "device": self.device,
-            "threads": self.threads,
-            "eval_every": self.eval_every,
-            "record_every": self.record_every,
-            # Left out at 0 (no detailed records, as before they existed), so the cells stored
-            # then keep their keys.
-            **({"detail_every": self.detail_every} if self.detail_every else {}),
-            # Left out at 0 (no validation split, as before it existed): stored keys stay.
-            **({"validation": self.validation} if self.validation else {}),
-        }
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Cell:
-        def items(mapping: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-            return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in mapping.items()))
-
-        fields = dict(config)
-        fields.setdefault("detail_every", 0)  # stored before detail records existed
-        fields.setdefault("validation", 0.0)  # stored before validation splits existed
-        fields["task_knobs"] = items(config["task_knobs"])
-        fields["hyperparameters"] = items(config["hyperparameters"])
-        return cls(**fields)
-
-    @property
-    def key(self) -> str:
-        canonical = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-    @property
-    def label(self) -> str:
-        parts = [self.task_label, self.optimizer_label]
-        parts += [p for p in (self.activation, self.init) if p]
-        parts += [f"clip={self.clip}", f"seed={self.seed}"]
-        return " ".join(parts)
-
-
-@dataclass(frozen=True)
-class Suite:
-    """A named list of grids, each a mapping of axis or setting -> values, plus where it came from."""
-
-    name: str = "custom"
-    description: str = ""
-    grids: tuple[Mapping[str, Any], ...] = field(default_factory=lambda: ({},))
-    source: str | None = None  # the file it was read from, for error messages
-    text: str | None = None  # the file's text, to find the line of a bad value
-    overridden: frozenset[str] = frozenset()  # keys set from the command line, not the file
-
-    def with_overrides(self, overrides: Mapping[str, Any]) -> Suite:
-        """The suite with each given axis or setting replaced in every grid (CLI flags)."""
-        if not overrides:
-            return self
-        return replace(
-            self,
-            grids=tuple({**grid, **overrides} for grid in self.grids),
-            overridden=self.overridden | frozenset(overrides),
-        )
-
-
-def _line_of(suite: Suite, grid_index: int, key: str) -> int | None:
-    """Line number of ``key = ...`` in the suite file, in grid ``grid_index`` or the top level."""
-    if suite.text is None:
-        return None
-    lines = suite.text.splitlines()
-    section, found_top = -1, None
-    # A key may be quoted ("steps" = 5); the 'grid' key may be a [grid] or [grid.x] table.
-    pattern = re.compile(rf"""\s*(["']?){re.escape(key)}\1\s*=""" + (r"|\s*\[\s*grid\b" if key == "grid" else ""))
-    for number, line in enumerate(lines, start=1):
-        if re.match(r"\s*\[\[\s*grid\s*\]\]", line):
-            section += 1
-        elif pattern.match(line):
-            if section == grid_index:
-                return number
-            if section == -1:
-                found_top = number
-    return found_top
-
-
-# The command-line flag that sets each key, to name it in errors.
-FLAGS = {
-    "tasks": "--task", "optimizers": "--optimizer", "activations": "--activation", "inits": "--init",
-    "clips": "--clip", "lrs": "--lr", "seeds": "--seeds", "steps": "--steps", "batch_sizes": "--batch-size",
-    "device": "--device", "threads": "--threads", "eval_every": "--eval-every", "record_every": "--record-every",
-    "detail_every": "--detail-every", "validation": "--validation",
-}
-
-
-def _fail(suite: Suite, grid_index: int, key: str, message: str) -> SuiteError:
-    if key in suite.overridden:
-        return SuiteError(f"{FLAGS.get(key, key)}: {message}")
-    if suite.source is None:
-        return SuiteError(message)
-    line = _line_of(suite, grid_index, key)
-    where = f"{suite.source}, line {line}" if line else suite.source
-    return SuiteError(f"{where}: {message}")
-
-
-def parse_suite(text: str, source: str = "<suite>") -> Suite:
-    """Parse a TOML suite; errors name the file and line.
-
-    Raises:
-        SuiteError: for malformed TOML, unknown keys or values of the wrong shape.
-    """
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise SuiteError(f"{source}: malformed TOML: {error}") from None
-    suite = Suite(source=source, text=text)
-    known = set(AXES) | set(SETTINGS)
-    top = {k: v for k, v in document.items() if k != "grid"}
-    for key in top:
-        if key not in known and key not in _META:
-            raise _fail(suite, -1, key, f"unknown key {key!r}; valid keys: {', '.join([*_META, *AXES, *SETTINGS, 'grid'])}")
-    grids = document.get("grid", [{}])
-    if not isinstance(grids, list) or not all(isinstance(g, dict) for g in grids):
-        raise _fail(suite, -1, "grid", "'grid' must be a list of tables: write [[grid]]")
-    for index, grid in enumerate(grids):
-        for key in grid:
-            if key not in known:
-                raise _fail(suite, index, key, f"unknown key {key!r} in [[grid]] {index + 1}; valid keys: {', '.join([*AXES, *SETTINGS])}")
-    defaults = {k: v for k, v in top.items() if k in known}
-    for key in _META:
-        if key in top and not isinstance(top[key], str):
-            raise _fail(suite, -1, key, f"{key!r} must be a string")
-    return replace(
-        suite,
-        name=top.get("name", Path(source).stem),
-        description=top.get("description", ""),
-        grids=tuple({**defaults, **grid} for grid in grids),
-    )
-
-
-def load_suite(path: str | Path) -> Suite:
-    """Read a suite file.
-
-    Raises:
-        SuiteError: if it cannot be read or parsed.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise SuiteError(f"cannot read suite file {str(path)!r}: {getattr(error, 'strerror', None) or error}") from None
-    return parse_suite(text, str(path))
-
-
-def default_suite() -> Suite:
-    """The built-in default suite (``gradbench/suites/default.toml``)."""
-    text = resources.files("gradbench").joinpath("suites/default.toml").read_text(encoding="utf-8")
-    return parse_suite(text, "default suite")
+__all__ = ["expand"]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -396,26 +118,26 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_device
         try:
             axes[key] = _check_axis(key, _as_list(grid.get(key, default)))
         except ValueError as error:
-            raise _fail(suite, index, key, str(error)) from None
+            raise suite_error(suite, index, key, str(error)) from None
     settings: dict[str, Any] = {}
     for key, default in SETTINGS.items():
         try:
             settings[key] = _check_setting(key, grid.get(key, default), local_devices)
         except ValueError as error:
-            raise _fail(suite, index, key, str(error)) from None
+            raise suite_error(suite, index, key, str(error)) from None
 
     detail_every = settings["detail_every"]
     if detail_every is None:
         detail_every = DETAIL_FACTOR * settings["record_every"]
     elif detail_every and (settings["record_every"] == 0 or detail_every % settings["record_every"]):
         message = f"invalid detail_every {detail_every}: must be 0 or a multiple of record_every ({settings['record_every']})"
-        raise _fail(suite, index, "detail_every", message)
+        raise suite_error(suite, index, "detail_every", message)
 
     def checked(key: str, function: Any, *args: Any) -> Any:
         try:
             return function(*args)
         except ValueError as error:
-            raise _fail(suite, index, key, str(error)) from None
+            raise suite_error(suite, index, key, str(error)) from None
 
     tasks = []
     batch_axis_set = any(value is not None for value in axes["batch_sizes"])
@@ -424,7 +146,7 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_device
         # A task's batch_size knob is its default batch size; the batch_sizes axis sets it for
         # every task. Both at once would leave one silently ignored, so that is an error.
         if BATCH_SIZE_KNOB in params and batch_axis_set:
-            raise _fail(suite, index, "tasks", f"{format_spec(name, params)} sets batch_size, and so does batch_sizes (--batch-size): set it in one place")
+            raise suite_error(suite, index, "tasks", f"{format_spec(name, params)} sets batch_size, and so does batch_sizes (--batch-size): set it in one place")
         tasks.append((name, keyed_knobs(name, knobs), knobs[BATCH_SIZE_KNOB]))
     activations = []
     for name, params in axes["activations"]:
@@ -450,7 +172,7 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_device
                 examples -= max(1, round(settings["validation"] * examples))
             if examples is not None and size > examples:
                 message = f"batch size {size} is larger than the training set of {format_spec(task_name, knobs)} ({examples} examples)"
-                raise _fail(suite, index, "batch_sizes" if batch_size else "tasks", message)
+                raise suite_error(suite, index, "batch_sizes" if batch_size else "tasks", message)
     for (task_name, knobs, task_batch_size), (opt_name, hyper), activation, init, clip, seed, steps, batch_size in product(
         tasks, optimizers, activations, inits, axes["clips"], axes["seeds"], axes["steps"], axes["batch_sizes"]
     ):

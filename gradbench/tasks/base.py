@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradbench.activations import activation_gain
-from gradbench.data import Dataset
-from gradbench.image_data import DataOptions
-from gradbench.init import initialise
-from gradbench.registry import Registry
+from gradbench.axes.activations import activation_gain
+from gradbench.axes.inits import initialise
+from gradbench.axes.registry import Registry
+from gradbench.tasks.datasets import Dataset
+from gradbench.tasks.image_datasets import DataOptions
 
 __all__ = [
     "Task", "TaskConfig", "TaskInstance", "TASKS", "BATCH_SIZE_KNOB", "register_task", "list_tasks",
@@ -122,7 +122,7 @@ class Task:
 
     def describe_knobs(self) -> str:
         """``depth=8, norm=none (none|batch|layer), ..., batch_size=64`` for listings."""
-        from gradbench.specs import format_value
+        from gradbench.axes.specs import format_value
 
         parts = []
         for key, default in self.knobs.items():

@@ -23,9 +23,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gradbench.data import Dataset, train_eval_subset
-from gradbench.image_data import load_image_dataset
 from gradbench.tasks.base import NORM_CHOICES, TaskConfig
+from gradbench.tasks.datasets import Dataset, train_eval_subset
+from gradbench.tasks.image_datasets import load_image_dataset
 
 __all__ = ["NORM_CHOICES", "feature_norm", "map_norm", "Residual", "image_data"]
 

@@ -23,10 +23,16 @@ from typing import Any
 
 from torch import nn
 
-from gradbench.activations import build_activation
-from gradbench.data import Dataset, load_mnist1d
-from gradbench.tasks.base import Task, TaskConfig, TaskInstance, apply_init, register_task
+from gradbench.axes.activations import build_activation
+from gradbench.tasks.base import (
+    Task,
+    TaskConfig,
+    TaskInstance,
+    apply_init,
+    register_task,
+)
 from gradbench.tasks.blocks import image_data
+from gradbench.tasks.datasets import Dataset, load_mnist1d
 
 __all__ = ["MNIST1DCNN", "TwoConvTwoDense", "ThreeConvThreeDense"]
 

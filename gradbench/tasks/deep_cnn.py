@@ -24,10 +24,17 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from gradbench.activations import build_activation
-from gradbench.data import Dataset, load_mnist1d
-from gradbench.tasks.base import NORM_CHOICES, Task, TaskConfig, TaskInstance, apply_init, register_task
+from gradbench.axes.activations import build_activation
+from gradbench.tasks.base import (
+    NORM_CHOICES,
+    Task,
+    TaskConfig,
+    TaskInstance,
+    apply_init,
+    register_task,
+)
 from gradbench.tasks.blocks import image_data, map_norm
+from gradbench.tasks.datasets import Dataset, load_mnist1d
 
 __all__ = ["DeepCNN", "ConvBlock"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from gradbench.data import linreg_optimum, make_linreg
-from gradbench.init import initialise
+from gradbench.axes.inits import initialise
 from gradbench.tasks.base import Task, TaskConfig, TaskInstance, register_task
+from gradbench.tasks.datasets import linreg_optimum, make_linreg
 
 
 def _build_linreg(config: TaskConfig) -> TaskInstance:

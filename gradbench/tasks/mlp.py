@@ -22,10 +22,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradbench.activations import build_activation
-from gradbench.data import Dataset, load_digits, load_mnist1d
-from gradbench.tasks.base import NORM_CHOICES, Task, TaskConfig, TaskInstance, apply_init, mnist1d_train_size, register_task
+from gradbench.axes.activations import build_activation
+from gradbench.tasks.base import (
+    NORM_CHOICES,
+    Task,
+    TaskConfig,
+    TaskInstance,
+    apply_init,
+    mnist1d_train_size,
+    register_task,
+)
 from gradbench.tasks.blocks import Residual, feature_norm, image_data
+from gradbench.tasks.datasets import Dataset, load_digits, load_mnist1d
 
 __all__ = ["MLP"]
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gradbench.data import load_quadratic_deep
 from gradbench.tasks.base import Task, TaskConfig, TaskInstance, register_task
+from gradbench.tasks.datasets import load_quadratic_deep
 
 __all__ = ["NoisyQuadratic", "optimum_test_loss"]
 

@@ -1,0 +1,53 @@
+"""Lazy exports for package ``__init__`` files (as scientific Python's SPEC 1 describes): a
+name is imported from its module the first time it is used. So ``import gradbench`` and
+``gradbench --help`` do not import torch, and a light module (the store, the spec parser) can
+be imported without the heavy ones beside it.
+
+A package lists its exports once, as imports under ``if TYPE_CHECKING:`` (which type checkers
+and editors read); ``attach`` reads that block from the package's source and imports each name
+from there on first use.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["attach"]
+
+
+def _exports(init_file: str) -> dict[str, tuple[str, str]]:
+    """Name -> (module, name there) of every ``from MODULE import NAME [as ALIAS]`` under
+    ``if TYPE_CHECKING:``."""
+    tree = ast.parse(Path(init_file).read_text(encoding="utf-8"))
+    exports: dict[str, tuple[str, str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for statement in node.body:
+                if isinstance(statement, ast.ImportFrom) and statement.module and statement.level == 0:
+                    for alias in statement.names:
+                        exports[alias.asname or alias.name] = (statement.module, alias.name)
+    return exports
+
+
+def attach(package: str, init_file: str) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
+    """``__getattr__``, ``__dir__`` and ``__all__`` for ``package``, whose ``__init__`` is
+    ``init_file``."""
+    exports = _exports(init_file)
+
+    def __getattr__(name: str) -> Any:
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        module, original = exports[name]
+        value = getattr(importlib.import_module(module), original)
+        setattr(sys.modules[package], name, value)  # found once, then a plain attribute
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(exports))
+
+    return __getattr__, __dir__, sorted(exports)

@@ -1,0 +1,226 @@
+"""Registry of optimizers: every ``torch.optim`` algorithm the field compares, plus full-batch GD.
+
+An entry names a ``torch.optim.Optimizer`` class and the defaults gradbench uses for it. Any
+optimizer class can join in one line::
+
+    gradbench.register_optimizer("lion", Lion, defaults={"lr": 1e-4}, description="Lion")
+
+Hyper-parameters are checked where they enter (``resolve_hyperparameters``), by type against the
+defaults and then by constructing the optimizer on a dummy parameter, so torch's own argument
+checks (``Invalid learning rate: -1.0``) run before any training starts.
+
+References:
+    Robbins & Monro, "A Stochastic Approximation Method", 1951 (SGD).
+    Polyak, "Some methods of speeding up the convergence of iteration methods", 1964 (momentum).
+    Sutskever et al., "On the importance of initialization and momentum in deep learning", 2013
+    (Nesterov momentum for deep nets).
+    Duchi et al., "Adaptive Subgradient Methods", JMLR 2011 (Adagrad).
+    Tieleman & Hinton, Lecture 6.5 RMSprop, 2012.
+    Zeiler, "ADADELTA", https://arxiv.org/abs/1212.5701.
+    Kingma & Ba, "Adam: A Method for Stochastic Optimization", https://arxiv.org/abs/1412.6980
+    (Adam and Adamax).
+    Loshchilov & Hutter, "Decoupled Weight Decay Regularization", https://arxiv.org/abs/1711.05101.
+    Dozat, "Incorporating Nesterov Momentum into Adam", 2016 (NAdam).
+    Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond",
+    https://arxiv.org/abs/1908.03265 (RAdam).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+from gradbench.axes.registry import Registry
+
+__all__ = [
+    "OptimizerSpec",
+    "OPTIMIZERS",
+    "register_optimizer",
+    "list_optimizers",
+    "get_optimizer",
+    "resolve_hyperparameters",
+    "build_optimizer",
+]
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """One registered optimizer.
+
+    Attributes:
+        name: Registry name (``adam``).
+        optimizer_class: The ``torch.optim.Optimizer`` subclass to construct.
+        defaults: Hyper-parameters gradbench passes unless overridden; always holds ``lr``.
+        description: One line for ``gradbench list optimizers``.
+        full_batch: If true the runner feeds the whole training set every step (gradient
+            descent); otherwise it draws mini-batches.
+    """
+
+    name: str
+    optimizer_class: type[torch.optim.Optimizer]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    full_batch: bool = False
+
+    def valid_keys(self) -> list[str]:
+        """Keyword arguments the optimizer class accepts (besides ``params``)."""
+        signature = inspect.signature(self.optimizer_class.__init__)
+        return [
+            name
+            for name, parameter in signature.parameters.items()
+            if name not in ("self", "params")
+            and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        ]
+
+
+OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
+
+
+def register_optimizer(
+    name: str,
+    optimizer_class: type[torch.optim.Optimizer],
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    description: str = "",
+    full_batch: bool = False,
+    overwrite: bool = False,
+) -> OptimizerSpec:
+    """Register ``optimizer_class`` under ``name``.
+
+    Args:
+        name: Registry name, lower-case.
+        optimizer_class: Any ``torch.optim.Optimizer`` subclass taking ``params`` first.
+        defaults: Hyper-parameters to pass unless overridden. If ``lr`` is missing, the class's
+            own default ``lr`` is used; a class without one must be given ``lr`` here.
+        description: One line shown by ``gradbench list optimizers``.
+        full_batch: Train on the whole training set every step (gradient descent).
+        overwrite: Replace an existing entry of the same name.
+
+    Raises:
+        ValueError: if the class is not an optimizer or no learning rate can be found.
+    """
+    if not (inspect.isclass(optimizer_class) and issubclass(optimizer_class, torch.optim.Optimizer)):
+        raise ValueError(f"optimizer_class for {name!r} must be a torch.optim.Optimizer subclass, got {optimizer_class!r}")
+    merged = dict(defaults or {})
+    if "lr" not in merged:
+        lr_default = inspect.signature(optimizer_class.__init__).parameters.get("lr")
+        if lr_default is None or not isinstance(lr_default.default, (int, float)):
+            raise ValueError(f"optimizer {name!r} has no default learning rate: pass defaults={{'lr': ...}}")
+        merged["lr"] = float(lr_default.default)
+    spec = OptimizerSpec(
+        name=name,
+        optimizer_class=optimizer_class,
+        defaults=MappingProxyType(merged),
+        description=description or _first_line(optimizer_class.__doc__) or optimizer_class.__name__,
+        full_batch=full_batch,
+    )
+    return OPTIMIZERS.register(name, spec, overwrite=overwrite)
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def get_optimizer(name: str) -> OptimizerSpec:
+    return OPTIMIZERS.get(name)
+
+
+def list_optimizers(pattern: str = "*") -> list[str]:
+    """Registered optimizer names matching ``pattern`` (``"adam*"``)."""
+    return OPTIMIZERS.names(pattern)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_type(spec: OptimizerSpec, key: str, value: Any) -> Any:
+    """``value`` checked against the type of the default; ints become floats where the default
+    is a float, so ``sgd[lr=1]`` and ``sgd[lr=1.0]`` are one configuration."""
+    default = spec.defaults.get(key)
+    if default is None:
+        return value
+    label = f"{spec.name} hyper-parameter {key}={value!r}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"invalid {label}: expected true or false")
+    elif _is_number(default):
+        if not _is_number(value):
+            raise ValueError(f"invalid {label}: expected a number")
+        if isinstance(default, float):
+            return float(value)
+    elif isinstance(default, tuple):
+        if not (isinstance(value, tuple) and len(value) == len(default) and all(map(_is_number, value))):
+            raise ValueError(f"invalid {label}: expected a tuple of {len(default)} numbers like {default!r}")
+        return tuple(float(v) if isinstance(d, float) else v for v, d in zip(value, default))
+    return value
+
+
+def resolve_hyperparameters(name: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The full hyper-parameters of optimizer ``name``: its defaults updated by ``overrides``.
+
+    Raises:
+        ValueError: for an unknown optimizer or key, a value of the wrong type, a learning rate
+            that is not a positive finite number, or anything torch's constructor rejects.
+    """
+    spec = get_optimizer(name)
+    hyperparameters = dict(spec.defaults)
+    valid = spec.valid_keys()
+    for key, value in (overrides or {}).items():
+        if key not in valid:
+            raise ValueError(f"optimizer {name!r} has no hyper-parameter {key!r}; valid: {', '.join(valid)}")
+        hyperparameters[key] = _check_type(spec, key, value)
+    lr = hyperparameters["lr"]
+    if not _is_number(lr) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"invalid learning rate lr={lr!r} for {name}: must be a positive number")
+    # Let torch's own constructor check the values (negative eps, betas outside [0, 1), ...).
+    try:
+        spec.optimizer_class([torch.zeros(1, requires_grad=True)], **hyperparameters)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"invalid hyper-parameters for {name} {hyperparameters}: {error}") from None
+    return hyperparameters
+
+
+def build_optimizer(
+    name: str, parameters: Iterable[torch.nn.Parameter], hyperparameters: Mapping[str, Any]
+) -> torch.optim.Optimizer:
+    """Construct optimizer ``name`` over ``parameters`` with already-resolved hyper-parameters."""
+    return get_optimizer(name).optimizer_class(parameters, **hyperparameters)
+
+
+def _register_builtins() -> None:
+    optim = torch.optim
+    register_optimizer(
+        "gd", optim.SGD, defaults={"lr": 0.1}, full_batch=True,
+        description="full-batch gradient descent: every step uses the whole training set",
+    )
+    register_optimizer("sgd", optim.SGD, defaults={"lr": 0.1}, description="mini-batch stochastic gradient descent (Robbins & Monro 1951)")
+    register_optimizer(
+        "momentum", optim.SGD, defaults={"lr": 0.01, "momentum": 0.9},
+        description="SGD with heavy-ball momentum 0.9 (Polyak 1964)",
+    )
+    register_optimizer(
+        "nesterov", optim.SGD, defaults={"lr": 0.01, "momentum": 0.9, "nesterov": True},
+        description="SGD with Nesterov momentum 0.9 (Sutskever et al. 2013)",
+    )
+    register_optimizer("adam", optim.Adam, defaults={"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8}, description="Adam (Kingma & Ba 2014)")
+    register_optimizer(
+        "adamw", optim.AdamW, defaults={"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01},
+        description="Adam with decoupled weight decay (Loshchilov & Hutter 2017)",
+    )
+    register_optimizer("rmsprop", optim.RMSprop, defaults={"lr": 1e-3, "alpha": 0.99, "eps": 1e-8}, description="RMSprop (Tieleman & Hinton 2012)")
+    register_optimizer("adagrad", optim.Adagrad, defaults={"lr": 0.01, "eps": 1e-10}, description="Adagrad (Duchi et al. 2011)")
+    register_optimizer("adadelta", optim.Adadelta, defaults={"lr": 1.0, "rho": 0.9, "eps": 1e-6}, description="Adadelta (Zeiler 2012)")
+    register_optimizer("adamax", optim.Adamax, defaults={"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8}, description="Adamax, Adam with the infinity norm (Kingma & Ba 2014)")
+    register_optimizer("nadam", optim.NAdam, defaults={"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8}, description="Adam with Nesterov momentum (Dozat 2016)")
+    register_optimizer("radam", optim.RAdam, defaults={"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8}, description="Rectified Adam (Liu et al. 2019)")
+
+
+_register_builtins()

@@ -1,0 +1,259 @@
+"""Activation statistics from forward hooks: dead units, saturated units, mean and std.
+
+Every activation module of the model is watched: the classes registered in
+``gradbench.axes.activations`` and torch's own activation modules in any user model. A *unit* is one
+element of an example's output (a feature of a linear layer; one channel at one position of a
+convolution); the first dimension of the output is taken as the batch. At a recorded step:
+
+- a rectifier's unit is **dead** when its output is exactly zero for every example in the batch
+  (it passes back no gradient at all for this batch);
+- a saturating unit (sigmoid, tanh, hardtanh, hardsigmoid, softsign) is **saturated** when its
+  slope is below ``SATURATION_SLOPE`` (a tenth) of the activation's peak slope for every example
+  in the batch. The slope is read from the output: sigmoid ``4 y (1 - y)``, tanh ``1 - y^2``,
+  softsign ``(1 - |y|)^2`` (relative to their peaks 1/4, 1, 1), hardtanh and hardsigmoid 0 at
+  their bounds and 1 inside. For sigmoid that is ``y < 0.026`` or ``y > 0.974``, for tanh
+  ``|y| > 0.949``;
+- the mean and the (population) standard deviation are over all the output's values.
+
+The hooks are registered only around the forward passes of recorded steps (armed by
+``GradientMonitor.step`` for the next step), so the other steps run the model without hooks.
+Forward passes without gradients (evaluation under ``torch.no_grad``) are ignored, and each new
+forward pass with gradients replaces the previous one's records (gradient accumulation: the last
+micro-batch is recorded). Functional activations (``torch.relu(x)`` inside ``forward``) are
+invisible to hooks. The statistics are computed on the device as the hook runs (the output is
+hot in cache) and stay there until the monitor's read-back.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradbench.axes.activations import ACTIVATIONS
+from gradbench.monitor.history import ActivationSite
+
+__all__ = ["SATURATION_SLOPE", "ActivationRecorder", "activation_kind"]
+
+SATURATION_SLOPE = 0.1
+
+# A counter maps an output to (count, counts_stuck): the number of dead or saturated units
+# (counts_stuck true) or of the units that are neither (false; the host takes the complement).
+Counter = Callable[[torch.Tensor], "tuple[torch.Tensor, bool]"]
+
+_RECTIFIERS: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.Hardswish,
+)
+_NONNEGATIVE = (nn.ReLU, nn.ReLU6, nn.Softplus)  # outputs >= 0: no abs() needed
+_SATURATING: tuple[type[nn.Module], ...] = (nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardsigmoid, nn.Softsign)
+
+
+def _over_batch(values: torch.Tensor, reduce: str) -> torch.Tensor:
+    """``amax``/``amin`` over the batch (first) dimension; an unbatched output is one example."""
+    if values.dim() < 2:
+        return values
+    return values.amax(0) if reduce == "max" else values.amin(0)
+
+
+def _alive_units(nonnegative: bool, y: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    peak = _over_batch(y if nonnegative else y.abs(), "max")
+    return torch.count_nonzero(peak), False
+
+
+def _saturated_sigmoid(y: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    # Relative slope 4 y (1 - y) < s for every example  <=>  max over the batch of y - y^2 < s/4.
+    return torch.count_nonzero(_over_batch(torch.addcmul(y, y, y, value=-1.0), "max") < SATURATION_SLOPE / 4), True
+
+
+def _saturated_tanh(y: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    # Relative slope 1 - y^2 < s  <=>  y^2 > 1 - s.
+    return torch.count_nonzero(_over_batch(y.square(), "min") > 1.0 - SATURATION_SLOPE), True
+
+
+def _saturated_softsign(y: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    # Slope 1 / (1 + |x|)^2 = (1 - |y|)^2 < s  <=>  |y| > 1 - sqrt(s).
+    return torch.count_nonzero(_over_batch(y.abs(), "min") > 1.0 - math.sqrt(SATURATION_SLOPE)), True
+
+
+def _inside_units(low: float, high: float, y: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    # Slope 1 strictly inside (low, high), 0 at the bounds (as torch's backward has it).
+    inside = torch.logical_and(y > low, y < high)
+    return torch.count_nonzero(_over_batch(inside, "max")), False
+
+
+def _counter(module: nn.Module) -> tuple[str, Counter | None] | None:
+    """(kind, counter) for an activation module; ``None`` for anything else."""
+    if isinstance(module, _RECTIFIERS):
+        return "rectifier", partial(_alive_units, isinstance(module, _NONNEGATIVE))
+    if isinstance(module, nn.Sigmoid):
+        return "saturating", _saturated_sigmoid
+    if isinstance(module, nn.Tanh):
+        return "saturating", _saturated_tanh
+    if isinstance(module, nn.Softsign):
+        return "saturating", _saturated_softsign
+    if isinstance(module, nn.Hardtanh):
+        return "saturating", partial(_inside_units, float(module.min_val), float(module.max_val))
+    if isinstance(module, nn.Hardsigmoid):
+        return "saturating", partial(_inside_units, 0.0, 1.0)
+    for _, spec in ACTIVATIONS.items():  # a user-registered class: its kind, but no slope formula
+        if type(module) is spec.module_class and spec.kind != "linear":
+            return spec.kind, None
+    return None
+
+
+def activation_kind(module: nn.Module) -> str | None:
+    """``"rectifier"``, ``"saturating"`` or ``None`` (not an activation the recorder watches)."""
+    found = _counter(module)
+    return found[0] if found else None
+
+
+@dataclass
+class _Observation:
+    module_index: int
+    count: torch.Tensor | None
+    counts_stuck: bool
+    mean: torch.Tensor
+    centered_norm: torch.Tensor
+    units: int
+    elements: int
+
+
+class ActivationRecorder:
+    """Forward hooks on a model's activation modules, writing one buffer row per detailed step.
+
+    Args:
+        model: The model (its forward pre-hook marks where a forward pass begins).
+        buffer_steps: Rows held on the device between read-backs.
+    """
+
+    def __init__(self, model: nn.Module, buffer_steps: int) -> None:
+        self._model = model
+        self._watched: list[tuple[str, nn.Module, str, Counter | None]] = []
+        for name, module in model.named_modules():
+            found = _counter(module)
+            if found is not None:
+                self._watched.append((name or type(module).__name__, module, *found))
+        self._buffer_steps = buffer_steps
+        self._buffer: torch.Tensor | None = None
+        self._pending: list[_Observation] = []
+        self._handles: list[Any] = []
+        self._site_keys: list[int] | None = None
+        self._observations: list[_Observation] = []  # the first row's, for the sites' layout
+        # Per buffer row, each site's (units, elements): the batch may change size from step to step.
+        self._shapes: list[list[tuple[int, int]]] = [[] for _ in range(buffer_steps)]
+        self.sites: list[ActivationSite] = []
+        self._warned = False
+
+    @property
+    def armed(self) -> bool:
+        return bool(self._handles)
+
+    def arm(self, on: bool) -> None:
+        """Register the hooks (``on``) or remove them. A registered hook costs every forward
+        pass a Python call per module, so the monitor registers them only for the forward
+        passes of detailed steps."""
+        if on == self.armed or not self._watched:
+            return
+        if on:
+            self._handles = [module.register_forward_hook(partial(self._observe, index)) for index, (_, module, _, _) in enumerate(self._watched)]
+            self._handles.append(self._model.register_forward_pre_hook(self._restart))
+        else:
+            for handle in self._handles:
+                handle.remove()
+            self._handles = []
+
+    def _restart(self, module: nn.Module, args: Any) -> None:
+        if torch.is_grad_enabled():
+            self._pending = []
+
+    def _observe(self, index: int, module: nn.Module, args: Any, output: Any) -> None:
+        if not torch.is_grad_enabled() or not isinstance(output, torch.Tensor) or output.numel() == 0:
+            return
+        y = output.detach()
+        counter = self._watched[index][3]
+        count, counts_stuck = counter(y) if counter is not None else (None, True)
+        mean = y.mean()
+        centered_norm = torch.linalg.vector_norm(y - mean)
+        units = y.numel() // y.shape[0] if y.dim() >= 2 else y.numel()  # not y[0]: an operation
+        self._pending.append(_Observation(index, count, counts_stuck, mean, centered_norm, units, y.numel()))
+
+    def write(self, row: int) -> bool:
+        """Store the pending observations in buffer row ``row``; returns whether there were any
+        (and they match the sites of the first recorded step)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return False
+        keys = [observation.module_index for observation in pending]
+        if self._site_keys is None:
+            self._establish_sites(pending)
+        elif keys != self._site_keys:
+            if not self._warned:
+                warnings.warn(
+                    "activation statistics: this forward pass called the activation modules in another order or number "
+                    "than the first recorded one; its activation statistics are not recorded",
+                    stacklevel=3,
+                )
+                self._warned = True
+            return False
+        assert self._buffer is not None
+        self._shapes[row] = [(o.units, o.elements) for o in pending]
+        counts = [o.count for o in pending if o.count is not None]
+        buffer_row = self._buffer[row]
+        if counts:
+            buffer_row[: len(counts)].copy_(torch.stack(counts))
+        buffer_row[len(counts) :].copy_(torch.stack([o.mean for o in pending] + [o.centered_norm for o in pending]))
+        return True
+
+    def discard(self) -> None:
+        """Drop the pending observations (a step that records nothing)."""
+        self._pending = []
+
+    def _establish_sites(self, observations: list[_Observation]) -> None:
+        self._site_keys = [o.module_index for o in observations]
+        self._observations = observations
+        calls: dict[int, int] = {}
+        for o in observations:
+            calls[o.module_index] = calls.get(o.module_index, 0) + 1
+            name, module, kind, _ = self._watched[o.module_index]
+            label = name if calls[o.module_index] == 1 else f"{name}#{calls[o.module_index]}"
+            self.sites.append(ActivationSite(label, type(module).__name__, kind, o.units))
+        counted = sum(1 for o in observations if o.count is not None)
+        width = counted + 2 * len(observations)
+        self._buffer = torch.full((self._buffer_steps, width), math.nan, dtype=torch.float64, device=observations[0].mean.device)
+
+    def read(self, rows: int) -> list[list[float]]:
+        """The first ``rows`` buffer rows on the host (one transfer)."""
+        if self._buffer is None or rows == 0:
+            return []
+        return self._buffer[:rows].tolist()
+
+    def decode(self, row: int, values: list[float]) -> tuple[list[float | None], list[float | None], list[float], list[float]]:
+        """(dead fractions, saturated fractions, means, standard deviations) of buffer row
+        ``row``, whose values ``values`` were read back."""
+        dead: list[float | None] = []
+        saturated: list[float | None] = []
+        shapes = self._shapes[row]
+        counted = sum(1 for o in self._observations if o.count is not None)
+        sites = len(self._observations)
+        position = 0
+        for site, observation, (units, _) in zip(self.sites, self._observations, shapes):
+            fraction = None
+            if observation.count is not None:
+                count = values[position]
+                position += 1
+                fraction = (count if observation.counts_stuck else units - count) / units
+            dead.append(fraction if site.kind == "rectifier" else None)
+            saturated.append(fraction if site.kind == "saturating" else None)
+        means = values[counted : counted + sites]
+        stds = [norm / math.sqrt(elements) for norm, (_, elements) in zip(values[counted + sites :], shapes)]
+        return dead, saturated, means, stds
+
+    def close(self) -> None:
+        self.arm(False)
+        self._pending = []

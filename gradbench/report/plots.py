@@ -1,0 +1,352 @@
+"""Figures from the store: training curves, a per-layer gradient heatmap, gradient norm against
+depth, the clip-firing rate, performance profiles.
+
+Each function reads the store (never writes it) and returns a ``matplotlib.figure.Figure``
+made without pyplot, so no global backend or state changes in the caller's process; PNG, PDF
+and SVG are written by matplotlib's Agg-based canvases. ``save_figure`` writes through a
+temporary file, so a figure file is complete or absent.
+
+Lines aggregate the runs that differ only in their seed: the line is the mean (for gradient
+norms, the geometric mean) over seeds and the band spans the lowest to the highest seed. Runs
+that differ in any other axis are never merged into one line: lines are named by every axis
+that varies among the selected runs, or by ``by`` when it names all of them (otherwise an
+error names the axis left out).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from gradbench.report.files import write_atomically
+from gradbench.report.pivot import knobs_of, run_axes, task_label
+from gradbench.report.profiles import PROFILE_MEASURES, Profiles
+from gradbench.store.database import Store
+
+__all__ = ["PLOTS", "CURVE_VALUES", "training_curves", "grad_heatmap", "depth_profile", "clip_rate", "profile_plot", "save_figure", "figure_bytes"]
+
+PLOTS = ("curves", "heatmap", "depth", "clip", "profile")
+# --y name -> (where it is read, column, axis label)
+CURVE_VALUES = {
+    "train_loss": ("evaluations", "train_loss", "training loss"),
+    "test_loss": ("evaluations", "test_loss", "test loss"),
+    "test_accuracy": ("evaluations", "test_accuracy", "test accuracy"),
+    "validation_loss": ("evaluations", "validation_loss", "validation loss"),
+    "validation_accuracy": ("evaluations", "validation_accuracy", "validation accuracy"),
+    "loss": ("steps", "loss", "mini-batch loss (every step)"),
+}
+
+
+def _value_text(value: Any) -> str:
+    return "-" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+
+
+def _groups(runs: Sequence[Mapping[str, Any]], by: Sequence[str] | None) -> list[tuple[str, str, list[Mapping[str, Any]]]]:
+    """(task label, line label, runs) for every configuration, seeds together. Lines are named
+    by the axes that vary among the runs of their task (task knobs are in the task label).
+
+    Raises:
+        ValueError: when ``by`` leaves out an axis that varies (lines would merge configurations).
+    """
+    tasks: dict[str, list[tuple[Mapping[str, Any], dict[str, Any]]]] = {}
+    knob_names: set[str] = set()
+    for run in runs:
+        config = json.loads(run["config"])
+        knobs = knobs_of(config)
+        knob_names.update(knobs)
+        tasks.setdefault(task_label(config["task"], knobs), []).append((run, run_axes(run)))
+    names = list(dict.fromkeys(n for members in tasks.values() for _, a in members for n in a))
+    if by is not None:
+        for name in by:
+            if name not in names:
+                raise ValueError(f"unknown --by axis {name!r}; choose from: {', '.join(names)}")
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for task, members in tasks.items():
+        varying = [n for n in names if n not in knob_names and len({json.dumps(a.get(n), default=str) for _, a in members}) > 1]
+        if by is not None:
+            left = [n for n in varying if n not in by]
+            if left:
+                values = sorted({_value_text(a.get(left[0])) for _, a in members})
+                raise ValueError(
+                    f"the selected runs of {task} also differ in {left[0]!r} ({', '.join(values)}): add it to --by or select one with --where {left[0]}=VALUE"
+                )
+        shown = list(by) if by is not None else varying
+        for run, axes in members:
+            label = ", ".join(f"{n}={_value_text(axes.get(n))}" for n in shown) or "all runs"
+            groups.setdefault((task, label), []).append(run)
+    return [(task, label, members) for (task, label), members in groups.items()]
+
+
+def _by_task(groups: list[tuple[str, str, list[Mapping[str, Any]]]]) -> dict[str, list[tuple[str, list[Mapping[str, Any]]]]]:
+    tasks: dict[str, list[tuple[str, list[Mapping[str, Any]]]]] = {}
+    for task, label, members in groups:
+        tasks.setdefault(task, []).append((label, members))
+    return tasks
+
+
+def _aggregate(series: Sequence[Mapping[int, float]], geometric: bool = False) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Steps, mean, low, high over seeds at each step any seed has (non-finite values skipped)."""
+    steps = sorted({s for one in series for s in one})
+    kept, means, lows, highs = [], [], [], []
+    for step in steps:
+        values = [one[step] for one in series if step in one and one[step] is not None and math.isfinite(one[step])]
+        if geometric:
+            values = [v for v in values if v > 0]
+        if not values:
+            continue
+        mean = 10 ** statistics.fmean(math.log10(v) for v in values) if geometric else statistics.fmean(values)
+        kept.append(step)
+        means.append(mean)
+        lows.append(min(values))
+        highs.append(max(values))
+    return kept, means, lows, highs
+
+
+def _legend(axes: Any, *, beside_figure: bool = False) -> None:
+    """A legend inside the axes for a few lines; beside them (or beside the whole figure),
+    smaller and wrapped, for many."""
+    handles, labels = axes.get_legend_handles_labels()
+    if not handles:
+        return
+    if len(handles) <= 6:
+        axes.legend(fontsize="small")
+        return
+    labels = [textwrap.fill(label, 45) for label in labels]
+    if beside_figure:
+        axes.figure.legend(handles, labels, fontsize="x-small", loc="outside right upper")
+    else:
+        axes.legend(handles, labels, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
+def _panel_height(lines: int) -> float:
+    """Tall enough for a legend of ``lines`` wrapped entries beside the panel."""
+    return max(3.6, 0.3 * lines + 1.0)
+
+
+def _figure(panels: int, width: float = 8.0, height: float = 3.6) -> tuple[Figure, list[Any]]:
+    figure = Figure(figsize=(width, height * panels), layout="constrained")
+    axes = figure.subplots(panels, 1, squeeze=False)[:, 0]
+    return figure, list(axes)
+
+
+def training_curves(store: Store, runs: Sequence[Mapping[str, Any]], y: str = "train_loss", by: Sequence[str] | None = None) -> Figure:
+    """One panel per task; per configuration, ``y`` against the step: mean over seeds, band from
+    the lowest to the highest seed. A run that diverged ends where it diverged; from there the
+    line is dashed (a mean over the seeds left) and its legend names the step and how many
+    seeds are left.
+
+    Raises:
+        ValueError: for an unknown ``y``, or nothing to draw.
+    """
+    if y not in CURVE_VALUES:
+        raise ValueError(f"unknown --y {y!r}; choose from: {', '.join(CURVE_VALUES)}")
+    source, column, label = CURVE_VALUES[y]
+    tasks = _by_task(_groups(runs, by))
+    figure, panels = _figure(len(tasks), height=_panel_height(max(len(lines) for lines in tasks.values())))
+    drawn = 0
+    for axes, (task, lines) in zip(panels, tasks.items()):
+        positive = True
+        for name, members in lines:
+            series = []
+            for run in members:
+                rows = store.evaluations(run["key"]) if source == "evaluations" else store.curve(run["key"])
+                series.append({row["step"]: row[column] for row in rows if row.get(column) is not None})
+            steps, means, lows, highs = _aggregate(series)
+            if not steps:
+                continue
+            drawn += 1
+            positive = positive and min(lows) > 0
+            # Where a seed stops (diverged, failed), the mean is over fewer seeds and may jump:
+            # the line turns dashed there and the legend says from which step.
+            counts = [sum(step in one and one[step] is not None and math.isfinite(one[step]) for one in series) for step in steps]
+            full = next((i for i, count in enumerate(counts) if count < len(members)), len(steps))
+            label = f"{name} (n={len(members)})"
+            if 0 < full < len(steps):
+                label = f"{name} (n={len(members)}; dashed after step {steps[full - 1]}: n={min(counts[full:])})"
+            elif full == 0 and len(members) > 1:
+                label = f"{name} (n={len(members)}; dashed: n={max(counts)} at most)"
+            (line,) = axes.plot(steps[: max(full, 1)], means[: max(full, 1)], label=label)
+            if full < len(steps):
+                axes.plot(steps[max(full - 1, 0) :], means[max(full - 1, 0) :], color=line.get_color(), linestyle="--")
+            if len(members) > 1:
+                axes.fill_between(steps, lows, highs, color=line.get_color(), alpha=0.2, linewidth=0)
+        if positive and "loss" in y:
+            axes.set_yscale("log")
+        axes.set_title(task)
+        axes.set_xlabel("step")
+        axes.set_ylabel(label)
+        _legend(axes)
+    if not drawn:
+        raise ValueError(f"the selected runs have no {label} recorded" + (" (runs made without --validation have no validation split)" if "validation" in y else ""))
+    return figure
+
+
+def grad_heatmap(store: Store, key: str) -> Figure:
+    """Per-layer gradient norm (before clipping) of one run: layer (input at the bottom) x
+    recorded step, log colour scale; white where not finite or zero.
+
+    Raises:
+        ValueError: if the run recorded no per-layer gradient norms.
+    """
+    (run,) = store.runs([key])
+    names, steps, norms = store.layer_grad_matrix(key)
+    if not steps:
+        raise ValueError(f"run {key} recorded no per-layer gradient norms (record_every = 0, or it failed before its first step)")
+    values = [[v for v in row if v is not None and math.isfinite(v) and v > 0] for row in norms]
+    flat = [v for row in values for v in row]
+    if not flat:
+        raise ValueError(f"run {key} has no finite positive gradient norm to draw")
+    matrix = [[(v if v is not None and math.isfinite(v) and v > 0 else math.nan) for v in column] for column in zip(*norms)]
+    # Cell edges: half-way between recorded steps, so uneven records (the last step) stay honest.
+    edges = [steps[0] - 0.5] + [(a + b) / 2 for a, b in zip(steps, steps[1:])] + [steps[-1] + 0.5]
+    figure = Figure(figsize=(7.5, max(2.5, 0.3 * len(names) + 1.5)), layout="constrained")
+    axes = figure.subplots()
+    low, high = min(flat), max(flat)
+    mesh = axes.pcolormesh(edges, range(len(names) + 1), matrix, norm=LogNorm(vmin=low, vmax=high if high > low else low * 10), cmap="viridis")
+    figure.colorbar(mesh, ax=axes, label="gradient norm (L2, before clipping)")
+    axes.set_yticks([i + 0.5 for i in range(len(names))], names if len(names) <= 40 else [str(i) for i in range(len(names))], fontsize="small")
+    axes.set_xlabel("step")
+    axes.set_ylabel("layer (input at the bottom)")
+    status = "" if run["status"] == "done" else f" [{run['status']}]"
+    title = textwrap.fill(f"{run['label']}{status}", 80)
+    axes.set_title(f"{title}\nrun {key}", fontsize="medium")
+    return figure
+
+
+def depth_profile(store: Store, runs: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None) -> Figure:
+    """Gradient norm against layer depth at the first and the last recorded step, one line per
+    configuration (per activation or init, say): geometric mean over seeds, band from the lowest
+    to the highest seed. Vanishing gradients show as lines that fall towards the input.
+
+    Raises:
+        ValueError: if no selected run recorded per-layer gradient norms.
+    """
+    groups = _groups(runs, by)
+    figure, (start, end) = _figure(2, height=_panel_height(len(groups)) / 2 + 1.8)
+    drawn, steps_seen = 0, ([], [])
+    for task, label, members in groups:
+        firsts, lasts = [], []
+        for run in members:
+            names, steps, norms = store.layer_grad_matrix(run["key"])
+            if steps:
+                firsts.append(dict(enumerate(norms[0])))
+                lasts.append(dict(enumerate(norms[-1])))
+                steps_seen[0].append(steps[0])
+                steps_seen[1].append(steps[-1])
+        if not firsts:
+            continue
+        drawn += 1
+        name = label if len({t for t, _, _ in groups}) == 1 else f"{task}: {label}"
+        color = None
+        for axes, series in ((start, firsts), (end, lasts)):
+            depth, means, lows, highs = _aggregate(series, geometric=True)
+            if not depth:
+                continue
+            (line,) = axes.plot(depth, means, marker="o", markersize=3, color=color, label=f"{name} (n={len(members)})")
+            color = line.get_color()
+            if len(series) > 1:
+                axes.fill_between(depth, lows, highs, color=color, alpha=0.2, linewidth=0)
+    if not drawn:
+        raise ValueError("the selected runs recorded no per-layer gradient norms (record_every = 0)")
+    for axes, when, seen in ((start, "start of training", steps_seen[0]), (end, "end of training", steps_seen[1])):
+        where = f"step {min(seen)}" if min(seen) == max(seen) else f"steps {min(seen)}-{max(seen)}"
+        axes.set_yscale("log")
+        axes.set_title(f"{when} ({where})")
+        axes.set_xlabel("layer (0 = input side)")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_ylabel("gradient norm (L2)")
+    _legend(start, beside_figure=True)  # the same lines in both panels
+    return figure
+
+
+def clip_rate(store: Store, runs: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None, window: int | None = None) -> Figure:
+    """How often clipping fired, over training: per configuration, the fraction of recorded steps
+    (and of seeds) at which it fired, averaged over a moving window of ``window`` records
+    (default: a twentieth of them).
+
+    Raises:
+        ValueError: if no selected run clips, or none recorded when its clipping fired.
+    """
+    clipped = [run for run in runs if run["clip"] != "none"]
+    if not clipped:
+        raise ValueError("no selected run clips its gradients (all have clip none); select some with --where clip=norm:1")
+    groups = _groups(clipped, by)
+    figure, (axes,) = _figure(1, height=_panel_height(len(groups)))
+    drawn = 0
+    for task, label, members in groups:
+        fired: dict[int, list[float]] = {}
+        for row in store.grad_norm_rows([run["key"] for run in members]):
+            if row["clip_fired"] is not None:
+                fired.setdefault(row["step"], []).append(float(row["clip_fired"]))
+        if not fired:
+            continue
+        steps = sorted(fired)
+        rates = [statistics.fmean(fired[s]) for s in steps]
+        width = window or max(1, len(steps) // 20)
+        smooth = [statistics.fmean(rates[max(0, i - width + 1) : i + 1]) for i in range(len(rates))]
+        axes.plot(steps, smooth, label=f"{label} (n={len(members)})", drawstyle="steps-post")
+        drawn += 1
+    if not drawn:
+        raise ValueError("the selected runs recorded no clip firing (stored by a gradbench before clip_fired existed)")
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_xlabel("step")
+    axes.set_ylabel("fraction of steps clipped")
+    axes.set_title("clip firing rate (moving average over recorded steps)")
+    _legend(axes)
+    return figure
+
+
+def profile_plot(profiles: Profiles) -> Figure:
+    """rho_s(tau) against tau (log2 scale), one step line per solver, with its score.
+
+    Raises:
+        ValueError: if no solver reached the target on any problem (every line would lie at 0).
+    """
+    if not any(math.isfinite(r) for ratios in profiles.ratios.values() for r in ratios):
+        raise ValueError(
+            f"no solver reached the target on any problem ({len(profiles.problems)} problems, {profiles.measure.replace('_', ' ')}): "
+            "nothing to profile; train longer or select runs that reach it with --where"
+        )
+    figure, (axes,) = _figure(1, height=_panel_height(len(profiles.solvers)))
+    top = profiles.tau_max
+    for solver in profiles.solvers:
+        finite = sorted(r for r in profiles.ratios[solver] if math.isfinite(r) and r <= top)
+        taus = [1.0, *finite, top]
+        axes.plot(taus, [profiles.rho(solver, t) for t in taus], drawstyle="steps-post", label=f"{solver} (score {profiles.score(solver):.2f})")
+    axes.set_xscale("log", base=2)
+    axes.set_xlim(1, top)
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_xlabel("tau (factor of the best)")
+    axes.set_ylabel(f"fraction of the {len(profiles.problems)} problems")
+    unit = PROFILE_MEASURES[profiles.measure][1]
+    axes.set_title(f"performance profile: {profiles.measure.replace('_', ' ')} ({unit})")
+    _legend(axes)
+    return figure
+
+
+def figure_bytes(figure: Figure, fmt: str = "png", dpi: int = 100) -> bytes:
+    """The figure as a file's bytes (the HTML report embeds PNGs)."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=fmt, dpi=dpi)
+    return buffer.getvalue()
+
+
+def save_figure(figure: Figure, path: str | Path, dpi: int = 150) -> None:
+    """Write ``figure`` to ``path`` (format from the suffix) through a temporary file.
+
+    Raises:
+        ValueError: if the file cannot be written.
+    """
+    path = Path(path)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, format=path.suffix.lower().lstrip("."), dpi=dpi))

@@ -1,0 +1,110 @@
+"""What one cell produced: ``RunResult`` (status, evaluations, the monitor's history, step
+times, environment) and its summary metrics. Torch-free, so the store, the executors and the
+reports can hold results without importing torch."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from gradbench.monitor.history import MonitorHistory, NonFinite, first_last_ratio
+
+if TYPE_CHECKING:
+    from gradbench.grid.cell import Cell
+
+__all__ = ["Evaluation", "RunResult", "now"]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")  # ordering runs that overlap in time (pooled workers)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics on the full training and test sets (and the validation split, where the cell
+    holds one out) after ``step`` optimizer steps."""
+
+    step: int
+    train_loss: float
+    test_loss: float
+    test_accuracy: float | None
+    train_time_s: float  # time spent in train_step so far
+    validation_loss: float | None = None
+    validation_accuracy: float | None = None
+
+
+@dataclass
+class RunResult:
+    """Everything one cell produced; the store saves it in one transaction.
+
+    Attributes:
+        cell: The cell that ran.
+        status: ``done``, ``diverged`` or ``failed``.
+        metric, target: The task's target metric and value.
+        evaluations: Train/test metrics at step 0, every ``eval_every`` steps, and at the end.
+        history: The monitor's loss curve and per-layer gradient norms.
+        step_times: Seconds per training step, in step order.
+        nonfinite: Where a NaN or Inf first appeared (``diverged`` runs).
+        error: ``ExceptionType: message`` for ``failed`` runs.
+        env: The environment (torch version, device name, threads, dtype, ...).
+    """
+
+    cell: Cell
+    status: str
+    metric: str | None = None
+    target: float | None = None
+    evaluations: list[Evaluation] = field(default_factory=list)
+    history: MonitorHistory | None = None
+    step_times: list[float] = field(default_factory=list)
+    num_params: list[int] = field(default_factory=list)
+    nonfinite: NonFinite | None = None
+    error: str | None = None
+    env: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+    finished_at: str = ""
+    wall_time_s: float = 0.0
+
+    @property
+    def steps_run(self) -> int:
+        return len(self.step_times)
+
+    def metrics(self) -> dict[str, float | int | None]:
+        """Summary numbers: final losses and accuracy, steps and time to target, step time,
+        first-to-last-layer gradient ratio."""
+        final = self.evaluations[-1] if self.evaluations and self.status == "done" else None
+        steps_to_target = time_to_target = None
+        for evaluation in self.evaluations:
+            value = evaluation.test_accuracy if self.metric == "accuracy" else evaluation.test_loss
+            if self.target is not None and value is not None and math.isfinite(value):
+                if (value >= self.target) if self.metric == "accuracy" else (value <= self.target):
+                    steps_to_target, time_to_target = evaluation.step, evaluation.train_time_s
+                    break
+        return {
+            "steps_run": self.steps_run,
+            "final_train_loss": final.train_loss if final else None,
+            "final_test_loss": final.test_loss if final else None,
+            "final_test_accuracy": final.test_accuracy if final else None,
+            "steps_to_target": steps_to_target,
+            "time_to_target_s": time_to_target,
+            "median_step_time_s": statistics.median(self.step_times) if self.step_times else None,
+            "total_train_time_s": sum(self.step_times),
+            "grad_ratio_first_last": self.grad_ratio_first_last(),
+            "final_validation_loss": final.validation_loss if final else None,
+            "final_validation_accuracy": final.validation_accuracy if final else None,
+        }
+
+    def grad_ratio_first_last(self) -> float | None:
+        """||grad first layer|| / ||grad last layer|| early in training: the median over the
+        first tenth of the recorded steps (at least one).
+
+        Early, because that is when vanishing gradients decide whether the lower layers learn;
+        later a run may sit on a plateau where every gradient is tiny and the ratio says little.
+        Far below 1 the lower layers learn more slowly than the top (vanishing); far above 1 the
+        gradient grows on its way down (exploding).
+        """
+        if self.history is None:
+            return None
+        return first_last_ratio(self.history.layer_grad_norms)

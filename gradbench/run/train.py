@@ -1,0 +1,297 @@
+"""The runner: ``train_step`` (the one timed function) and ``run_cell`` (one cell, one result).
+
+``run_cell`` never raises for a problem inside the run: a NaN or Inf loss or gradient ends the
+run as ``diverged`` (with the step, quantity and layer where it began), any other exception
+ends it as ``failed`` with its message, and the sweep goes on. Only ``KeyboardInterrupt`` and
+``SystemExit`` pass through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gradbench.axes.devices import check_device
+from gradbench.axes.optimizers import build_optimizer
+from gradbench.axes.specs import parse_spec
+from gradbench.grid.cell import Cell
+from gradbench.monitor.gradient_monitor import (
+    GradientMonitor,
+    MonitorHistory,
+    NonFinite,
+)
+from gradbench.run.environment import environment
+from gradbench.run.result import Evaluation, RunResult, now
+from gradbench.run.timing import StepTimer
+from gradbench.tasks import TASKS, TaskConfig, TaskInstance
+from gradbench.tasks.base import BATCH_SIZE_KNOB, LossFn, resolve_knobs
+from gradbench.tasks.datasets import Dataset, on_device, validation_split
+from gradbench.tasks.image_datasets import DataOptions
+
+__all__ = ["RunResult", "Evaluation", "Session", "Batches", "prepare", "train_step", "run_cell", "evaluate", "READBACK_STEPS"]
+
+# Steps between read-backs of the device-side records (and divergence checks).
+READBACK_STEPS = 50
+_EVAL_CHUNK = 8192
+
+
+def train_step(
+    model: nn.Module,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    monitor: GradientMonitor,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+) -> torch.Tensor:
+    """One optimizer step: forward, backward, record and clip, update.
+
+    This is the one timed function and should do nothing unrelated to the optimization: no
+    ``.item()``, no Python ``if`` on a tensor, no host-device synchronisation.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    monitor.step(loss)
+    optimizer.step()
+    return loss
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, loss_fn: LossFn, step: int, train_time_s: float) -> Evaluation:
+    """Loss on the training set, loss and accuracy on the test set and on the validation split
+    where the dataset holds one (model in eval mode).
+
+    The training loss is taken over ``data.train_eval_index`` where the dataset has one (a
+    fixed subset the size of the test set, for the large image datasets), else over all of it.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+
+        def pass_over(x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None) -> tuple[float, float | None]:
+            count = x.shape[0] if index is None else index.shape[0]
+            total_loss, correct = 0.0, 0
+            for start in range(0, count, _EVAL_CHUNK):
+                if index is None:
+                    inputs, labels = x[start : start + _EVAL_CHUNK], y[start : start + _EVAL_CHUNK]
+                else:  # gather one chunk at a time: no copy of the whole subset
+                    rows = index[start : start + _EVAL_CHUNK]
+                    inputs, labels = x[rows], y[rows]
+                outputs = model(inputs)
+                total_loss += float(loss_fn(outputs, labels)) * labels.shape[0]
+                if data.num_classes is not None:
+                    correct += int((outputs.argmax(dim=1) == labels).sum())
+            accuracy = correct / count if data.num_classes is not None else None
+            return total_loss / count, accuracy
+
+        train_loss, _ = pass_over(data.x_train, data.y_train, data.train_eval_index)
+        test_loss, test_accuracy = pass_over(data.x_test, data.y_test)
+        validation_loss = validation_accuracy = None
+        if data.x_val is not None and data.y_val is not None:
+            validation_loss, validation_accuracy = pass_over(data.x_val, data.y_val)
+    finally:
+        model.train(was_training)
+    return Evaluation(step, train_loss, test_loss, test_accuracy, train_time_s, validation_loss, validation_accuracy)
+
+
+class Batches:
+    """Mini-batches drawn by indexing on the device: a fresh permutation every epoch.
+
+    ``batch_size=None`` gives the whole training set every step (full-batch optimizers).
+    """
+
+    def __init__(self, data: Dataset, batch_size: int | None, seed: int, device: torch.device) -> None:
+        self.x, self.y = data.x_train, data.y_train
+        self.count = self.x.shape[0]
+        self.batch_size = batch_size
+        if batch_size is not None and batch_size > self.count:
+            raise ValueError(f"batch_size={batch_size} is larger than the training set ({self.count} examples)")
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.device = device
+        self.order = torch.empty(0, dtype=torch.long, device=device)
+        self.position = self.count
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.batch_size is None:
+            return self.x, self.y
+        if self.position + self.batch_size > self.count:
+            self.order = torch.randperm(self.count, generator=self.generator, device=self.device)
+            self.position = 0
+        index = self.order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return self.x[index], self.y[index]
+
+
+def _build(cell: Cell, device: torch.device, data_options: DataOptions | None = None) -> TaskInstance:
+    activation, activation_params = parse_spec(cell.activation) if cell.activation else (None, {})
+    init, init_params = parse_spec(cell.init) if cell.init else (None, {})
+    # A cell stores only the knobs of its identity (grid.keyed_knobs): fill in the rest.
+    knobs = resolve_knobs(cell.task, dict(cell.task_knobs))
+    knobs.pop(BATCH_SIZE_KNOB)  # the cell's own batch_size field is what counts
+    config = TaskConfig(knobs, activation, activation_params, init, init_params, data_options or DataOptions.from_environment())
+    instance = TASKS.get(cell.task).build(config)
+    if cell.validation:
+        # Held out before the data goes to the device, so the device copy is of the split data.
+        instance.data = validation_split(instance.data, cell.validation)
+    instance.model.to(device)
+    instance.data = on_device(instance.data, device)
+    return instance
+
+
+@dataclass
+class Session:
+    """Everything one cell trains with, built and on its device. Building it is setup: the
+    runner and the benchmarks time only ``step``.
+
+    Attributes:
+        cell: The cell.
+        device: Its device.
+        task: The built task (model and data on the device).
+        model: What the forward pass calls: ``task.model``, or its ``torch.compile``d wrapper.
+        optimizer, monitor, batches: The optimizer, the gradient monitor (which also clips)
+            and the batch source.
+    """
+
+    cell: Cell
+    device: torch.device
+    task: TaskInstance
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    monitor: GradientMonitor
+    batches: Batches
+
+    def step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """One training step (the timed code)."""
+        return train_step(self.model, self.task.loss_fn, self.optimizer, self.monitor, inputs, targets)
+
+
+def prepare(cell: Cell, *, compile_model: bool = False, data_options: DataOptions | None = None) -> Session:
+    """Build a cell's model, data, optimizer, monitor and batches; set threads and seeds.
+
+    Args:
+        cell: The cell.
+        compile_model: Wrap the model in ``torch.compile`` (the first steps then compile; time
+            them as warm-up, never as steps).
+        data_options: Where real datasets live and whether they may be downloaded (default:
+            ``$GRADBENCH_DATA`` or its default, no downloads). Not part of the cell's identity.
+    """
+    device = check_device(cell.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # allocations, streams and events of this run on its GPU
+    torch.set_num_threads(cell.threads)
+    torch.manual_seed(cell.seed)
+    task = _build(cell, device, data_options)
+    task.model.train()
+    model = torch.compile(task.model) if compile_model else task.model
+    optimizer = build_optimizer(cell.optimizer, task.model.parameters(), dict(cell.hyperparameters))
+    # The monitor sees the original module, so layer names do not carry the compile wrapper.
+    # Its optimizer hooks measure update ratios; its activation hooks come and go around
+    # detailed steps, which compiled code would not follow, so a compiled model records none.
+    monitor = GradientMonitor(
+        task.model,
+        clip=cell.clip,
+        every=cell.record_every,
+        detail_every=cell.detail_every,
+        buffer_steps=READBACK_STEPS,
+        optimizer=optimizer,
+        activations=not compile_model,
+    )
+    batches = Batches(task.data, cell.batch_size, cell.seed, device)
+    return Session(cell, device, task, model, optimizer, monitor, batches)
+
+
+def run_cell(cell: Cell, *, data_options: DataOptions | None = None, on_steps: Callable[[int], None] | None = None) -> RunResult:
+    """Train one cell and return its result; never raises for a failure inside the run.
+
+    Args:
+        cell: The run to perform.
+        data_options: Where real datasets live and whether they may be downloaded (default:
+            ``$GRADBENCH_DATA`` or its default, no downloads). Not part of the cell's identity.
+        on_steps: Called with the number of steps done since the last call (progress bars).
+    """
+    result = RunResult(cell=cell, status="failed", started_at=now())
+    wall_start = time.perf_counter()
+    # The run sets torch's thread count, seeds and CUDA device; the caller gets its own back.
+    threads = torch.get_num_threads()
+    gpus: list[int] = []
+    if cell.device.startswith("cuda") and torch.cuda.is_available():
+        with contextlib.suppress(RuntimeError):  # a bad device string fails inside, as a result
+            index = torch.device(cell.device).index
+            gpus = [index if index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=gpus), (torch.cuda.device(gpus[0]) if gpus else contextlib.nullcontext()):
+        try:
+            _train(cell, result, on_steps, data_options)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:  # a failed cell is a result; the sweep goes on
+            result.status = "failed"
+            location = traceback.extract_tb(error.__traceback__)[-1]
+            result.error = f"{type(error).__name__}: {error} (at {location.filename.rsplit('/', 1)[-1]}:{location.lineno})"
+        finally:
+            torch.set_num_threads(threads)
+    result.finished_at = now()
+    result.wall_time_s = time.perf_counter() - wall_start
+    return result
+
+
+def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None, data_options: DataOptions | None) -> None:
+    session = prepare(cell, data_options=data_options)
+    result.env = environment(session.device)
+    task, monitor = session.task, session.monitor
+    result.metric, result.target = task.metric, task.target
+    result.num_params = _layer_sizes(task.model, monitor)
+    timer = StepTimer(session.device)
+    result.evaluations.append(evaluate(task.model, task.data, task.loss_fn, 0, 0.0))
+    reported = 0
+    for step in range(1, cell.steps + 1):
+        inputs, targets = session.batches.next()
+        timer.start()
+        session.step(inputs, targets)
+        timer.stop()
+        if monitor.flush_due or step % cell.eval_every == 0 or step == cell.steps:
+            history = monitor.flush()
+            result.step_times += timer.collect()
+            if on_steps:
+                on_steps(step - reported)
+                reported = step
+            if history.nonfinite is not None:
+                _end_diverged(result, history)
+                return
+            if step % cell.eval_every == 0 or step == cell.steps:
+                evaluation = evaluate(task.model, task.data, task.loss_fn, step, sum(result.step_times))
+                result.evaluations.append(evaluation)
+                if not math.isfinite(evaluation.train_loss):
+                    # Finite batch losses but a non-finite full-set loss: weights overflowed.
+                    history.nonfinite = NonFinite(step, "loss")
+                    _end_diverged(result, history)
+                    return
+    result.history = monitor.history()
+    result.status = "done"
+
+
+def _end_diverged(result: RunResult, history: MonitorHistory) -> None:
+    """Keep the records up to and including the first non-finite step; mark the run diverged."""
+    nonfinite = history.nonfinite
+    assert nonfinite is not None
+    last = nonfinite.step
+    history.truncate(last)
+    del result.step_times[last:]  # step k's time is step_times[k - 1]
+    result.history = history
+    result.nonfinite = nonfinite
+    result.status = "diverged"
+
+
+def _layer_sizes(model: nn.Module, monitor: GradientMonitor) -> list[int]:
+    modules = dict(model.named_modules())
+    sizes = []
+    for name in monitor.layer_names:
+        module = modules.get(name, model)
+        sizes.append(sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad))
+    return sizes
