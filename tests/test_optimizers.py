@@ -266,6 +266,25 @@ def test_optimizer_without_default_lr_needs_one():
         OPTIMIZERS.unregister(name)
 
 
+@pytest.mark.parametrize("default", [lambda step: 1.0, {1, 2}, {"a": 1}, 1j, b"x", torch.tensor(1.0)], ids=["function", "set", "dict", "complex", "bytes", "tensor"])
+def test_a_default_a_cell_cannot_hold_is_refused_at_registration(default):
+    """Defaults are part of every cell's key (JSON) and hash: refused when registered, in one
+    line, rather than when a grid is expanded."""
+    name = "test_bad_default"
+    with pytest.raises(ValueError, match=r"optimizer 'test_bad_default' default weight_decay=.* cannot be part of a run's configuration: give a number"):
+        register_optimizer(name, torch.optim.SGD, defaults={"lr": 0.1, "weight_decay": default})
+    assert name not in OPTIMIZERS
+
+
+def test_list_defaults_are_kept_as_tuples():
+    name = "test_list_default"
+    try:
+        spec = register_optimizer(name, torch.optim.Adam, defaults={"betas": [0.8, 0.9]})
+        assert spec.defaults["betas"] == (0.8, 0.9)
+    finally:
+        OPTIMIZERS.unregister(name)
+
+
 @pytest.mark.parametrize(
     "not_an_optimizer",
     [dict, nn.Linear, object, torch.Tensor, lambda params, lr=0.1: None, "adam", torch.optim.Optimizer.__init__],

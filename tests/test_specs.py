@@ -38,7 +38,8 @@ torch.set_num_threads(1)
         ("x2[a=-3,b='quoted']", ("x2", {"a": -3, "b": "quoted"})),
         ("mnist1d_mlp[depth=30,width=64]", ("mnist1d_mlp", {"depth": 30, "width": 64})),
         ("t[nested=((1,2),(3,))]", ("t", {"nested": ((1, 2), (3,))})),
-        ("t[d={'a':1,'b':2}]", ("t", {"d": {"a": 1, "b": 2}})),
+        ("t[nested=[[1,2],[3]]]", ("t", {"nested": ((1, 2), (3,))})),  # lists are read as tuples, inner ones too
+        ("t[modes=(fan_in,true,none,-inf)]", ("t", {"modes": ("fan_in", True, None, float("-inf"))})),  # words inside tuples too
     ],
 )
 def test_parse_spec(text, expected):
@@ -77,10 +78,22 @@ SPEC_ERRORS = [
     ("", r"malformed name ''"),
     ("adam[lr=(0.9 0.99)]", r"malformed value '\(0.9 0.99\)' for 'lr'"),
     ("adam[lr=1 2]", r"malformed value '1 2' for 'lr'"),
+    # Literals a cell's key (JSON) or hash cannot hold, each one line naming what to give.
+    ("t[d={'a':1,'b':2}]", r"unsupported value \"\{'a':1,'b':2\}\" for 'd' in .*: give a number, a string, true/false, none, or a tuple of them$"),
+    ("sgd[maximize=b'x']", r"unsupported value \"b'x'\" for 'maximize'"),
+    ("sgd[dampening=set()]", r"malformed value 'set\(\)' for 'dampening'"),
+    ("sgd[maximize=1j]", r"unsupported value '1j' for 'maximize'"),
+    ("t[x=(1,{2})]", r"unsupported value '\(1,\{2\}\)' for 'x'"),
+    # Literals Python's own parser fails on other than with ValueError.
+    ("adam[lr={[1]:2}]", r"malformed value '\{\[1\]:2\}' for 'lr'"),
+    ("linreg[dim={{}}]", r"malformed value '\{\{\}\}' for 'dim'"),
+    ("t[x=" + "-" * 100_000 + "1]", r"value '-{40}'\.\.\. \(100001 characters\) is too long for 'x' in .*\(100006 characters\): at most 1000 characters$"),
+    ("t[x=" + "(" * 400 + ")" * 400 + "]", r"malformed value"),
+    ("a" * 101, r"malformed name 'a{80}'\.\.\. \(101 characters\)"),
 ]
 
 
-@pytest.mark.parametrize("text, pattern", SPEC_ERRORS, ids=[t or "<empty>" for t, _ in SPEC_ERRORS])
+@pytest.mark.parametrize("text, pattern", SPEC_ERRORS, ids=[(t[:40] + ("..." if len(t) > 40 else "")) or "<empty>" for t, _ in SPEC_ERRORS])
 def test_parse_spec_errors(text, pattern):
     with pytest.raises(ValueError, match=pattern):
         parse_spec(text)

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from gradbench.axes.registry import Registry
+from gradbench.axes.specs import plain_value
 
 __all__ = [
     "OptimizerSpec",
@@ -107,7 +108,12 @@ def register_optimizer(
     """
     if not (inspect.isclass(optimizer_class) and issubclass(optimizer_class, torch.optim.Optimizer)):
         raise ValueError(f"optimizer_class for {name!r} must be a torch.optim.Optimizer subclass, got {optimizer_class!r}")
-    merged = dict(defaults or {})
+    merged = {}
+    for key, value in (defaults or {}).items():
+        try:  # a default is part of every cell's key (JSON) and hash
+            merged[key] = plain_value(value)
+        except ValueError:
+            raise ValueError(f"optimizer {name!r} default {key}={value!r} cannot be part of a run's configuration: give a number, a string, true/false, none, or a tuple of them") from None
     if "lr" not in merged:
         lr_default = inspect.signature(optimizer_class.__init__).parameters.get("lr")
         if lr_default is None or not isinstance(lr_default.default, (int, float)):
