@@ -62,6 +62,8 @@ def load_plugins(plugins: Iterable[str]) -> None:
             raise
         except ModuleNotFoundError as error:
             raise PluginError(f"plugin {plugin!r} cannot be imported: {error}; give an importable module name or a .py file") from None
+        except SystemExit as error:  # a script's sys.exit() would end gradbench without a word
+            raise PluginError(f"plugin {plugin!r} called sys.exit({error.code!r}) while it was imported; a plugin should only register things") from None
         except Exception as error:
             raise PluginError(f"plugin {plugin!r} failed to import: {type(error).__name__}: {error}") from None
         _loaded[plugin] = name
