@@ -26,7 +26,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -74,7 +74,7 @@ def _check_existing(path: Path) -> None:
         raise StoreError(f"{str(path)!r} is not a gradbench database (not an SQLite file); choose another --db path")
 
 
-def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+def _connect(path: Path, readonly: bool, new: bool = False) -> sqlite3.Connection:
     uri = f"file:{quote(str(path.resolve()))}?mode={'ro' if readonly else 'rwc'}"
     try:
         connection = sqlite3.connect(uri, uri=True, timeout=30.0)
@@ -86,6 +86,8 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
             # SQLite does on any write open); then read-only as asked.
             sqlite3.connect(uri.replace("mode=ro", "mode=rw"), uri=True, timeout=30.0).execute("SELECT count(*) FROM sqlite_master").fetchone()
             return _connect(path, readonly)
+        if new:  # nothing was there to be the wrong kind of file: the directory refused it
+            raise StoreError(f"cannot create database {str(path)!r}: {error}; choose another --db path") from None
         raise StoreError(f"{str(path)!r} is not a gradbench database ({error})") from None
 
 
@@ -129,11 +131,13 @@ class Store:
             raise StoreError(f"no gradbench database at {str(path)!r}; run 'gradbench run --db {path}' first")
         if not exists and not path.parent.is_dir():
             raise StoreError(f"cannot create database {str(path)!r}: directory {str(path.parent)!r} does not exist")
+        if not exists and not os.access(path.parent, os.W_OK | os.X_OK):
+            raise StoreError(f"cannot create database {str(path)!r}: directory {str(path.parent)!r} is not writable; choose another --db path")
         if exists:
             _check_existing(path)
         if readonly and (not exists or path.stat().st_size == 0):
             raise StoreError(f"no gradbench database at {str(path)!r} (the file is empty)")
-        connection = _connect(path, readonly)
+        connection = _connect(path, readonly, new=not exists)
         try:
             application_id, version, tables = _identity(connection)
             if tables == 0 and application_id == 0 and not readonly:
@@ -422,7 +426,7 @@ class Store:
             if wanted is None or row[0] in wanted:
                 yield dict(row)
 
-    def health(self, run: dict[str, Any]) -> RunHealth:
+    def health(self, run: Mapping[str, Any]) -> RunHealth:
         """What ``gradbench.monitor.diagnosis`` reads, for one run row (``runs()``)."""
         key = run["key"]
         names = [row[0] for row in self.connection.execute("SELECT layer_name FROM layers WHERE run_key = ? ORDER BY layer_index", (key,))]
