@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sqlite3
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -30,6 +33,38 @@ LISTS = ("tasks", "optimizers", "activations", "clips", "inits")
 
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``timeout``, ``kill`` and job schedulers send), handled as Ctrl-C is: the
+    sweep stops, workers are stopped, claims released, the store closed whole."""
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Raise ``Terminated`` in the main thread on SIGTERM, once (a second one during the clean-up
+    is ignored: the clean-up is what it would cut short)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(interrupt: KeyboardInterrupt) -> str:
+    return "terminated (SIGTERM)" if isinstance(interrupt, Terminated) else "interrupted"
+
+
+def _exit_code(interrupt: KeyboardInterrupt) -> int:
+    return 128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,7 +84,7 @@ def _comma_list(text: str) -> list[str]:
     return items
 
 
-def _numbers(flag: str, text: str, kind: type, allow_ranges: bool = False) -> list[Any]:
+def _numbers(flag: str, text: str, kind: type, allow_ranges: bool = False, max_count: int | None = None) -> list[Any]:
     values: list[Any] = []
     for item in _comma_list(text):
         try:
@@ -57,6 +92,8 @@ def _numbers(flag: str, text: str, kind: type, allow_ranges: bool = False) -> li
                 low, high = (int(part) for part in item.split("-", 1))
                 if high < low:
                     raise ValueError
+                if max_count is not None and high - low + 1 > max_count:  # refused before it is built
+                    raise UsageError(f"{flag} {item} gives {high - low + 1} values, more cells than the limit of {max_count}; raise it with --max-cells {high - low + 1}")
                 values.extend(range(low, high + 1))
             else:
                 values.append(kind(item))
@@ -99,6 +136,7 @@ def _build_parser() -> _Parser:
         "--validation", type=float,
         help="fraction of each training set held out as a validation split, never trained on, for 'gradbench report --tuned' (default: 0, none)",
     )
+    settings.add_argument("--max-cells", type=int, help="refuse a grid of more cells than this, counted before any is built (default: 100000)")
     settings.add_argument("--db", default=None, help="results database (default: gradbench.db)")
     settings.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import a module or .py file that registers tasks, optimizers, ... (repeatable); workers import it too")
     settings.add_argument("--data-dir", help="where MNIST, Fashion-MNIST and CIFAR-10 are read from, in torchvision's layout (default: $GRADBENCH_DATA, else ~/.cache/gradbench/data)")
@@ -209,7 +247,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.lr is not None:
         overrides["lrs"] = _numbers("--lr", args.lr, float)
     if args.seeds is not None:
-        overrides["seeds"] = _numbers("--seeds", args.seeds, int, allow_ranges=True)
+        overrides["seeds"] = _numbers("--seeds", args.seeds, int, allow_ranges=True, max_count=_max_cells(args))
     if args.steps is not None:
         overrides["steps"] = _numbers("--steps", args.steps, int)
     if args.batch_size is not None:
@@ -218,6 +256,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, flag) is not None:
             overrides[flag] = getattr(args, flag)
     return overrides
+
+
+def _max_cells(args: argparse.Namespace) -> int:
+    from gradbench.grid.expansion import MAX_CELLS
+
+    if args.max_cells is None:
+        return MAX_CELLS
+    if args.max_cells < 1:
+        raise UsageError(f"invalid --max-cells {args.max_cells}: give a number of cells >= 1")
+    return int(args.max_cells)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -239,7 +287,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         suite = default_suite()  # nothing but settings: the built-in suite
     # Ray runs cells on the cluster's nodes: a driver without a GPU may send CUDA cells there.
-    cells = expand(suite.with_overrides(overrides), local_devices=args.executor != "ray")
+    cells = expand(suite.with_overrides(overrides), local_devices=args.executor != "ray", max_cells=_max_cells(args))
     db = _db_path(args)
     data_options = _data_options(args)
     if args.dry_run:
@@ -262,10 +310,10 @@ def _run(args: argparse.Namespace) -> int:
             try:
                 context = RunContext(data_options=data_options, plugins=tuple(plugins))
                 summary = run_sweep(cells, store, executor=executor, progress=args.progress, retry_failed=args.retry_failed, context=context)
-            except KeyboardInterrupt:
-                stored = len(store.finished_keys() & {c.key for c in cells})
-                print(f"\ninterrupted: {stored} of {len(cells)} cells are stored in {db}; run the same command again to resume", file=sys.stderr)
-                return 130
+            except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (Terminated)
+                kept = len(store.finished_keys() & {c.key for c in cells})
+                print(f"\n{_stopped(interrupt)}: {kept} of {len(cells)} cells are stored in {db}; run the same command again to resume", file=sys.stderr)
+                return _exit_code(interrupt)
             runs = store.runs([c.key for c in cells])
             print(render(runs, args.format, _verdict_names(store, runs)), end="")
             elsewhere = store.live_claims()
@@ -347,14 +395,14 @@ def _check_datasets(cells: Sequence[Any], data_options: Any, args: argparse.Name
             raise UsageError(str(error)) from None
 
 
-def _verdicts(store: Store, runs: list[dict[str, Any]], thresholds: Thresholds | None = None) -> dict[str, list[Verdict]]:
+def _verdicts(store: Store, runs: Sequence[Mapping[str, Any]], thresholds: Thresholds | None = None) -> dict[str, list[Verdict]]:
     """Each done or diverged run's verdicts, by key."""
     from gradbench.monitor.diagnosis import diagnose
 
     return {run["key"]: diagnose(store.health(run), thresholds) for run in runs if run["status"] != "failed"}
 
 
-def _verdict_names(store: Store, runs: list[dict[str, Any]], thresholds: Thresholds | None = None) -> dict[str, list[str]]:
+def _verdict_names(store: Store, runs: Sequence[Mapping[str, Any]], thresholds: Thresholds | None = None) -> dict[str, list[str]]:
     return {key: [verdict.name for verdict in verdicts] for key, verdicts in _verdicts(store, runs, thresholds).items()}
 
 
@@ -407,8 +455,8 @@ def _report(args: argparse.Namespace) -> int:
             text = "\n".join(profile_text(p) for p in profiles) if args.format == "md" else "".join(profile_csv(p, header=i == 0) for i, p in enumerate(profiles))
         elif pivot:
             metric = args.metric or "train_loss"
-            verdicts = _verdict_names(store, runs, thresholds) if metric == "verdict" else None
-            report = build_pivots(runs, rows, columns, metric, verdicts, lrs)
+            pivot_verdicts = _verdict_names(store, runs, thresholds) if metric == "verdict" else None
+            report = build_pivots(runs, rows, columns, metric, pivot_verdicts, lrs)
             report.note = note
             text = render_pivots(report, args.format)
         else:
@@ -580,21 +628,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         args.argv = argv  # to spell out the exact command that fixes some errors
         if args.version:
-            from importlib.metadata import version
+            from gradbench import __version__
 
-            print(f"gradbench {version('gradbench')}")
+            print(f"gradbench {__version__}")
             return 0
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
         command = {"run": _run, "report": _report, "plot": _plot, "diagnose": _diagnose, "export": _export, "list": _list}[args.command]
-        return command(args)
+        with _sigterm_as_interrupt():
+            return command(args)
     except (UsageError, ValueError) as error:  # SuiteError and StoreError are ValueErrors
         print(f"gradbench: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except sqlite3.Error as error:  # the disk filled up, the file vanished mid-run, ...
         print(f"gradbench: error: database error: {error}; every cell stored before it is kept", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as interrupt:  # before a sweep started, or in another command: nothing was written
+        print(f"\ngradbench: {_stopped(interrupt)}", file=sys.stderr)
+        return _exit_code(interrupt)
     except BrokenPipeError:  # `gradbench export | head`
         sys.stderr.close()
         return 0

@@ -207,12 +207,38 @@ BAD_INPUTS = [
     (["export", "--what", "layers", "--output", "{tmp}/no/dir/x.csv"], r"does not exist"),
     (["list", "things"], r"invalid choice: 'things'"),
     (["frobnicate"], r"invalid choice: 'frobnicate'"),
+    # Values Python's literal parser fails on other than with ValueError ({{ }} are format escapes).
+    (["run", "--optimizer", "adam[lr={{[1]:2}}]"], r"--optimizer: malformed value '\{\[1\]:2\}' for 'lr' in 'adam\[lr=\{\[1\]:2\}\]'$"),
+    (["run", "--task", "linreg[dim={{{{}}}}]"], r"--task: malformed value '\{\{\}\}' for 'dim'"),
+    (["run", "{values}"], r"values.toml, line 2: unsupported value '1j' for 'maximize' in 'sgd\[maximize=1j\]': give a number, a string, true/false, none, or a tuple of them$"),
+    (["report", "--where", "task=linreg[dim={{{{}}}}]"], r"invalid --where task 'linreg\[dim=\{\{\}\}\]': malformed value"),
+    # Values a cell's key (JSON) cannot hold.
+    (["run", "--optimizer", "sgd[maximize=b'x']"], r"unsupported value \"b'x'\" for 'maximize'"),
+    (["run", "--optimizer", "sgd[dampening=set()]"], r"malformed value 'set\(\)' for 'dampening'"),
+    (["run", "--optimizer", "sgd[maximize=1j]"], r"unsupported value '1j' for 'maximize'"),
+    (["run", "--optimizer", "sgd[lr=" + "-" * 100_000 + "1]"], r"value '-{40}'\.\.\. \(100001 characters\) is too long for 'lr' .*: at most 1000 characters$"),
+    # Grids too large to build, refused before they are.
+    (["run", "--task", "linreg", "--seeds", "0-10000000", "--dry-run"], r"--seeds 0-10000000 gives 10000001 values, more cells than the limit of 100000; raise it with --max-cells 10000001$"),
+    (
+        ["run", "--task", "linreg", "--optimizer", "sgd,adam", "--lr", "0.1,0.2", "--seeds", "0-999", "--max-cells", "1000"],
+        r"the suite asks for 4000 cells \(2 optimizers x 2 learning rates x 1000 seeds\), more than the limit of 1000; raise it with --max-cells 4000$",
+    ),
+    (["run", "--task", "linreg", "--max-cells", "0"], r"invalid --max-cells 0: give a number of cells >= 1$"),
+    # A plugin that ends the process, and a database that cannot be created.
+    (["list", "--plugin", "{exit3}"], r"plugin '\S+exit3.py' called sys.exit\(3\) while it was imported; a plugin should only register things$"),
+    (["run", "--plugin", "{exit3}", "--task", "linreg"], r"called sys.exit\(3\)"),
+    (["run", "--task", "linreg", "--steps", "5", "--db", "/proc/gradbench-test.db"], r"cannot create database '/proc/gradbench-test.db': .*; choose another --db path$"),
 ]
 if not torch.cuda.is_available():
     BAD_INPUTS.append((["run", "--device", "cuda"], r"device 'cuda' asked for but CUDA is not available here.*choose from: cpu"))
 
 
-@pytest.mark.parametrize("args, pattern", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def _short(args: list[str]) -> str:
+    text = " ".join(args)
+    return text if len(text) <= 80 else text[:80] + "..."
+
+
+@pytest.mark.parametrize("args, pattern", BAD_INPUTS, ids=[_short(a) for a, _ in BAD_INPUTS])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, pattern, db, tmp_path, capsys):
     import re
 
@@ -220,7 +246,11 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, pattern, db, tmp_
     suite.write_text('steps = 5\n[[grid]]\noptimizers = ["adamm"]\n')
     notes = tmp_path / "notes.txt"
     notes.write_text("not a database\n")
-    args = [a.format(tmp=tmp_path, suite=suite, notes=notes) for a in args]
+    values = tmp_path / "values.toml"
+    values.write_text('steps = 5\noptimizers = ["sgd[maximize=1j]"]\n')
+    exit3 = tmp_path / "exit3.py"
+    exit3.write_text("import sys\nsys.exit(3)\n")
+    args = [a.format(tmp=tmp_path, suite=suite, notes=notes, values=values, exit3=exit3) for a in args]
     if args[0] in ("run", "export", "diagnose", "report") and "--db" not in args:
         args += ["--db", str(db)]
     before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
@@ -282,6 +312,47 @@ def test_ctrl_c_keeps_every_finished_cell_and_says_how_to_resume(tmp_path, store
     stored = stored_runs(path)
     assert 1 <= len(stored) < 6
     assert f"interrupted: {len(stored)} of 6 cells are stored" in err and "run the same command again to resume" in err
+
+
+@pytest.mark.parametrize("executor", ["serial", "process"])
+def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path, stored_runs, executor):
+    """What timeout, kill and job schedulers send: the finished cells kept, workers stopped,
+    claims released, the store one file again, exit 143, and a rerun finishes the rest."""
+    path = tmp_path / "terminated.db"
+    command = [sys.executable, "-m", "gradbench.cli", "run", "--task", SMALL, "--seeds", "0-5", "--steps", "400", "--db", str(path), "--no-progress", "--executor", executor]
+    if executor == "process":
+        command += ["--workers", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(stored_runs(path)) < 1 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err
+    stored = stored_runs(path)
+    assert 1 <= len(stored) < 6
+    assert f"terminated (SIGTERM): {len(stored)} of 6 cells are stored" in err and "run the same command again to resume" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["terminated.db"]  # no -wal, -shm or journal left
+    connection = sqlite3.connect(path)
+    assert connection.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
+    connection.close()
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(stored_runs(path)) == 6 and {k: v for k, v in stored_runs(path).items() if k in stored} == stored
+
+
+def test_a_new_database_in_a_directory_that_cannot_be_written_says_so(tmp_path, capsys, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.access(locked, os.W_OK):  # root: permissions do not stop it, so the check is shown the same answer
+        real_access = os.access
+        monkeypatch.setattr("gradbench.store.database.os.access", lambda path, mode: False if Path(path) == locked else real_access(path, mode))
+    code, out, err = run_cli(capsys, "run", "--task", "linreg", "--steps", "5", "--db", str(locked / "r.db"), "--no-progress")
+    assert code == 2 and out == ""
+    assert err == f"gradbench: error: cannot create database {str(locked / 'r.db')!r}: directory {str(locked)!r} is not writable; choose another --db path\n"
+    assert list(locked.iterdir()) == []
 
 
 def test_dry_run_lists_cells_and_writes_nothing(db, tmp_path, capsys):

@@ -11,7 +11,7 @@ from gradbench._lazy import attach
 
 if TYPE_CHECKING:
     from gradbench.grid.cell import Cell
-    from gradbench.grid.expansion import expand
+    from gradbench.grid.expansion import MAX_CELLS, expand, grid_size
     from gradbench.grid.suite import (
         AXES,
         SETTINGS,

@@ -1,7 +1,8 @@
 """Expansion of a suite into ``Cell``s, the unit of work.
 
 Everything is validated here, before anything trains or is written: names against their
-registries, hyper-parameters against torch's own checks, knobs against the task.
+registries, hyper-parameters against torch's own checks, knobs against the task, and the grid's
+size (counted before a cell is built) against a limit.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ from gradbench.axes.inits import INITS, check_init_params
 from gradbench.axes.optimizers import get_optimizer, resolve_hyperparameters
 from gradbench.axes.specs import format_spec, parse_spec
 from gradbench.grid.cell import Cell
-from gradbench.grid.suite import AXES, SETTINGS, Suite, suite_error
+from gradbench.grid.suite import AXES, SETTINGS, Suite, SuiteError, suite_error
 from gradbench.monitor.gradient_monitor import DETAIL_FACTOR
 from gradbench.tasks import TASKS, resolve_knobs
 from gradbench.tasks.base import BATCH_SIZE_KNOB, keyed_knobs
 
-__all__ = ["expand"]
+__all__ = ["expand", "grid_size", "MAX_CELLS"]
+
+# More cells than this is refused before any is built (``--max-cells`` raises it): a typo such
+# as ``--seeds 0-10000000`` would otherwise fill the memory before anything is printed. A cell
+# takes seconds at the least, so 100 000 of them is days of one machine.
+MAX_CELLS = 100_000
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -198,7 +204,22 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_device
         )
 
 
-def expand(suite: Suite, *, local_devices: bool = True) -> list[Cell]:
+_AXIS_WORDS = {"lrs": "learning rates", "steps": "step budgets", "batch_sizes": "batch sizes"}
+
+
+def grid_size(grid: Mapping[str, Any]) -> tuple[int, str]:
+    """How many cells ``grid`` asks for (before duplicates are merged), and the product that
+    gives it (``2 optimizers x 3 seeds``), counted without building any."""
+    size, factors = 1, []
+    for key, default in AXES.items():
+        count = len(_as_list(grid.get(key, default)))
+        size *= count
+        if count != 1:
+            factors.append(f"{count} {_AXIS_WORDS.get(key, key)}")
+    return size, " x ".join(factors) or "1 cell"
+
+
+def expand(suite: Suite, *, local_devices: bool = True, max_cells: int = MAX_CELLS) -> list[Cell]:
     """All cells of the suite, in grid order, without duplicates (by key).
 
     Args:
@@ -206,10 +227,18 @@ def expand(suite: Suite, *, local_devices: bool = True) -> list[Cell]:
         local_devices: Check that each device exists here (``cuda`` needs CUDA in this
             process). ``False`` checks the spelling only: for cells that run elsewhere (a Ray
             cluster's GPU nodes, driven from a machine without one).
+        max_cells: The most cells the suite may ask for, counted before any is built.
 
     Raises:
-        SuiteError: for any invalid value, naming it (and its line in a suite file).
+        SuiteError: for any invalid value, naming it (and its line in a suite file), or a
+            suite larger than ``max_cells``.
     """
+    sizes = [grid_size(grid) for grid in suite.grids]
+    total = sum(size for size, _ in sizes)
+    if total > max_cells:
+        biggest = max(range(len(sizes)), key=lambda index: sizes[index][0])
+        shape = sizes[biggest][1] + (f" in grid {biggest + 1} of {len(sizes)}" if len(sizes) > 1 else "")
+        raise SuiteError(f"the suite asks for {total} cells ({shape}), more than the limit of {max_cells}; raise it with --max-cells {total}")
     cells: dict[str, Cell] = {}
     for index, grid in enumerate(suite.grids):
         for cell in _expand_grid(suite, index, grid, local_devices):
