@@ -8,6 +8,8 @@ import sys
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+import pytest
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -71,3 +73,48 @@ def test_no_merge_conflict_markers_are_left_in_the_sources_or_docs():
     marker = re.compile(r"^(<{7}|>{7}|={7})( |$)", re.MULTILINE)
     left = [f"{path.relative_to(ROOT)}:{text[: match.start()].count(chr(10)) + 1}" for path in files for text in [path.read_text(encoding="utf-8")] for match in marker.finditer(text)]
     assert not left, f"merge conflict markers left in: {left}"
+
+
+def test_the_version_is_written_once():
+    """gradbench.__version__ is the source: pyproject.toml reads it, CITATION.cff repeats it
+    (CFF has no way to read it), and the installed metadata says the same."""
+    from importlib.metadata import version
+
+    import gradbench
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    citation = re.search(r"^version: (\S+)$", (ROOT / "CITATION.cff").read_text(), flags=re.M)
+    assert citation is not None and citation.group(1) == gradbench.__version__
+    assert version("gradbench") == gradbench.__version__
+
+
+def test_the_wheel_builds_without_deprecation_warnings_and_holds_every_subpackage(tmp_path):
+    """From a copy of the tracked files, so the build leaves nothing in the checkout."""
+    import shutil
+    import subprocess
+    import zipfile
+
+    setuptools = pytest.importorskip("setuptools")
+    if int(setuptools.__version__.split(".")[0]) < 77:
+        pytest.skip(f"setuptools {setuptools.__version__} is older than the 77 pyproject.toml asks for")
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    source = tmp_path / "source"
+    for name in tracked.stdout.split():
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", str(source), "-w", str(tmp_path / "wheel")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    output = built.stdout + built.stderr
+    assert "Deprecat" not in output, [line for line in output.splitlines() if "Deprecat" in line]
+    (wheel,) = (tmp_path / "wheel").glob("gradbench-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    packages = {str(p.parent.relative_to(ROOT)) for p in (ROOT / "gradbench").rglob("__init__.py")}
+    assert {f"{package}/__init__.py" for package in packages} <= names
+    assert {"gradbench/py.typed", "gradbench/suites/default.toml"} <= names

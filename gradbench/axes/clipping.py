@@ -31,8 +31,8 @@ __all__ = ["Clipping", "CLIPS", "parse_clipping", "list_clips", "global_norm"]
 
 # (gradients, threshold, norm before) -> norm after; gradients are clipped in place.
 ClipTransform = Callable[[Sequence[torch.Tensor], float, torch.Tensor], torch.Tensor]
-# (gradients, threshold, norm before or None) -> None; gradients are clipped in place.
-ClipInPlace = Callable[[Sequence[torch.Tensor], float, "torch.Tensor | None"], None]
+# (gradients, threshold, norm before or None) -> anything (ignored); gradients are clipped in place.
+ClipInPlace = Callable[[Sequence[torch.Tensor], float, "torch.Tensor | None"], object]
 
 
 @dataclass(frozen=True)

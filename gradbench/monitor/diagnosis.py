@@ -204,11 +204,11 @@ def _worst_site(health: RunHealth, records: list[list[float | None]]) -> list[tu
     for index in range(len(health.sites)):
         best: tuple[float, int, str] | None = None
         for part in (window(count), window(count, late=True)):
-            values = [row[index] for row in records[part] if index < len(row) and row[index] is not None]
+            values = [value for row in records[part] if index < len(row) and (value := row[index]) is not None]
             if values:
-                median = statistics.median(values)  # type: ignore[type-var]
+                median = float(statistics.median(values))
                 if best is None or median > best[0]:
-                    best = (float(median), index, _steps(health.activation_steps, part))  # type: ignore[arg-type]
+                    best = (median, index, _steps(health.activation_steps, part))
         if best is not None:
             found.append(best)
     return found

@@ -120,7 +120,7 @@ class GradientMonitor:
         if not layers:
             raise ValueError("the model has no trainable parameters to monitor")
         self.layer_names = [name for name, _ in layers]
-        self._parameters = [p for _, params in layers for p in params]
+        self._parameters: list[torch.Tensor] = [p for _, params in layers for p in params]
         self._device = device = self._parameters[0].device
         layer_of_parameter = [index for index, (_, params) in enumerate(layers) for _ in params]
         self._layer_norms = LayerNorms(layer_of_parameter, len(layers), device, {p.dtype for p in self._parameters})
@@ -261,7 +261,9 @@ class GradientMonitor:
             # Fired: some element beyond the threshold (an exact test; norms could not tell a
             # barely clipped element from rounding). aminmax reads each gradient once.
             extremes = torch.stack([value for pair in map(torch.aminmax, grads) for value in pair])
-            self._fired_views[row].copy_(extremes.abs().amax() > self.clipping.threshold)
+            threshold = self.clipping.threshold
+            assert threshold is not None  # value clipping always has one
+            self._fired_views[row].copy_(extremes.abs().amax() > threshold)
             self.clipping.clip_(grads)
             self._layer_norms(grads, self._layer_norms.assignment(present), self._after_views[row])
 

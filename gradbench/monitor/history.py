@@ -13,6 +13,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["NonFinite", "ActivationSite", "MonitorHistory", "QUANTITIES", "first_last_ratio", "finite_ratios", "window", "WINDOW"]
 
@@ -120,10 +121,11 @@ class MonitorHistory:
         keep_losses = sum(1 for step in self.loss_steps if step <= last_step)
         del self.loss_steps[keep_losses:], self.losses[keep_losses:]
         keep = sum(1 for step in self.grad_steps if step <= last_step)
-        for records in (
+        per_record: tuple[list[Any], ...] = (
             self.grad_steps, self.layer_grad_norms, self.layer_grad_norms_after, self.total_norm_before,
             self.total_norm_after, self.clip_fired, self.layer_weight_norms, self.layer_update_ratios,
-        ):
+        )
+        for records in per_record:
             del records[keep:]
         keep = sum(1 for step in self.activation_steps if step <= last_step)
         for records in (self.activation_steps, self.dead_fraction, self.saturated_fraction, self.activation_mean, self.activation_std):

@@ -66,7 +66,7 @@ def _geometric(values: Sequence[float]) -> tuple[float | None, float | None]:
     return 10**mean, std  # std in decades
 
 
-def _optimizer_label(config: dict[str, Any]) -> str:
+def _optimizer_label(config: Mapping[str, Any]) -> str:
     """The optimizer with the hyper-parameters that differ from its registered defaults (the
     learning rate has a column of its own)."""
     name, hyperparameters = config["optimizer"], dict(config["hyperparameters"])
@@ -79,7 +79,7 @@ def _optimizer_label(config: dict[str, Any]) -> str:
     return format_spec(name, changed)
 
 
-def _display(run: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+def _display(run: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
     shown = {column: run.get(column) for column in _CONFIG}
     shown["optimizer"] = _optimizer_label(config)
     shown["eval_every"], shown["record_every"] = config["eval_every"], config["record_every"]
@@ -99,7 +99,7 @@ def verdict_text(members: Sequence[Mapping[str, Any]], verdicts: Mapping[str, Se
     return ", ".join(name if count == len(judged) else f"{name} {count}/{len(judged)}" for name, count in counts.items()) or "-"
 
 
-def build_table(runs: Sequence[dict[str, Any]], verdicts: Mapping[str, Sequence[str]] | None = None) -> Table:
+def build_table(runs: Sequence[Mapping[str, Any]], verdicts: Mapping[str, Sequence[str]] | None = None) -> Table:
     """Aggregate run rows (``Store.runs()``) over seeds: runs whose full configuration is the
     same but for the seed form one row.
 
@@ -107,7 +107,7 @@ def build_table(runs: Sequence[dict[str, Any]], verdicts: Mapping[str, Sequence[
         runs: The run rows.
         verdicts: Each run's verdict names by key (``None``: no verdict column).
     """
-    groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    groups: dict[str, list[tuple[Mapping[str, Any], dict[str, Any]]]] = {}
     for run in runs:
         config = json.loads(run["config"])
         group = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
@@ -263,7 +263,7 @@ def _csv(table: Table) -> str:
     return output.getvalue()
 
 
-def render(runs: Sequence[dict[str, Any]], fmt: str = "md", verdicts: Mapping[str, Sequence[str]] | None = None) -> str:
+def render(runs: Sequence[Mapping[str, Any]], fmt: str = "md", verdicts: Mapping[str, Sequence[str]] | None = None) -> str:
     """The comparison table of ``runs`` in format ``fmt`` (``md`` or ``csv``), with a verdict
     column when ``verdicts`` (verdict names by run key) are given.
 

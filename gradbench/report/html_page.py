@@ -15,6 +15,7 @@ import base64
 import html
 import json
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from gradbench.report.flat import build_table, cell_texts, constants_text
@@ -60,7 +61,7 @@ def _metric_has_values(metric: str, runs: Sequence[Mapping[str, Any]]) -> bool:
 
 
 def _flat_table(runs: Sequence[Mapping[str, Any]], verdicts: Mapping[str, Sequence[str]]) -> str:
-    table = build_table(list(runs), verdicts)
+    table = build_table(runs, verdicts)
     parts = ["<table>", f"<caption>Every configuration, seeds aggregated (mean ± std of done runs). {html.escape(constants_text(table))}</caption>"]
     parts.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table.columns) + "</tr>")
     for cells in cell_texts(table):
@@ -125,7 +126,7 @@ def html_report(
         for measure in PROFILE_MEASURES:
             profiles = performance_profiles(runs, measure, rows)
             body.append(_profile_table(profiles))
-            body.append(_figure_html(f"Performance profile: {measure.replace('_', ' ')}", lambda p=profiles: profile_plot(p)))
+            body.append(_figure_html(f"Performance profile: {measure.replace('_', ' ')}", partial(profile_plot, profiles)))
     body.append("<h2>Figures</h2>")
     body.append(_figure_html("Training loss", lambda: training_curves(store, runs, "train_loss")))
     if any(run.get("final_test_accuracy") is not None for run in runs):
@@ -138,7 +139,7 @@ def html_report(
         if run["status"] != "failed":
             first_of_task.setdefault(json.loads(run["config"])["task"], run)
     for task, run in first_of_task.items():
-        body.append(_figure_html(f"Per-layer gradient norms: {task} (run {run['key']})", lambda key=run["key"]: grad_heatmap(store, key)))
+        body.append(_figure_html(f"Per-layer gradient norms: {task} (run {run['key']})", partial(grad_heatmap, store, run["key"])))
     return (
         "<!DOCTYPE html>\n<html lang=en>\n<head>\n<meta charset=utf-8>\n<title>gradbench report</title>\n"
         f"<style>{_STYLE}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"

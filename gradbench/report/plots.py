@@ -93,12 +93,13 @@ def _by_task(groups: list[tuple[str, str, list[Mapping[str, Any]]]]) -> dict[str
     return tasks
 
 
-def _aggregate(series: Sequence[Mapping[int, float]], geometric: bool = False) -> tuple[list[int], list[float], list[float], list[float]]:
+def _aggregate(series: Sequence[Mapping[int, float | None]], geometric: bool = False) -> tuple[list[int], list[float], list[float], list[float]]:
     """Steps, mean, low, high over seeds at each step any seed has (non-finite values skipped)."""
     steps = sorted({s for one in series for s in one})
     kept, means, lows, highs = [], [], [], []
     for step in steps:
-        values = [one[step] for one in series if step in one and one[step] is not None and math.isfinite(one[step])]
+        found = (one.get(step) for one in series)
+        values = [value for value in found if value is not None and math.isfinite(value)]
         if geometric:
             values = [v for v in values if v > 0]
         if not values:
@@ -232,7 +233,8 @@ def depth_profile(store: Store, runs: Sequence[Mapping[str, Any]], by: Sequence[
     """
     groups = _groups(runs, by)
     figure, (start, end) = _figure(2, height=_panel_height(len(groups)) / 2 + 1.8)
-    drawn, steps_seen = 0, ([], [])
+    drawn = 0
+    steps_seen: tuple[list[int], list[int]] = ([], [])
     for task, label, members in groups:
         firsts, lasts = [], []
         for run in members:

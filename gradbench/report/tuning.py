@@ -51,7 +51,7 @@ class Tuned:
             tuning metric over seeds (``None``: not a candidate), for inspection and tests.
     """
 
-    runs: list[dict[str, Any]]
+    runs: list[Mapping[str, Any]]
     lrs: dict[str, float]
     note: str
     candidates: dict[str, dict[float, float | None]]
@@ -88,7 +88,7 @@ def tune(runs: Sequence[Mapping[str, Any]], tune_on: str = "validation_loss") ->
         lr = axes.pop("lr")
         identity = json.dumps([json.loads(run["config"])["task"], axes], sort_keys=True, default=str)
         configurations.setdefault(identity, {}).setdefault(lr, []).append(run)
-    kept: list[dict[str, Any]] = []
+    kept: list[Mapping[str, Any]] = []
     lrs: dict[str, float] = {}
     candidates: dict[str, dict[float, float | None]] = {}
     sign = -1.0 if metric.better == "higher" else 1.0

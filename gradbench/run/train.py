@@ -13,6 +13,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 
 import torch
@@ -43,7 +44,7 @@ _EVAL_CHUNK = 8192
 
 
 def train_step(
-    model: nn.Module,
+    model: Callable[[torch.Tensor], torch.Tensor],
     loss_fn: LossFn,
     optimizer: torch.optim.Optimizer,
     monitor: GradientMonitor,
@@ -162,7 +163,7 @@ class Session:
     cell: Cell
     device: torch.device
     task: TaskInstance
-    model: nn.Module
+    model: Callable[..., Any]
     optimizer: torch.optim.Optimizer
     monitor: GradientMonitor
     batches: Batches

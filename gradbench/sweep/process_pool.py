@@ -183,8 +183,8 @@ class ProcessExecutor:
                 ready = wait([w.connection for w in busy] + [w.process.sentinel for w in busy])
                 for worker in [w for w in busy if w.connection in ready or w.process.sentinel in ready]:
                     busy.remove(worker)
-                    cell = worker.cell
-                    assert cell is not None
+                    failed_cell = worker.cell
+                    assert failed_cell is not None
                     result = None
                     try:
                         if worker.connection.poll():
@@ -208,9 +208,9 @@ class ProcessExecutor:
                     self._discard(worker)
                     slots.append(worker.slot)
                     if worker.attempt < self.max_attempts:
-                        retries.append((cell, worker.attempt + 1, worker.started))
+                        retries.append((failed_cell, worker.attempt + 1, worker.started))
                     else:
-                        yield crashed_result(cell, f"WorkerDied: the worker process running this cell died ({cause}) on each of {worker.attempt} attempts", worker.started)
+                        yield crashed_result(failed_cell, f"WorkerDied: the worker process running this cell died ({cause}) on each of {worker.attempt} attempts", worker.started)
         finally:
             self.close()
 

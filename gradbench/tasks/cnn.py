@@ -95,7 +95,8 @@ class TwoConvTwoDense(nn.Sequential):
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.trunc_normal_(module.weight, mean=0.0, std=0.05, a=-0.1, b=0.1)
-                nn.init.constant_(module.bias, 0.05)
+                if module.bias is not None:
+                    nn.init.constant_(module.bias, 0.05)
 
 
 def _same_max_pool() -> nn.MaxPool2d:
@@ -148,7 +149,8 @@ class ThreeConvThreeDense(nn.Sequential):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.xavier_normal_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)

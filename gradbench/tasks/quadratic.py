@@ -41,6 +41,8 @@ class NoisyQuadratic(nn.Module):
     the task's loss function averages it. ``Q`` is a buffer, so it moves with the model.
     """
 
+    hessian: torch.Tensor  # a buffer
+
     def __init__(self, hessian: torch.Tensor) -> None:
         super().__init__()
         self.theta = nn.Parameter(torch.ones(hessian.shape[0]))

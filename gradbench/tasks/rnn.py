@@ -71,7 +71,7 @@ class RecurrentNet(nn.Module):
 
     def __init__(self, cell: str, in_features: int, out_features: int, *, depth: int, width: int, nonlinearity: str = "tanh") -> None:
         super().__init__()
-        recurrent_class = CELLS[cell]
+        recurrent_class: Callable[..., nn.Module] = CELLS[cell]
         options = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
         self.layers = nn.ModuleList(
             recurrent_class(in_features if index == 0 else width, width, num_layers=1, batch_first=True, **options)
