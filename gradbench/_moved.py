@@ -15,6 +15,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import os
 import sys
 import types
 import warnings
@@ -60,9 +61,12 @@ RENAMED = {("gradbench.executors", "Job"): "RunContext"}
 
 def _warn(message: str) -> None:
     """Warn at the line that imported the old path (the first frame outside the import system)."""
-    frame = sys._getframe(1)
-    while frame is not None and (frame.f_code.co_filename.startswith("<frozen importlib") or frame.f_code.co_filename == __file__):
-        frame = frame.f_back  # type: ignore[assignment]
+    machinery = os.path.dirname(importlib.__file__)  # importlib.import_module's own frame
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(("<frozen importlib", machinery)) or frame.f_code.co_filename == __file__
+    ):
+        frame = frame.f_back
     if frame is None:
         warnings.warn(message, DeprecationWarning, stacklevel=2)
     else:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from gradbench._lazy import attach
 
 if TYPE_CHECKING:
-    from gradbench.report.flat import build_table, render
+    from gradbench.report.flat import FORMATS, Table, build_table, cell_texts, config_text, constants_text, render, verdict_text
     from gradbench.report.html_page import html_report
     from gradbench.report.pivot import METRICS, build_pivots, select_runs
     from gradbench.report.profiles import performance_profiles

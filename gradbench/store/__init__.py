@@ -11,6 +11,6 @@ from typing import TYPE_CHECKING
 from gradbench._lazy import attach
 
 if TYPE_CHECKING:
-    from gradbench.store.database import DEFAULT_DB, Store, StoreError
+    from gradbench.store.database import ACTIVATION_STATISTICS, DEFAULT_DB, LAYER_STATISTICS, METRIC_COLUMNS, Store, StoreError
 
 __getattr__, __dir__, __all__ = attach(__name__, __file__)

@@ -1,0 +1,213 @@
+"""The package's layout is its architecture: subpackages in data-flow order, each importing only
+from those before it, no import cycles, the executors blind to tasks, light modules free of
+torch, and every 0.1 module path still importable."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+import gradbench
+from gradbench._lazy import _exports
+from gradbench._moved import MOVED, RENAMED
+
+PACKAGE = Path(gradbench.__file__).resolve().parent
+# The data flow, upstream first: a subpackage may import from itself and those before it.
+ORDER = ["axes", "tasks", "monitor", "grid", "run", "store", "sweep", "report"]
+# Top-level modules anyone may import: no gradbench imports of their own (checked below).
+SHARED = {"gradbench", "gradbench._lazy", "gradbench._moved", "gradbench.plugins"}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, with_type_only: bool) -> set[str]:
+    """The gradbench modules ``path`` imports, at module level or inside functions (lazily),
+    and with ``with_type_only`` those under ``if TYPE_CHECKING:`` too."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped: set[int] = set()
+    if not with_type_only:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+                skipped |= {id(child) for statement in node.body for child in ast.walk(statement)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("gradbench")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gradbench") and node.level == 0:
+            for alias in node.names:  # `from gradbench.report import plots` imports a module
+                candidate = f"{node.module}.{alias.name}"
+                found.add(candidate if _exists(candidate) else node.module)
+    return found
+
+
+def _exists(module: str) -> bool:
+    path = PACKAGE.parent.joinpath(*module.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+MODULES = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def _subpackage(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in ORDER else None
+
+
+def test_every_module_lives_in_a_subpackage_of_the_data_flow_or_is_one_of_the_few_shared_ones():
+    loose = sorted(m for m in MODULES if _subpackage(m) is None and m not in SHARED | {"gradbench.cli", "gradbench.__main__"})
+    assert not loose, f"modules outside the subpackages {ORDER}: {loose}"
+
+
+def test_each_subpackage_imports_only_from_those_upstream_of_it():
+    wrong = []
+    for module, path in MODULES.items():
+        own = _subpackage(module)
+        if own is None:
+            continue
+        for imported in _imports(path, with_type_only=True):
+            other = _subpackage(imported)
+            if other is not None and ORDER.index(other) > ORDER.index(own):
+                wrong.append(f"{module} imports {imported} ({other} is downstream of {own})")
+            if other is None and imported not in SHARED:
+                wrong.append(f"{module} imports {imported}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_shared_modules_import_nothing_of_gradbench_that_could_close_a_cycle():
+    for module in SHARED - {"gradbench"}:
+        assert _imports(MODULES[module], with_type_only=False) <= {"gradbench._lazy"}, module
+
+
+def test_no_import_cycle_among_modules():
+    graph = {module: {m for m in _imports(path, with_type_only=False) if m in MODULES and m != module} for module, path in MODULES.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for imported in sorted(graph[module]):
+            if state.get(imported) == 1:
+                cycle = path[path.index(imported):] + [imported] if imported in path else [module, imported]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if imported not in state:
+                visit(imported, [*path, imported])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_the_executors_know_nothing_about_tasks():
+    for module, path in MODULES.items():
+        if _subpackage(module) == "sweep":
+            tasks = sorted(m for m in _imports(path, with_type_only=True) if _subpackage(m) == "tasks")
+            assert not tasks, f"{module} imports {tasks}"
+
+
+@pytest.mark.parametrize("statement", [
+    "import gradbench",
+    "import gradbench.cli",
+    "import gradbench.axes.specs",
+    "import gradbench.store",
+    "from gradbench.store import Store",
+    "import gradbench.monitor.diagnosis",
+])
+def test_light_imports_do_not_import_torch(statement):
+    code = f"{statement}; import sys; assert 'torch' not in sys.modules, 'torch was imported'"
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert process.returncode == 0, process.stderr
+
+
+PACKAGES = sorted(str(path) for path in PACKAGE.rglob("__init__.py") if "TYPE_CHECKING" in path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("init", PACKAGES, ids=lambda p: _module_name(Path(p)))
+def test_every_lazy_export_resolves_and_is_listed(init):
+    package = importlib.import_module(_module_name(Path(init)))
+    exports = _exports(init)
+    assert exports, "a lazy package exports something"
+    for name, (module, original) in exports.items():
+        assert getattr(package, name) is getattr(importlib.import_module(module), original), name
+    assert set(exports) <= set(dir(package)) and sorted(exports) == package.__all__
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        package.no_such_name  # noqa: B018
+
+
+# The public names of gradbench 0.1's modules (their __all__), each still importable from the
+# module's old path.
+OLD_PUBLIC = {
+    "activation_stats": ["SATURATION_SLOPE", "ActivationRecorder", "activation_kind"],
+    "activations": ["ActivationSpec", "ACTIVATIONS", "register_activation", "list_activations", "build_activation", "check_activation", "activation_gain"],
+    "benchmark": ["TimedStep", "rounds_for", "run_benchmark", "compare_runner_to_handwritten", "interleaved_times", "phase_median", "overhead_ratios", "machine_info", "CLOCKS"],
+    "claims": ["Claimant", "Heartbeat", "HEARTBEAT_S", "LEASE_S", "is_live", "machine_id", "process_start"],
+    "clipping": ["Clipping", "CLIPS", "parse_clipping", "list_clips", "global_norm"],
+    "data": ["Dataset", "cache_dir", "load_mnist1d", "load_digits", "make_adding_problem", "load_quadratic_deep", "quadratic_deep_hessian", "make_linreg", "linreg_optimum", "on_device", "validation_split", "train_eval_subset"],
+    "diagnose": ["VERDICTS", "Thresholds", "parse_thresholds", "Verdict", "RunHealth", "health_from_history", "diagnose"],
+    "env": ["environment", "device_name", "check_device", "parse_device"],
+    "executors": ["Executor", "ExecutorError", "WorkerStartError", "Job", "SerialExecutor", "ProcessExecutor", "EXECUTORS", "make_executor", "check_pooled_devices", "crashed_result", "visible_gpus"],
+    "export": ["EXPORTS", "EXPORT_FORMATS", "export"],
+    "files": ["write_atomically"],
+    "grid": ["Cell", "Suite", "SuiteError", "AXES", "SETTINGS", "load_suite", "default_suite", "parse_suite", "expand"],
+    "history": ["NonFinite", "ActivationSite", "MonitorHistory", "QUANTITIES", "first_last_ratio", "finite_ratios", "window", "WINDOW"],
+    "html_report": ["html_report"],
+    "image_data": ["DataOptions", "DatasetUnavailable", "REAL_DATASETS", "default_data_dir", "load_image_dataset"],
+    "init": ["InitSpec", "INITS", "register_init", "list_inits", "initialise", "fans", "check_init_params"],
+    "layer_norms": ["model_layers", "LayerNorms"],
+    "monitor": ["GradientMonitor", "MonitorHistory", "NonFinite", "model_layers", "DEFAULT_EVERY", "DETAIL_FACTOR"],
+    "optimizers": ["OptimizerSpec", "OPTIMIZERS", "register_optimizer", "list_optimizers", "get_optimizer", "resolve_hyperparameters", "build_optimizer"],
+    "pivot": ["Metric", "METRICS", "CellStats", "Pivot", "PivotReport", "run_axes", "build_pivots", "axis_choices", "select_runs", "task_label", "aggregate", "knobs_of"],
+    "plots": ["PLOTS", "CURVE_VALUES", "training_curves", "grad_heatmap", "depth_profile", "clip_rate", "profile_plot", "save_figure", "figure_bytes"],
+    "plugins": ["PluginError", "load_plugins"],
+    "profiles": ["PROFILE_MEASURES", "Profiles", "performance_profiles", "profile_text", "profile_csv", "TAUS"],
+    "ray_executor": ["RayExecutor"],
+    "registry": ["Registry", "closest_match"],
+    "report": ["Table", "build_table", "render", "FORMATS", "cell_texts", "config_text", "constants_text", "verdict_text"],
+    "schema": ["APPLICATION_ID", "SCHEMA_VERSION", "METRIC_COLUMNS", "LAYER_STATISTICS", "ACTIVATION_STATISTICS", "CHILD_TABLES", "create_schema", "migrate"],
+    "specs": ["parse_spec", "format_spec", "format_value", "split_top_level", "parse_value"],
+    "store": ["Store", "StoreError", "DEFAULT_DB", "METRIC_COLUMNS", "LAYER_STATISTICS", "ACTIVATION_STATISTICS"],
+    "sweep": ["SweepSummary", "run_sweep"],
+    "tables": ["TABLE_FORMATS", "render_pivots", "markdown", "latex", "csv_text", "html_tables", "cell_text", "latex_escape"],
+    "timing": ["StepTimer"],
+    "train": ["RunResult", "Evaluation", "Session", "Batches", "prepare", "train_step", "run_cell", "evaluate", "READBACK_STEPS"],
+    "tuning": ["TUNE_ON", "Tuned", "tune"],
+}
+
+
+@pytest.mark.parametrize("old", sorted(OLD_PUBLIC))
+def test_every_old_module_path_still_gives_its_public_names(old):
+    """A plugin or script written against 0.1's flat layout keeps working; a module that moved
+    says where to, once, as a DeprecationWarning at the importing line."""
+    name = f"gradbench.{old}"
+    sys.modules.pop(name, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = importlib.import_module(name)
+        values = {attribute: getattr(module, attribute) for attribute in OLD_PUBLIC[old]}
+    moved = [w for w in caught if issubclass(w.category, DeprecationWarning) and name in str(w.message)]
+    if name in MOVED:
+        assert len(moved) == 1 and MOVED[name][0] in str(moved[0].message)
+        assert moved[0].filename == __file__  # it points at the line that imported the old path
+    else:
+        assert not moved  # a package that kept the name (gradbench.grid, ...) or an unmoved module
+    assert all(value is not None or attribute in ("DEFAULT_DB",) for attribute, value in values.items())
+    for (old_module, old_name), new_name in RENAMED.items():
+        if old_module == name:
+            assert values[old_name].__name__ == new_name
+
+
+def test_an_old_path_that_was_split_names_every_new_place_for_a_missing_name():
+    import gradbench.executors as old  # noqa: F401  (the import under test)
+
+    with pytest.raises(AttributeError, match=r"gradbench.executors' has no attribute 'nope' \(it moved to gradbench.sweep.executors, "):
+        old.nope  # noqa: B018
