@@ -23,7 +23,7 @@ from gradbench.run.benchmark import (
     rounds_for,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = "mnist1d_mlp[depth=2,width=16,num_samples=500]"
 
 
