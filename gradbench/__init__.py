@@ -18,48 +18,18 @@ from gradbench._lazy import attach
 
 __version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it here)
 
-if TYPE_CHECKING:
-    from gradbench.axes.activations import (
-        ACTIVATIONS,
-        activation_gain,
-        build_activation,
-        list_activations,
-        register_activation,
+if TYPE_CHECKING:  # each name from the subpackage that owns it
+    from gradbench.axes import (
+        ACTIVATIONS, CLIPS, INITS, OPTIMIZERS, Clipping, Registry, activation_gain, build_activation, build_optimizer, initialise,
+        list_activations, list_clips, list_inits, list_optimizers, parse_clipping, register_activation, register_init,
+        register_optimizer, resolve_hyperparameters,
     )
-    from gradbench.axes.clipping import CLIPS, Clipping, list_clips, parse_clipping
-    from gradbench.axes.inits import INITS, initialise, list_inits, register_init
-    from gradbench.axes.optimizers import (
-        OPTIMIZERS,
-        build_optimizer,
-        list_optimizers,
-        register_optimizer,
-        resolve_hyperparameters,
-    )
-    from gradbench.axes.registry import Registry
-    from gradbench.grid.cell import Cell
-    from gradbench.grid.expansion import expand
-    from gradbench.grid.suite import (
-        Suite,
-        SuiteError,
-        default_suite,
-        load_suite,
-        parse_suite,
-    )
-    from gradbench.monitor.gradient_monitor import GradientMonitor
-    from gradbench.monitor.history import ActivationSite, MonitorHistory, NonFinite
-    from gradbench.run.context import RunContext
-    from gradbench.run.result import RunResult
-    from gradbench.run.train import run_cell, train_step
-    from gradbench.store.database import Store, StoreError
-    from gradbench.sweep.driver import run_sweep
-    from gradbench.tasks.base import (
-        TASKS,
-        Task,
-        TaskConfig,
-        TaskInstance,
-        list_tasks,
-        register_task,
-    )
+    from gradbench.grid import Cell, Suite, SuiteError, default_suite, expand, load_suite, parse_suite
+    from gradbench.monitor import ActivationSite, GradientMonitor, MonitorHistory, NonFinite
+    from gradbench.run import RunContext, RunResult, run_cell, train_step
+    from gradbench.store import Store, StoreError
+    from gradbench.sweep import run_sweep
+    from gradbench.tasks import TASKS, Task, TaskConfig, TaskInstance, list_tasks, register_task
 
 __getattr__, __dir__, __all__ = attach(__name__, __file__)
 _moved.install()

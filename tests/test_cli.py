@@ -298,27 +298,19 @@ def test_a_sweep_killed_mid_way_resumes_with_nothing_lost_or_duplicated(tmp_path
     assert sorted(count for _, count in per_run) == [400] * 6  # each run's rows exactly once
 
 
-def test_ctrl_c_keeps_every_finished_cell_and_says_how_to_resume(tmp_path, stored_runs):
-    path = tmp_path / "interrupted.db"
-    command = [sys.executable, "-m", "gradbench.cli", "run", "--task", SMALL, "--seeds", "0-5", "--steps", "400", "--db", str(path), "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while len(stored_runs(path)) < 1 and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
-    assert "Traceback" not in err
-    stored = stored_runs(path)
-    assert 1 <= len(stored) < 6
-    assert f"interrupted: {len(stored)} of 6 cells are stored" in err and "run the same command again to resume" in err
-
-
-@pytest.mark.parametrize("executor", ["serial", "process"])
-def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path, stored_runs, executor):
-    """What timeout, kill and job schedulers send: the finished cells kept, workers stopped,
-    claims released, the store one file again, exit 143, and a rerun finishes the rest."""
-    path = tmp_path / "terminated.db"
+@pytest.mark.parametrize(
+    "stop, exit_code, words, executor",
+    [
+        (signal.SIGINT, 130, "interrupted", "serial"),  # Ctrl-C
+        (signal.SIGTERM, 143, "terminated (SIGTERM)", "serial"),  # what timeout, kill and job schedulers send
+        (signal.SIGTERM, 143, "terminated (SIGTERM)", "process"),
+    ],
+    ids=["ctrl-c", "sigterm", "sigterm-process-pool"],
+)
+def test_a_stopped_sweep_keeps_every_finished_cell_and_says_how_to_resume(tmp_path, stored_runs, stop, exit_code, words, executor):
+    """The finished cells kept, workers stopped, claims released, the store one file again,
+    and a rerun finishes the rest without training a stored cell again."""
+    path = tmp_path / "stopped.db"
     command = [sys.executable, "-m", "gradbench.cli", "run", "--task", SMALL, "--seeds", "0-5", "--steps", "400", "--db", str(path), "--no-progress", "--executor", executor]
     if executor == "process":
         command += ["--workers", "2"]
@@ -326,14 +318,14 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path, stored_runs, executor):
     deadline = time.monotonic() + 120
     while len(stored_runs(path)) < 1 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 143, err
+    assert process.returncode == exit_code, err
     assert "Traceback" not in err
     stored = stored_runs(path)
     assert 1 <= len(stored) < 6
-    assert f"terminated (SIGTERM): {len(stored)} of 6 cells are stored" in err and "run the same command again to resume" in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["terminated.db"]  # no -wal, -shm or journal left
+    assert f"{words}: {len(stored)} of 6 cells are stored" in err and "run the same command again to resume" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped.db"]  # no -wal, -shm or journal left
     connection = sqlite3.connect(path)
     assert connection.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
     connection.close()
