@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -120,11 +122,18 @@ class RayExecutor:
         if not ray.is_initialized():
             _check_reachable(self.address)
             options = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False, **self.init_options}
+            # ray.init replaces the SIGTERM handler with one that calls sys.exit: keep the
+            # caller's (the CLI stops a sweep on SIGTERM as on Ctrl-C).
+            main_thread = threading.current_thread() is threading.main_thread()
+            sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
             try:
                 ray.init(address=self.address, **options)
             except (ConnectionError, ValueError, RuntimeError) as error:
                 where = self.address or "a new local cluster"
                 raise ExecutorError(f"cannot start or reach Ray at {where!r}: {str(error).splitlines()[0]}") from None
+            finally:
+                if sigterm is not None:
+                    signal.signal(signal.SIGTERM, sigterm)
             self._started_ray = True
         nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
         per_node = [_runs_per_node(node, self.cpus_per_run, self.gpus_per_run) for node in nodes]

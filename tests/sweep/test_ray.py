@@ -17,14 +17,38 @@ from gradbench.grid import expand, parse_suite  # noqa: E402
 from gradbench.plugins import load_plugins  # noqa: E402
 from gradbench.run import RunContext  # noqa: E402
 from gradbench.store import Store  # noqa: E402
-from gradbench.sweep import (
-    ExecutorError,  # noqa: E402
-    RayExecutor,  # noqa: E402
-    run_sweep,  # noqa: E402
-)
+from gradbench.sweep import ExecutorError, RayExecutor, run_sweep  # noqa: E402
 from gradbench.tasks import TASKS  # noqa: E402
 
 SMALL = "mnist1d_mlp[depth=3,width=32,num_samples=1000]"
+
+
+def test_sigterm_stops_a_ray_sweep_as_ctrl_c_does(tmp_path, stored_runs):
+    """ray.init installs a SIGTERM handler of its own that exits at once; the executor keeps
+    the CLI's, so the sweep stops as on Ctrl-C: finished cells kept, claims released, exit 143.
+    (Its own local Ray, in a subprocess: before the module's cluster starts.)"""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "ray.db"
+    command = [sys.executable, "-m", "gradbench.cli", "run", "--task", SMALL, "--seeds", "0-7", "--steps", "600", "--db", str(path), "--no-progress", "--executor", "ray"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "RAY_ADDRESS": "local"})
+    deadline = time.monotonic() + 180
+    while len(stored_runs(path)) < 1 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    stored = stored_runs(path)
+    assert 1 <= len(stored) < 8
+    assert f"terminated (SIGTERM): {len(stored)} of 8 cells are stored" in err and "Traceback" not in err
+    connection = sqlite3.connect(path)
+    assert connection.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
+    connection.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ray.db"]
 
 
 @pytest.fixture(scope="module")
