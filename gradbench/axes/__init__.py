@@ -1,4 +1,4 @@
-"""What a grid varies, and how each value is named.
+"""What a grid varies (and the device it runs on), and how each value is named.
 
 Modules: ``registry`` (the generic name -> entry registry: unknown names get one error with the
 choices and a did-you-mean), ``specs`` (the ``name[key=value,...]`` syntax of the CLI, suite
@@ -11,23 +11,11 @@ from typing import TYPE_CHECKING
 from gradbench._lazy import attach
 
 if TYPE_CHECKING:
-    from gradbench.axes.activations import (
-        ACTIVATIONS,
-        activation_gain,
-        build_activation,
-        list_activations,
-        register_activation,
-    )
+    from gradbench.axes.activations import ACTIVATIONS, activation_gain, build_activation, list_activations, register_activation
     from gradbench.axes.clipping import CLIPS, Clipping, list_clips, parse_clipping
     from gradbench.axes.devices import check_device, parse_device
     from gradbench.axes.inits import INITS, initialise, list_inits, register_init
-    from gradbench.axes.optimizers import (
-        OPTIMIZERS,
-        build_optimizer,
-        list_optimizers,
-        register_optimizer,
-        resolve_hyperparameters,
-    )
+    from gradbench.axes.optimizers import OPTIMIZERS, build_optimizer, list_optimizers, register_optimizer, resolve_hyperparameters
     from gradbench.axes.registry import Registry
     from gradbench.axes.specs import format_spec, parse_spec
 

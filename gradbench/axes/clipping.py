@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from gradbench.axes.registry import Registry
+from gradbench.axes.specs import shown
 
 __all__ = ["Clipping", "CLIPS", "parse_clipping", "list_clips", "global_norm"]
 
@@ -177,15 +178,15 @@ def parse_clipping(text: str) -> Clipping:
     kind, colon, raw = text.strip().partition(":")
     forms = "none, norm:C, value:C (C a positive number)"
     if kind not in CLIPS:
-        raise ValueError(CLIPS.unknown_message(kind) + f" in {text!r}; forms: {forms}")
+        raise ValueError(CLIPS.unknown_message(kind) + f" in {shown(text)}; forms: {forms}")
     if kind == "none":
         if colon:
-            raise ValueError(f"invalid clip {text!r}: 'none' takes no threshold; forms: {forms}")
+            raise ValueError(f"invalid clip {shown(text)}: 'none' takes no threshold; forms: {forms}")
         return Clipping()
     try:
         threshold = float(raw)
     except ValueError:
-        raise ValueError(f"invalid clip {text!r}: threshold {raw!r} is not a number; forms: {forms}") from None
+        raise ValueError(f"invalid clip {shown(text)}: threshold {shown(raw)} is not a number; forms: {forms}") from None
     if not (math.isfinite(threshold) and threshold > 0):
-        raise ValueError(f"invalid clip {text!r}: threshold must be a positive number; forms: {forms}")
+        raise ValueError(f"invalid clip {shown(text)}: threshold must be a positive number; forms: {forms}")
     return Clipping(kind, threshold)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from gradbench.axes.specs import shown
+
 __all__ = ["parse_device", "check_device"]
 
 
@@ -17,9 +19,9 @@ def parse_device(text: str) -> torch.device:
     try:
         device = torch.device(text)
     except (RuntimeError, TypeError):
-        raise ValueError(f"invalid device {text!r}; choose from: cpu, cuda, cuda:N") from None
+        raise ValueError(f"invalid device {shown(text)}; choose from: cpu, cuda, cuda:N") from None
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {text!r}; choose from: cpu, cuda, cuda:N")
+        raise ValueError(f"unsupported device {shown(text)}; choose from: cpu, cuda, cuda:N")
     return device
 
 

@@ -69,6 +69,13 @@ class OptimizerSpec:
     description: str = ""
     full_batch: bool = False
 
+    def signature_default(self, key: str) -> Any:
+        """The optimizer class's own default for ``key`` (``None`` where it has none)."""
+        parameter = inspect.signature(self.optimizer_class.__init__).parameters.get(key)
+        if parameter is None or parameter.default is inspect.Parameter.empty:
+            return None
+        return parameter.default
+
     def valid_keys(self) -> list[str]:
         """Keyword arguments the optimizer class accepts (besides ``params``)."""
         signature = inspect.signature(self.optimizer_class.__init__)
@@ -148,11 +155,15 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_type(spec: OptimizerSpec, key: str, value: Any) -> Any:
-    """``value`` checked against the type of the default; ints become floats where the default
-    is a float, so ``sgd[lr=1]`` and ``sgd[lr=1.0]`` are one configuration."""
-    default = spec.defaults.get(key)
-    if default is None:
+    """``value`` checked against the type of the default: gradbench's, else the optimizer class's
+    own (``sgd[maximize=(true,)]`` is not a boolean). Where gradbench's default is a float, ints
+    become floats, so ``sgd[lr=1]`` and ``sgd[lr=1.0]`` are one configuration; against the
+    class's own defaults values are only checked, so that the keys of stored cells stay."""
+    registered = spec.defaults.get(key)
+    default = registered if registered is not None else spec.signature_default(key)
+    if default is None or isinstance(default, torch.Tensor):  # None: any value the class accepts
         return value
+    coerce = registered is not None
     label = f"{spec.name} hyper-parameter {key}={value!r}"
     if isinstance(default, bool):
         if not isinstance(value, bool):
@@ -160,12 +171,13 @@ def _check_type(spec: OptimizerSpec, key: str, value: Any) -> Any:
     elif _is_number(default):
         if not _is_number(value):
             raise ValueError(f"invalid {label}: expected a number")
-        if isinstance(default, float):
+        if coerce and isinstance(default, float):
             return float(value)
     elif isinstance(default, tuple):
         if not (isinstance(value, tuple) and len(value) == len(default) and all(map(_is_number, value))):
             raise ValueError(f"invalid {label}: expected a tuple of {len(default)} numbers like {default!r}")
-        return tuple(float(v) if isinstance(d, float) else v for v, d in zip(value, default))
+        if coerce:
+            return tuple(float(v) if isinstance(d, float) else v for v, d in zip(value, default))
     return value
 
 

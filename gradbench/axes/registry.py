@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
+from gradbench.axes.specs import shown
+
 __all__ = ["Registry", "closest_match"]
 
 EntryT = TypeVar("EntryT")
@@ -73,7 +75,7 @@ class Registry(Generic[EntryT]):
         choices = list(self._entries)
         hint = closest_match(name, choices)
         suggestion = f" (did you mean {hint!r}?)" if hint else ""
-        return f"unknown {self.kind} {name!r}{suggestion}; choose from: {', '.join(choices)}"
+        return f"unknown {self.kind} {shown(name)}{suggestion}; choose from: {', '.join(choices)}"
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching the shell-style ``pattern``, in registration order."""

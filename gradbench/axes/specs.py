@@ -93,6 +93,7 @@ class _BareWords(ast.NodeTransformer):
 
 
 _UNSUPPORTED = "give a number, a string, true/false, none, or a tuple of them"
+_INT64_MAX = 2**63 - 1
 
 
 def plain_value(value: Any) -> Any:
@@ -100,8 +101,11 @@ def plain_value(value: Any) -> Any:
     boolean, ``None`` or a tuple of them; a cell's key is JSON and a cell is hashable.
 
     Raises:
-        ValueError: for anything else (bytes, complex, sets, dicts, objects).
+        ValueError: for anything else (bytes, complex, sets, dicts, objects), and for integers
+            beyond 64 bits.
     """
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _INT64_MAX:
+        raise ValueError(f"integer {value} is out of range")  # a float would overflow; SQLite holds 64 bits
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
     if isinstance(value, (tuple, list)):
@@ -139,7 +143,9 @@ def parse_value(text: str) -> Any:
         raise _BadValue(f"malformed value {shown(text)}") from None
     try:
         return plain_value(value)
-    except ValueError:
+    except ValueError as error:
+        if str(error).startswith("integer"):
+            raise _BadValue(f"integer out of range in {shown(text, 40)}", "at most 2**63-1 in size") from None
         raise _BadValue(f"unsupported value {shown(text)}", _UNSUPPORTED) from None
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradbench.axes.optimizers import OPTIMIZERS
-from gradbench.axes.specs import format_spec, parse_spec
+from gradbench.axes.specs import format_spec, parse_spec, shown
 from gradbench.report.flat import config_text, verdict_text
 from gradbench.tasks import TASKS, resolve_knobs
 from gradbench.tasks.base import BATCH_SIZE_KNOB
@@ -398,13 +398,13 @@ def _task_spec(text: str) -> tuple[str, dict[str, Any], int | None] | None:
     try:
         name, params = parse_spec(text)
     except ValueError as error:
-        raise ValueError(f"invalid --where task {text!r}: {error}") from None
+        raise ValueError(f"invalid --where task {shown(text)}: {error}") from None
     if name not in TASKS:
         return None
     try:
         knobs = resolve_knobs(name, params)
     except ValueError as error:
-        raise ValueError(f"invalid --where task {text!r}: {error}") from None
+        raise ValueError(f"invalid --where task {shown(text)}: {error}") from None
     batch_size = knobs.pop(BATCH_SIZE_KNOB, None)
     return name, json.loads(json.dumps(knobs)), batch_size if BATCH_SIZE_KNOB in params else None
 

@@ -8,13 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradbench.axes import (
-    ACTIVATIONS,
-    activation_gain,
-    build_activation,
-    list_activations,
-    register_activation,
-)
+from gradbench.axes import ACTIVATIONS, activation_gain, build_activation, list_activations, register_activation
 
 torch.set_num_threads(1)
 

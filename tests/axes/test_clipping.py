@@ -7,13 +7,7 @@ import math
 import pytest
 import torch
 
-from gradbench.axes.clipping import (
-    CLIPS,
-    Clipping,
-    global_norm,
-    list_clips,
-    parse_clipping,
-)
+from gradbench.axes.clipping import CLIPS, Clipping, global_norm, list_clips, parse_clipping
 
 torch.set_num_threads(1)
 

@@ -9,14 +9,7 @@ import torch
 from torch import nn
 
 from gradbench.axes import activation_gain
-from gradbench.axes.inits import (
-    INITS,
-    check_init_params,
-    fans,
-    initialise,
-    list_inits,
-    register_init,
-)
+from gradbench.axes.inits import INITS, check_init_params, fans, initialise, list_inits, register_init
 from gradbench.tasks.mlp import MLP
 
 torch.set_num_threads(1)

@@ -9,14 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradbench.axes.optimizers import (
-    OPTIMIZERS,
-    build_optimizer,
-    get_optimizer,
-    list_optimizers,
-    register_optimizer,
-    resolve_hyperparameters,
-)
+from gradbench.axes.optimizers import OPTIMIZERS, build_optimizer, get_optimizer, list_optimizers, register_optimizer, resolve_hyperparameters
 
 torch.set_num_threads(1)
 
@@ -145,7 +138,13 @@ RESOLVE_ERRORS = [
     ("momentum", {"momentum": -0.5}, r"Invalid momentum value"),
     ("nesterov", {"nesterov": "yes"}, r"nesterov=.*expected true or false"),
     ("nesterov", {"momentum": 0.0}, r"Nesterov momentum requires a momentum and zero dampening"),
-    ("adam", {"weight_decay": "lots"}, r"invalid hyper-parameters for adam"),
+    # Checked against the class's own defaults where gradbench sets none (maximize=(true,) ran
+    # as gradient ascent before: a non-empty tuple is truthy).
+    ("adam", {"weight_decay": "lots"}, r"invalid adam hyper-parameter weight_decay='lots': expected a number"),
+    ("sgd", {"maximize": (True,)}, r"invalid sgd hyper-parameter maximize=\(True,\): expected true or false"),
+    ("sgd", {"maximize": "x"}, r"maximize='x': expected true or false"),
+    ("sgd", {"dampening": (1,)}, r"dampening=\(1,\): expected a number"),
+    ("adam", {"amsgrad": 1}, r"amsgrad=1: expected true or false"),
 ]
 
 
@@ -153,6 +152,13 @@ RESOLVE_ERRORS = [
 def test_resolve_hyperparameters_errors(name, overrides, pattern):
     with pytest.raises(ValueError, match=pattern):
         resolve_hyperparameters(name, overrides)
+
+
+def test_values_checked_against_the_class_defaults_keep_their_type_and_the_cell_its_key():
+    """Only gradbench's own defaults make ints floats: against the class's defaults a value is
+    checked, not converted, so cells stored before the check keep their keys."""
+    assert type(resolve_hyperparameters("nadam", {"momentum_decay": 1})["momentum_decay"]) is int  # the class's default is 4e-3
+    assert type(resolve_hyperparameters("sgd", {"lr": 1})["lr"]) is float  # gradbench's default for lr
 
 
 def test_unknown_optimizer_lists_every_choice():

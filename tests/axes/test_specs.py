@@ -8,13 +8,7 @@ import re
 import pytest
 import torch
 
-from gradbench.axes.specs import (
-    format_spec,
-    format_value,
-    parse_spec,
-    parse_value,
-    split_top_level,
-)
+from gradbench.axes.specs import format_spec, format_value, parse_spec, parse_value, split_top_level
 
 torch.set_num_threads(1)
 
