@@ -3,7 +3,8 @@ name is imported from its module the first time it is used. So ``import gradbenc
 ``gradbench --help`` do not import torch, and a light module (the store, the spec parser) can
 be imported without the heavy ones beside it.
 
-A package lists its exports once, as imports under ``if TYPE_CHECKING:`` (which type checkers
+A submodule is an attribute of its package too, imported on first use (``gradbench.grid.expand``
+after ``import gradbench``). A package lists its exports once, as imports under ``if TYPE_CHECKING:`` (which type checkers
 and editors read); ``attach`` reads that block from the package's source and imports each name
 from there on first use.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -40,10 +42,15 @@ def attach(package: str, init_file: str) -> tuple[Callable[[str], Any], Callable
     exports = _exports(init_file)
 
     def __getattr__(name: str) -> Any:
-        if name not in exports:
+        if name in exports:
+            module, original = exports[name]
+            value = getattr(importlib.import_module(module), original)
+        elif not name.startswith("__") and importlib.util.find_spec(f"{package}.{name}") is not None:
+            # A submodule, as after 'import gradbench' in 0.1, which imported them all
+            # (gradbench.grid.expand, and the old paths gradbench._moved keeps).
+            value = importlib.import_module(f"{package}.{name}")
+        else:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        module, original = exports[name]
-        value = getattr(importlib.import_module(module), original)
         setattr(sys.modules[package], name, value)  # found once, then a plain attribute
         return value
 

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["MOVED", "install"]
+__all__ = ["MOVED", "SHIMS", "install"]
 
 # Old module -> the new modules its names are found in (the first is named in the warning).
 MOVED: dict[str, tuple[str, ...]] = {
@@ -44,7 +44,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "gradbench.benchmark": ("gradbench.run.benchmark",),
     "gradbench.schema": ("gradbench.store.schema",),
     "gradbench.claims": ("gradbench.store.claims",),
-    "gradbench.executors": ("gradbench.sweep.executors", "gradbench.sweep.executor", "gradbench.sweep.process_pool", "gradbench.run.context"),
+    "gradbench.executors": ("gradbench.sweep.executor_names", "gradbench.sweep.executor", "gradbench.sweep.process_pool", "gradbench.run.context"),
     "gradbench.ray_executor": ("gradbench.sweep.ray_executor",),
     "gradbench.pivot": ("gradbench.report.pivot",),
     "gradbench.tables": ("gradbench.report.tables",),
@@ -55,17 +55,22 @@ MOVED: dict[str, tuple[str, ...]] = {
     "gradbench.files": ("gradbench.report.files",),
     "gradbench.html_report": ("gradbench.report.html_page",),
 }
-# Names that changed with their module: (old module, old name) -> new name.
-RENAMED = {("gradbench.executors", "Job"): "RunContext"}
+def _job(data_options: Any = None, plugins: Sequence[str] = (), workers: int = 1) -> Any:
+    """0.1's ``gradbench.executors.Job(data_options, plugins, workers)``: a ``RunContext``."""
+    run_context = importlib.import_module("gradbench.run.context").RunContext  # by name, as every target here
+    return run_context(data_options=data_options, plugins=tuple(plugins), concurrent_runs=workers)
+
+
+# Old names whose signature changed too: called as they were, they give the new object.
+SHIMS: dict[str, dict[str, Any]] = {"gradbench.executors": {"Job": _job}}
 
 
 def _warn(message: str) -> None:
     """Warn at the line that imported the old path (the first frame outside the import system)."""
     machinery = os.path.dirname(importlib.__file__)  # importlib.import_module's own frame
+    ours = (__file__, os.path.join(os.path.dirname(__file__), "_lazy.py"))  # and gradbench.<old> as an attribute
     frame: types.FrameType | None = sys._getframe(1)
-    while frame is not None and (
-        frame.f_code.co_filename.startswith(("<frozen importlib", machinery)) or frame.f_code.co_filename == __file__
-    ):
+    while frame is not None and (frame.f_code.co_filename.startswith(("<frozen importlib", machinery)) or frame.f_code.co_filename in ours):
         frame = frame.f_back
     if frame is None:
         warnings.warn(message, DeprecationWarning, stacklevel=2)
@@ -78,11 +83,15 @@ def _split_module(name: str, targets: Sequence[str]) -> types.ModuleType:
     module = types.ModuleType(name, f"Moved: its names are now in {', '.join(targets)}.")
 
     def __getattr__(attribute: str) -> Any:
-        wanted = RENAMED.get((name, attribute), attribute)
+        if attribute == "__all__":  # for 'from gradbench.train import *'
+            names = {n for target in targets for n in getattr(importlib.import_module(target), "__all__", ())}
+            return sorted(names | set(SHIMS.get(name, {})))
+        if attribute in SHIMS.get(name, {}):
+            return SHIMS[name][attribute]
         for target in targets:
             found = importlib.import_module(target)
-            if hasattr(found, wanted):
-                return getattr(found, wanted)
+            if hasattr(found, attribute):
+                return getattr(found, attribute)
         raise AttributeError(f"module {name!r} has no attribute {attribute!r} (it moved to {', '.join(targets)})")
 
     module.__getattr__ = __getattr__  # type: ignore[method-assign]
@@ -90,16 +99,22 @@ def _split_module(name: str, targets: Sequence[str]) -> types.ModuleType:
 
 
 class _MovedLoader(importlib.abc.Loader):
+    def __init__(self) -> None:
+        self._spec: importlib.machinery.ModuleSpec | None = None
+
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         targets = MOVED[spec.name]
-        where = targets[0] if len(targets) == 1 else "; its names are in " + ", ".join(targets)
-        _warn(f"{spec.name} moved to {where}; import from there (the old path will be removed)".replace("moved to ;", "was split"))
         if len(targets) == 1:
-            return importlib.import_module(targets[0])
+            _warn(f"{spec.name} moved to {targets[0]}; import it from there (the old path will be removed)")
+            module = importlib.import_module(targets[0])
+            self._spec = module.__spec__  # the import system sets the old path's spec on it next
+            return module
+        _warn(f"{spec.name} was split: its names are in {', '.join(targets)}; import them from there (the old path will be removed)")
         return _split_module(spec.name, targets)
 
     def exec_module(self, module: types.ModuleType) -> None:
-        pass
+        if self._spec is not None:  # the moved module keeps its own spec (reload, __name__)
+            module.__spec__ = self._spec
 
 
 class _MovedFinder(importlib.abc.MetaPathFinder):

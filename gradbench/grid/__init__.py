@@ -12,14 +12,6 @@ from gradbench._lazy import attach
 if TYPE_CHECKING:
     from gradbench.grid.cell import Cell
     from gradbench.grid.expansion import MAX_CELLS, expand, grid_size
-    from gradbench.grid.suite import (
-        AXES,
-        SETTINGS,
-        Suite,
-        SuiteError,
-        default_suite,
-        load_suite,
-        parse_suite,
-    )
+    from gradbench.grid.suite import AXES, SETTINGS, Suite, SuiteError, default_suite, load_suite, parse_suite
 
 __getattr__, __dir__, __all__ = attach(__name__, __file__)

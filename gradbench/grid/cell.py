@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradbench.axes.specs import format_spec
-from gradbench.tasks import TASKS
 
 __all__ = ["Cell"]
 
@@ -67,6 +66,8 @@ class Cell:
 
     @property
     def task_label(self) -> str:
+        from gradbench.tasks import TASKS  # here: a cell is held (stored, sent to a worker) without torch
+
         task = TASKS.get(self.task) if self.task in TASKS else None
         defaults = dict(task.knobs) if task else {}
         changed = {k: v for k, v in self.task_knobs if defaults.get(k) != v}

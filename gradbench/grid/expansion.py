@@ -238,7 +238,7 @@ def expand(suite: Suite, *, local_devices: bool = True, max_cells: int = MAX_CEL
     if total > max_cells:
         biggest = max(range(len(sizes)), key=lambda index: sizes[index][0])
         shape = sizes[biggest][1] + (f" in grid {biggest + 1} of {len(sizes)}" if len(sizes) > 1 else "")
-        raise SuiteError(f"the suite asks for {total} cells ({shape}), more than the limit of {max_cells}; raise it with --max-cells {total}")
+        raise SuiteError(f"the suite asks for {total} cells ({shape}), more than the limit of {max_cells}; raise it with --max-cells {total} (expand(..., max_cells=N) from Python)")
     cells: dict[str, Cell] = {}
     for index, grid in enumerate(suite.grids):
         for cell in _expand_grid(suite, index, grid, local_devices):

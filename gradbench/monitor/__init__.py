@@ -13,20 +13,8 @@ from typing import TYPE_CHECKING
 from gradbench._lazy import attach
 
 if TYPE_CHECKING:
-    from gradbench.monitor.diagnosis import (
-        VERDICTS,
-        RunHealth,
-        Thresholds,
-        Verdict,
-        diagnose,
-        health_from_history,
-        parse_thresholds,
-    )
-    from gradbench.monitor.gradient_monitor import (
-        DEFAULT_EVERY,
-        DETAIL_FACTOR,
-        GradientMonitor,
-    )
+    from gradbench.monitor.diagnosis import VERDICTS, RunHealth, Thresholds, Verdict, diagnose, health_from_history, parse_thresholds
+    from gradbench.monitor.gradient_monitor import DEFAULT_EVERY, DETAIL_FACTOR, GradientMonitor
     from gradbench.monitor.history import ActivationSite, MonitorHistory, NonFinite
     from gradbench.monitor.layer_norms import model_layers
 

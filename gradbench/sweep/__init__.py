@@ -12,13 +12,8 @@ from gradbench._lazy import attach
 
 if TYPE_CHECKING:
     from gradbench.sweep.driver import SweepSummary, run_sweep
-    from gradbench.sweep.executor import (
-        CellJob,
-        Executor,
-        ExecutorError,
-        SerialExecutor,
-    )
-    from gradbench.sweep.executors import EXECUTORS, make_executor
+    from gradbench.sweep.executor import CellJob, Executor, ExecutorError, SerialExecutor
+    from gradbench.sweep.executor_names import EXECUTORS, make_executor
     from gradbench.sweep.process_pool import ProcessExecutor, WorkerStartError
     from gradbench.sweep.ray_executor import RayExecutor
 

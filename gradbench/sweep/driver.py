@@ -10,10 +10,12 @@ any moment leaves stale claims that the next sweep takes over (``gradbench.store
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -42,6 +44,16 @@ class SweepSummary:
         return sum(self.statuses.values())
 
 
+def _job_from(deprecated: dict[str, Any]) -> CellJob:
+    """The default ``RunContext``, or one made of 0.1's keywords."""
+    unknown = sorted(set(deprecated) - {"data_options", "plugins"})
+    if unknown:
+        raise TypeError(f"run_sweep() got an unexpected keyword argument {unknown[0]!r}")
+    if deprecated:
+        warnings.warn("run_sweep(data_options=..., plugins=...) is deprecated: pass job=RunContext(data_options=..., plugins=...)", DeprecationWarning, stacklevel=3)
+    return RunContext(data_options=deprecated.get("data_options"), plugins=tuple(deprecated.get("plugins") or ()))
+
+
 def run_sweep(
     cells: Sequence[Cell],
     store: Store,
@@ -49,7 +61,8 @@ def run_sweep(
     executor: Executor | None = None,
     progress: bool | None = None,
     retry_failed: bool = False,
-    context: CellJob | None = None,
+    job: CellJob | None = None,
+    **deprecated: Any,
 ) -> SweepSummary:
     """Run every cell not yet in ``store``; commit each result in one transaction as it arrives.
 
@@ -60,10 +73,13 @@ def run_sweep(
         progress: Show the progress bar; ``None`` shows it only on a terminal.
         retry_failed: Run again the cells stored as ``failed`` (their new result replaces the
             old one); diverged and done cells are always kept.
-        context: What runs each cell (default: ``RunContext()``, no plugins and the default data
+        job: What runs each cell (default: ``RunContext()``, no plugins and the default data
             directory); pass ``RunContext(plugins=..., data_options=...)`` for others. The
             executor hands it to its workers without looking inside.
+        deprecated: 0.1's ``data_options=`` and ``plugins=``, made into the ``RunContext``
+            (with a ``DeprecationWarning``).
     """
+    job = job or _job_from(deprecated)
     executor = executor or SerialExecutor()
     started = datetime.now(timezone.utc)
     statuses = store.statuses()
@@ -72,7 +88,6 @@ def run_sweep(
     skipped_failed = sum(1 for cell in cells if statuses.get(cell.key) == "failed" and cell.key in skip)
     summary = SweepSummary(total=len(cells), skipped=len(cells) - len(todo), skipped_failed=skipped_failed)
     executor.check(todo)
-    job = context or RunContext()
     claimant = Claimant.current()
     running = 0
     disable = None if progress is None else not progress

@@ -15,7 +15,7 @@ import, where datasets live). Executors know nothing about tasks or data.
 ``serial`` (here) runs cells one after another in this process; ``process``
 (``gradbench.sweep.process_pool``) keeps a pool of worker processes on this machine; ``ray``
 (``gradbench.sweep.ray_executor``) runs them as Ray tasks on a laptop or a cluster;
-``gradbench.sweep.executors`` makes one by name.
+``gradbench.sweep.executor_names`` makes one by name.
 """
 
 from __future__ import annotations

@@ -22,13 +22,7 @@ from typing import Any
 
 from gradbench.grid.cell import Cell
 from gradbench.run.result import RunResult
-from gradbench.sweep.executor import (
-    CellJob,
-    ExecutorError,
-    check_pooled_devices,
-    crashed_result,
-    visible_gpus,
-)
+from gradbench.sweep.executor import CellJob, ExecutorError, check_pooled_devices, crashed_result, visible_gpus
 
 __all__ = ["ProcessExecutor", "WorkerStartError", "MAX_ATTEMPTS"]
 

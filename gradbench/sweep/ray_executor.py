@@ -25,12 +25,7 @@ from typing import Any
 
 from gradbench.grid.cell import Cell
 from gradbench.run.result import RunResult
-from gradbench.sweep.executor import (
-    CellJob,
-    ExecutorError,
-    check_pooled_devices,
-    crashed_result,
-)
+from gradbench.sweep.executor import CellJob, ExecutorError, check_pooled_devices, crashed_result
 
 __all__ = ["RayExecutor"]
 

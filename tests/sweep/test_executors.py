@@ -21,13 +21,7 @@ from gradbench.plugins import PluginError, load_plugins
 from gradbench.run import RunContext
 from gradbench.store import Store
 from gradbench.store.claims import Claimant, is_live, machine_id, process_start
-from gradbench.sweep import (
-    ExecutorError,
-    ProcessExecutor,
-    SerialExecutor,
-    make_executor,
-    run_sweep,
-)
+from gradbench.sweep import ExecutorError, ProcessExecutor, SerialExecutor, make_executor, run_sweep
 from gradbench.tasks import TASKS
 
 SMALL = "mnist1d_mlp[depth=3,width=32,num_samples=1000]"
@@ -91,7 +85,7 @@ def test_a_worker_that_dies_costs_its_cell_one_attempt_and_the_cell_is_stored_on
     names, plugins = dying_task
     cells = _cells(f'tasks = ["{names["once"]}", "{names["always"]}"]\nsteps = 20\nseeds = [0, 1]\noptimizers = ["sgd"]')
     with Store.open(tmp_path / "r.db", create=True) as store:
-        summary = run_sweep(cells, store, executor=ProcessExecutor(workers=2, max_attempts=2), progress=False, context=RunContext(plugins=tuple(str(p) for p in plugins.values())))
+        summary = run_sweep(cells, store, executor=ProcessExecutor(workers=2, max_attempts=2), progress=False, job=RunContext(plugins=tuple(str(p) for p in plugins.values())))
         runs = {(run["task"], run["seed"]): run for run in store.runs()}
     assert len(runs) == 4 and summary.ran == 4
     assert runs[(names["once"], 0)]["status"] == "done" and runs[(names["once"], 1)]["status"] == "done"

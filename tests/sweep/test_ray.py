@@ -90,7 +90,7 @@ def test_a_task_whose_worker_dies_on_its_first_attempt_is_stored_exactly_once(cl
     try:
         cells = expand(parse_suite('tasks = ["die_once_ray"]\nsteps = 20\noptimizers = ["sgd"]'))
         with Store.open(tmp_path / "r.db", create=True) as store:
-            summary = run_sweep(cells, store, executor=RayExecutor(), progress=False, context=RunContext(plugins=(str(plugin),)))
+            summary = run_sweep(cells, store, executor=RayExecutor(), progress=False, job=RunContext(plugins=(str(plugin),)))
             runs = store.runs()
     finally:
         TASKS.unregister("die_once_ray")
