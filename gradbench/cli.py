@@ -21,6 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from gradbench.axes.specs import (  # torch-free: --help and list start at once
+    shown,
+    split_top_level,
+)
+
 if TYPE_CHECKING:  # imported lazily at run time: 'gradbench list' should not wait for torch
     from gradbench.monitor.diagnosis import Thresholds, Verdict
     from gradbench.store.database import Store
@@ -55,8 +60,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    finally:  # None: a handler installed outside Python, which cannot be put back; the default then
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _stopped(interrupt: KeyboardInterrupt) -> str:
@@ -73,33 +78,40 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _comma_list(text: str) -> list[str]:
-    from gradbench.axes.specs import split_top_level
-
     try:
         items = split_top_level(text)
     except ValueError as error:
         raise UsageError(str(error)) from None
     if any(not item for item in items):
-        raise UsageError(f"empty item in comma list {text!r}")
+        raise UsageError(f"empty item in comma list {shown(text)}")
     return items
 
 
 def _numbers(flag: str, text: str, kind: type, allow_ranges: bool = False, max_count: int | None = None) -> list[Any]:
-    values: list[Any] = []
+    """The numbers of a comma list (``0,1,2``; with ``allow_ranges`` also ``0-4``), at most
+    ``max_count`` of them, counted before a range is expanded."""
+    parsed: list[Any] = []  # numbers, and (low, high) for ranges
     for item in _comma_list(text):
         try:
             if allow_ranges and "-" in item[1:]:
                 low, high = (int(part) for part in item.split("-", 1))
                 if high < low:
                     raise ValueError
-                if max_count is not None and high - low + 1 > max_count:  # refused before it is built
-                    raise UsageError(f"{flag} {item} gives {high - low + 1} values, more cells than the limit of {max_count}; raise it with --max-cells {high - low + 1}")
-                values.extend(range(low, high + 1))
+                parsed.append((low, high))
             else:
-                values.append(kind(item))
+                parsed.append(kind(item))
         except ValueError:
             example = "0,1,2 or 0-4" if allow_ranges else ("1e-3,0.01" if kind is float else "500,1000")
-            raise UsageError(f"invalid {flag} value {item!r}: expected {kind.__name__}s like {example}") from None
+            raise UsageError(f"invalid {flag} value {shown(item)}: expected {kind.__name__}s like {example}") from None
+    count = sum(item[1] - item[0] + 1 if isinstance(item, tuple) else 1 for item in parsed)
+    if max_count is not None and count > max_count:
+        raise UsageError(f"{flag} {shown(text, 40)} gives {count} values, more cells than the limit of {max_count}; raise it with --max-cells {count}")
+    values: list[Any] = []
+    for item in parsed:
+        if isinstance(item, tuple):
+            values.extend(range(item[0], item[1] + 1))
+        else:
+            values.append(item)
     return values
 
 
@@ -218,7 +230,7 @@ def _where(args: argparse.Namespace) -> dict[str, list[str]]:
     for item in args.where:
         name, sign, values = item.partition("=")
         if not sign or not name.strip() or not values.strip():
-            raise UsageError(f"invalid --where {item!r}: expected AXIS=VALUE[,VALUE], e.g. optimizer=adam")
+            raise UsageError(f"invalid --where {shown(item)}: expected AXIS=VALUE[,VALUE], e.g. optimizer=adam")
         where.setdefault(name.strip(), []).extend(_comma_list(values))
     return where
 
@@ -272,8 +284,8 @@ def _run(args: argparse.Namespace) -> int:
     from gradbench.grid.expansion import expand
     from gradbench.grid.suite import AXES, Suite, default_suite, load_suite
     from gradbench.report.flat import render
-    from gradbench.store.database import Store
     from gradbench.run.context import RunContext
+    from gradbench.store.database import Store
     from gradbench.sweep.driver import run_sweep
 
     # Everything is validated before the store is opened, so bad input writes nothing.
@@ -308,8 +320,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         with Store.open(db, create=True) as store:
             try:
-                context = RunContext(data_options=data_options, plugins=tuple(plugins))
-                summary = run_sweep(cells, store, executor=executor, progress=args.progress, retry_failed=args.retry_failed, context=context)
+                job = RunContext(data_options=data_options, plugins=tuple(plugins))
+                summary = run_sweep(cells, store, executor=executor, progress=args.progress, retry_failed=args.retry_failed, job=job)
             except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (Terminated)
                 kept = len(store.finished_keys() & {c.key for c in cells})
                 print(f"\n{_stopped(interrupt)}: {kept} of {len(cells)} cells are stored in {db}; run the same command again to resume", file=sys.stderr)
@@ -352,11 +364,11 @@ def _load_plugins(args: argparse.Namespace) -> list[str]:
 def _make_executor(args: argparse.Namespace) -> Any:
     """The executor the flags ask for, its options checked (one line, exit 2) before anything
     runs, also for --dry-run, which runs nothing; nothing is started yet."""
-    from gradbench.sweep.executors import EXECUTORS, make_executor
+    from gradbench.sweep.executor_names import EXECUTORS, make_executor
 
     name = args.executor
     if name not in EXECUTORS:
-        raise UsageError(f"unknown executor {name!r}; choose from: {', '.join(EXECUTORS)}")
+        raise UsageError(f"unknown executor {shown(name)}; choose from: {', '.join(EXECUTORS)}")
     flags = {"process": {"workers": "--workers"}, "ray": {"ray_address": "--ray-address", "cpus_per_run": "--cpus-per-run", "gpus_per_run": "--gpus-per-run"}}
     for owner, names in flags.items():
         for attribute, flag in names.items():
@@ -410,12 +422,7 @@ def _report(args: argparse.Namespace) -> int:
     from gradbench.monitor.diagnosis import parse_thresholds
     from gradbench.report.flat import render
     from gradbench.report.pivot import build_pivots, select_runs
-    from gradbench.report.profiles import (
-        PROFILE_MEASURES,
-        performance_profiles,
-        profile_csv,
-        profile_text,
-    )
+    from gradbench.report.profiles import PROFILE_MEASURES, performance_profiles, profile_csv, profile_text
     from gradbench.report.tables import render_pivots
     from gradbench.report.tuning import tune
     from gradbench.store.database import Store
@@ -641,15 +648,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError) as error:  # SuiteError and StoreError are ValueErrors
         print(f"gradbench: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `gradbench export | head`
+        sys.stderr.close()
+        return 0
+    except OSError as error:  # a path the system refuses (a name over 255 bytes, ...), met while checking the arguments
+        where = f" {shown(str(error.filename), 60)}" if error.filename is not None else ""
+        print(f"gradbench: error: cannot use{where}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_USAGE
     except sqlite3.Error as error:  # the disk filled up, the file vanished mid-run, ...
         print(f"gradbench: error: database error: {error}; every cell stored before it is kept", file=sys.stderr)
         return 1
     except KeyboardInterrupt as interrupt:  # before a sweep started, or in another command: nothing was written
         print(f"\ngradbench: {_stopped(interrupt)}", file=sys.stderr)
         return _exit_code(interrupt)
-    except BrokenPipeError:  # `gradbench export | head`
-        sys.stderr.close()
-        return 0
 
 
 if __name__ == "__main__":

@@ -218,16 +218,27 @@ BAD_INPUTS = [
     (["run", "--optimizer", "sgd[maximize=1j]"], r"unsupported value '1j' for 'maximize'"),
     (["run", "--optimizer", "sgd[lr=" + "-" * 100_000 + "1]"], r"value '-{40}'\.\.\. \(100001 characters\) is too long for 'lr' .*: at most 1000 characters$"),
     # Grids too large to build, refused before they are.
-    (["run", "--task", "linreg", "--seeds", "0-10000000", "--dry-run"], r"--seeds 0-10000000 gives 10000001 values, more cells than the limit of 100000; raise it with --max-cells 10000001$"),
+    (["run", "--task", "linreg", "--seeds", "0-10000000", "--dry-run"], r"--seeds '0-10000000' gives 10000001 values, more cells than the limit of 100000; raise it with --max-cells 10000001$"),
+    (["run", "--task", "linreg", "--seeds", ",".join(["0-99999"] * 1000), "--dry-run"], r"--seeds '0-99999,0-99999,.*\(7999 characters\) gives 100000000 values, more cells than the limit of 100000; raise it with --max-cells 100000000$"),
     (
         ["run", "--task", "linreg", "--optimizer", "sgd,adam", "--lr", "0.1,0.2", "--seeds", "0-999", "--max-cells", "1000"],
-        r"the suite asks for 4000 cells \(2 optimizers x 2 learning rates x 1000 seeds\), more than the limit of 1000; raise it with --max-cells 4000$",
+        r"the suite asks for 4000 cells \(2 optimizers x 2 learning rates x 1000 seeds\), more than the limit of 1000; raise it with --max-cells 4000 \(expand\(\.\.\., max_cells=N\) from Python\)$",
     ),
     (["run", "--task", "linreg", "--max-cells", "0"], r"invalid --max-cells 0: give a number of cells >= 1$"),
     # A plugin that ends the process, and a database that cannot be created.
     (["list", "--plugin", "{exit3}"], r"plugin '\S+exit3.py' called sys.exit\(3\) while it was imported; a plugin should only register things$"),
     (["run", "--plugin", "{exit3}", "--task", "linreg"], r"called sys.exit\(3\)"),
     (["run", "--task", "linreg", "--steps", "5", "--db", "/proc/gradbench-test.db"], r"cannot create database '/proc/gradbench-test.db': .*; choose another --db path$"),
+    # Paths the system refuses, and integers no float holds.
+    (["run", "--task", "linreg", "--steps", "5", "--db", "{tmp}/" + "x" * 300 + ".db"], r"cannot use '\S+'\.\.\. \(\d+ characters\): File name too long$"),
+    (["report", "--db", "{tmp}/" + "x" * 300 + ".db"], r"File name too long$"),
+    (["run", "--task", "linreg", "--plugin", "{tmp}/" + "x" * 300 + ".py", "--dry-run"], r"File name too long$"),
+    (["export", "--what", "runs", "--output", "{tmp}/" + "x" * 300 + ".csv"], r"File name too long$"),
+    (["run", "--optimizer", "sgd[lr=1" + "0" * 400 + "]"], r"--optimizer: integer out of range in '1000.*\(401 characters\) for 'lr' in .*: at most 2\*\*63-1 in size$"),
+    (["run", "--init", "kaiming_normal[gain=1" + "0" * 400 + "]"], r"--init: integer out of range in"),
+    (["report", "--where", "task=linreg[dim=" + "x" * 100_000 + "]"], r"invalid --where task 'linreg\[dim=x+'\.\.\. \(100012 characters\): "),
+    (["run", "--clip", "x" * 100_000 + ":1"], r"unknown clip 'x+'\.\.\. \(100000 characters\)"),
+    (["run", "--optimizer", "sgd[maximize=(true,)]"], r"invalid sgd hyper-parameter maximize=\(True,\): expected true or false$"),
 ]
 if not torch.cuda.is_available():
     BAD_INPUTS.append((["run", "--device", "cuda"], r"device 'cuda' asked for but CUDA is not available here.*choose from: cpu"))
