@@ -28,13 +28,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from gradbench.axes.registry import closest_match
-from gradbench.monitor.history import (
-    ActivationSite,
-    MonitorHistory,
-    NonFinite,
-    finite_ratios,
-    window,
-)
+from gradbench.monitor.history import ActivationSite, MonitorHistory, NonFinite, finite_ratios, window
 
 __all__ = [
     "VERDICTS", "Thresholds", "parse_thresholds", "Verdict", "RunHealth", "health_from_history", "diagnose",

@@ -20,20 +20,8 @@ from typing import Any
 
 from gradbench.report.flat import build_table, cell_texts, constants_text
 from gradbench.report.pivot import METRICS, build_pivots
-from gradbench.report.plots import (
-    clip_rate,
-    depth_profile,
-    figure_bytes,
-    grad_heatmap,
-    profile_plot,
-    training_curves,
-)
-from gradbench.report.profiles import (
-    PROFILE_MEASURES,
-    TAUS,
-    Profiles,
-    performance_profiles,
-)
+from gradbench.report.plots import clip_rate, depth_profile, figure_bytes, grad_heatmap, profile_plot, training_curves
+from gradbench.report.profiles import PROFILE_MEASURES, TAUS, Profiles, performance_profiles
 from gradbench.report.tables import html_tables
 from gradbench.store.database import Store
 

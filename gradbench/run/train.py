@@ -13,8 +13,8 @@ import math
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,11 +23,7 @@ from gradbench.axes.devices import check_device
 from gradbench.axes.optimizers import build_optimizer
 from gradbench.axes.specs import parse_spec
 from gradbench.grid.cell import Cell
-from gradbench.monitor.gradient_monitor import (
-    GradientMonitor,
-    MonitorHistory,
-    NonFinite,
-)
+from gradbench.monitor.gradient_monitor import GradientMonitor, MonitorHistory, NonFinite
 from gradbench.run.environment import environment
 from gradbench.run.result import Evaluation, RunResult, now
 from gradbench.run.timing import StepTimer

@@ -36,16 +36,7 @@ from urllib.parse import quote
 from gradbench.monitor.diagnosis import RunHealth
 from gradbench.monitor.history import ActivationSite, MonitorHistory, NonFinite
 from gradbench.store.claims import Claimant, is_live
-from gradbench.store.schema import (
-    ACTIVATION_STATISTICS,
-    APPLICATION_ID,
-    CHILD_TABLES,
-    LAYER_STATISTICS,
-    METRIC_COLUMNS,
-    SCHEMA_VERSION,
-    create_schema,
-    migrate,
-)
+from gradbench.store.schema import ACTIVATION_STATISTICS, APPLICATION_ID, CHILD_TABLES, LAYER_STATISTICS, METRIC_COLUMNS, SCHEMA_VERSION, create_schema, migrate
 
 if TYPE_CHECKING:  # a type only: the store reads and writes without torch
     from gradbench.run.result import RunResult

@@ -6,7 +6,7 @@ declared defaults and choices before anything trains, so ``mnist1d_mlp[depht=30]
 ``mnist1d_mlp[norm=bach]`` fails at once with the list of valid knobs or values.
 
 Every task also takes a ``batch_size`` knob: the task's mini-batch size, which the grid moves
-into the cell's own ``batch_size`` (see ``grid.py``). Setting it both as a knob and with the
+into the cell's own ``batch_size`` (see ``gradbench.grid.expansion``). Setting it both as a knob and with the
 ``batch_sizes`` axis (``--batch-size``) is an error, so that no one wonders which one won.
 """
 

@@ -5,7 +5,7 @@ MNIST-1D CNN's channel count excepted); the activation axis replaces every ReLU.
 ``default`` init each model keeps the initialisation its source uses: torch's layer defaults
 for the MNIST-1D CNN (as its authors trained it), DeepOBS's for ``2c2d`` and ``3c3d``.
 
-Where this differs from DeepOBS: no data augmentation on CIFAR-10 (see ``image_data.py``) and
+Where this differs from DeepOBS: no data augmentation on CIFAR-10 (see ``gradbench.tasks.image_datasets``) and
 no L2 term in the loss (DeepOBS adds 0.002 * ||weights||^2 to ``cifar10_3c3d``'s loss; give the
 optimizer ``weight_decay`` to approximate it).
 
@@ -24,13 +24,7 @@ from typing import Any
 from torch import nn
 
 from gradbench.axes.activations import build_activation
-from gradbench.tasks.base import (
-    Task,
-    TaskConfig,
-    TaskInstance,
-    apply_init,
-    register_task,
-)
+from gradbench.tasks.base import Task, TaskConfig, TaskInstance, apply_init, register_task
 from gradbench.tasks.blocks import image_data
 from gradbench.tasks.datasets import Dataset, load_mnist1d
 

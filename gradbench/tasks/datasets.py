@@ -16,7 +16,7 @@ so that a second run reads the file instead of generating again:
 - linear regression data (in memory only: generating it is faster than reading a file).
 
 The real image datasets (MNIST, Fashion-MNIST, CIFAR-10) come through torchvision from a data
-directory: see ``image_data.py``.
+directory: see ``gradbench.tasks.image_datasets``.
 
 References:
     Greydanus & Kobak, "Scaling Down Deep Learning with MNIST-1D", ICML 2024,

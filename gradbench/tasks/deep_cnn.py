@@ -25,14 +25,7 @@ from torch import nn
 from torch.nn import functional
 
 from gradbench.axes.activations import build_activation
-from gradbench.tasks.base import (
-    NORM_CHOICES,
-    Task,
-    TaskConfig,
-    TaskInstance,
-    apply_init,
-    register_task,
-)
+from gradbench.tasks.base import NORM_CHOICES, Task, TaskConfig, TaskInstance, apply_init, register_task
 from gradbench.tasks.blocks import image_data, map_norm
 from gradbench.tasks.datasets import Dataset, load_mnist1d
 

@@ -23,15 +23,7 @@ import torch
 from torch import nn
 
 from gradbench.axes.activations import build_activation
-from gradbench.tasks.base import (
-    NORM_CHOICES,
-    Task,
-    TaskConfig,
-    TaskInstance,
-    apply_init,
-    mnist1d_train_size,
-    register_task,
-)
+from gradbench.tasks.base import NORM_CHOICES, Task, TaskConfig, TaskInstance, apply_init, mnist1d_train_size, register_task
 from gradbench.tasks.blocks import Residual, feature_norm, image_data
 from gradbench.tasks.datasets import Dataset, load_digits, load_mnist1d
 

@@ -20,14 +20,7 @@ from typing import Any
 from torch import nn
 
 from gradbench.axes.activations import build_activation
-from gradbench.tasks.base import (
-    NORM_CHOICES,
-    Task,
-    TaskConfig,
-    TaskInstance,
-    apply_init,
-    register_task,
-)
+from gradbench.tasks.base import NORM_CHOICES, Task, TaskConfig, TaskInstance, apply_init, register_task
 from gradbench.tasks.blocks import image_data, map_norm
 
 __all__ = ["resnet18_cifar", "replace_modules"]

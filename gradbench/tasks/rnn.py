@@ -39,13 +39,7 @@ import torch
 from torch import nn
 
 from gradbench.axes.activations import activation_gain
-from gradbench.tasks.base import (
-    Task,
-    TaskConfig,
-    TaskInstance,
-    apply_init,
-    register_task,
-)
+from gradbench.tasks.base import Task, TaskConfig, TaskInstance, apply_init, register_task
 from gradbench.tasks.datasets import Dataset, load_mnist1d, make_adding_problem
 
 __all__ = ["RecurrentNet", "CELLS"]

@@ -7,14 +7,7 @@ import re
 import pytest
 import torch
 
-from gradbench.grid import (
-    Cell,
-    SuiteError,
-    default_suite,
-    expand,
-    load_suite,
-    parse_suite,
-)
+from gradbench.grid import Cell, SuiteError, default_suite, expand, load_suite, parse_suite
 
 
 def suite_of(**axes) -> list[Cell]:

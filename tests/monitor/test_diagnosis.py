@@ -8,16 +8,7 @@ from dataclasses import fields
 import pytest
 
 from gradbench.grid import expand, parse_suite
-from gradbench.monitor import (
-    VERDICTS,
-    ActivationSite,
-    NonFinite,
-    RunHealth,
-    Thresholds,
-    diagnose,
-    health_from_history,
-    parse_thresholds,
-)
+from gradbench.monitor import VERDICTS, ActivationSite, NonFinite, RunHealth, Thresholds, diagnose, health_from_history, parse_thresholds
 from gradbench.run import run_cell
 
 DEEP = "mnist1d_mlp[depth=8,width=32,num_samples=1000]"

@@ -9,12 +9,7 @@ import torch
 from torch import nn
 
 from gradbench.axes import Clipping
-from gradbench.monitor.gradient_monitor import (
-    GradientMonitor,
-    MonitorHistory,
-    NonFinite,
-    model_layers,
-)
+from gradbench.monitor.gradient_monitor import GradientMonitor, MonitorHistory, NonFinite, model_layers
 from gradbench.tasks.mlp import MLP
 
 torch.set_num_threads(1)

@@ -14,14 +14,7 @@ import torch
 
 from gradbench.grid import expand, parse_suite
 from gradbench.run import prepare
-from gradbench.run.benchmark import (
-    TimedStep,
-    compare_runner_to_handwritten,
-    interleaved_times,
-    overhead_ratios,
-    phase_median,
-    rounds_for,
-)
+from gradbench.run.benchmark import TimedStep, compare_runner_to_handwritten, interleaved_times, overhead_ratios, phase_median, rounds_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = "mnist1d_mlp[depth=2,width=16,num_samples=500]"

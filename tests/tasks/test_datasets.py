@@ -12,12 +12,7 @@ import torch
 from gradbench.run import evaluate
 from gradbench.tasks import datasets as data_module
 from gradbench.tasks.datasets import load_digits, load_mnist1d, make_adding_problem
-from gradbench.tasks.image_datasets import (
-    DataOptions,
-    DatasetUnavailable,
-    default_data_dir,
-    load_image_dataset,
-)
+from gradbench.tasks.image_datasets import DataOptions, DatasetUnavailable, default_data_dir, load_image_dataset
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
