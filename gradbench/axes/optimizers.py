@@ -77,14 +77,22 @@ class OptimizerSpec:
         return parameter.default
 
     def valid_keys(self) -> list[str]:
-        """Keyword arguments the optimizer class accepts (besides ``params``)."""
+        """Keyword arguments the optimizer class names (besides ``params``), and gradbench's
+        defaults (which a class taking ``**kwargs`` may accept without naming them)."""
         signature = inspect.signature(self.optimizer_class.__init__)
-        return [
+        named = [
             name
             for name, parameter in signature.parameters.items()
             if name not in ("self", "params")
             and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
         ]
+        return named + [key for key in self.defaults if key not in named]
+
+    @property
+    def takes_any_keyword(self) -> bool:
+        """The class takes ``**kwargs``: any key may be given; its constructor judges it."""
+        parameters = inspect.signature(self.optimizer_class.__init__).parameters.values()
+        return any(parameter.kind == parameter.VAR_KEYWORD for parameter in parameters)
 
 
 OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
@@ -192,8 +200,8 @@ def resolve_hyperparameters(name: str, overrides: Mapping[str, Any] | None = Non
     hyperparameters = dict(spec.defaults)
     valid = spec.valid_keys()
     for key, value in (overrides or {}).items():
-        if key not in valid:
-            raise ValueError(f"optimizer {name!r} has no hyper-parameter {key!r}; valid: {', '.join(valid)}")
+        if key not in valid and not spec.takes_any_keyword:
+            raise ValueError(f"optimizer {name!r} has no hyper-parameter {key!r}; valid: {', '.join(valid) or 'none'}")
         hyperparameters[key] = _check_type(spec, key, value)
     lr = hyperparameters["lr"]
     if not _is_number(lr) or not math.isfinite(lr) or lr <= 0:

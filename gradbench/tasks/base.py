@@ -12,6 +12,7 @@ into the cell's own ``batch_size`` (see ``gradbench.grid.expansion``). Setting i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,10 +87,13 @@ class Task:
         description: One line for ``gradbench list tasks``.
         build: ``TaskConfig -> TaskInstance``; the caller seeds torch first.
         knobs: Knob names and defaults. The default's type is the knob's type; integer knobs
-            are counts and must be >= 1, float knobs must be >= 0.
+            are counts and must be >= 1, float knobs must be >= 0, unless ``knob_bounds``
+            says otherwise.
         uses_activation, uses_init: Whether the activation and init axes apply to this task.
         batch_size: Default mini-batch size (the ``batch_size`` knob's default).
         knob_choices: For string knobs, the values allowed.
+        knob_bounds: For number knobs, ``(minimum, maximum)`` where the default range does not
+            fit (``depth`` 0 is a linear model, a seed may be 0); ``None`` leaves a side open.
         check_knobs: Rules beyond type and range (``depth`` of the form 6n + 2): returns
             ``None`` when the knobs are valid, else ``(knob, rule)`` for the error message.
         datasets: Real datasets the task reads from the data directory (``mnist``, ...), so
@@ -108,6 +112,7 @@ class Task:
     uses_init: bool = True
     batch_size: int = 64
     knob_choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    knob_bounds: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
     check_knobs: Callable[[Mapping[str, Any]], tuple[str, str] | None] | None = None
     datasets: tuple[str, ...] = ()
     unkeyed_defaults: frozenset[str] = frozenset()
@@ -119,6 +124,21 @@ class Task:
         for key, choices in self.knob_choices.items():
             if self.knobs.get(key) not in choices:
                 raise ValueError(f"task {self.name!r}: default {key}={self.knobs.get(key)!r} is not one of its choices {choices}")
+        unknown = sorted((set(self.knob_choices) | set(self.knob_bounds)) - set(self.knobs))
+        if unknown:
+            raise ValueError(f"task {self.name!r}: choices or bounds for {unknown[0]!r}, which is not one of its knobs ({', '.join(self.knobs)})")
+        # The defaults obey the task's own rules, so that a task that lists cannot fail every run.
+        for key, default in self.knobs.items():
+            try:
+                _check_value(self.name, self, key, default)
+            except ValueError as error:
+                raise ValueError(f"task {self.name!r}: its default is invalid: {error}") from None
+        if self.check_knobs is not None:
+            broken = self.check_knobs({**self.knobs, BATCH_SIZE_KNOB: self.batch_size})
+            if broken is not None:
+                raise ValueError(f"task {self.name!r}: its default {broken[0]}={self.knobs.get(broken[0])!r} breaks its own rule: {broken[1]}")
+        if not (isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool) and self.batch_size >= 1):
+            raise ValueError(f"task {self.name!r}: batch_size={self.batch_size!r} must be an integer >= 1")
 
     def describe_knobs(self) -> str:
         """``depth=8, norm=none (none|batch|layer), ..., batch_size=64`` for listings."""
@@ -154,12 +174,15 @@ def _check_value(name: str, task: Task, key: str, value: Any) -> Any:
         return value
     if isinstance(default, bool):
         ok, expected = isinstance(value, bool), "true or false"
-    elif isinstance(default, int):
-        ok, expected = isinstance(value, int) and not isinstance(value, bool) and value >= 1, "an integer >= 1"
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
-        expected = "a number >= 0"
-        value = float(value) if ok else value
+    elif isinstance(default, (int, float)):
+        integer = isinstance(default, int)
+        low, high = task.knob_bounds.get(key, (1 if integer else 0, None))
+        number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+        ok = number and (low is None or value >= low) and (high is None or value <= high) and (integer or math.isfinite(value))
+        kind = "an integer" if integer else "a number"
+        bounds = [f">= {low:g}" if low is not None else "", f"<= {high:g}" if high is not None else ""]
+        expected = f"{kind} {' and '.join(b for b in bounds if b)}".strip()
+        value = float(value) if ok and not integer else value
     else:
         ok, expected = isinstance(value, type(default)), type(default).__name__
     if not ok:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from gradbench.axes.optimizers import OPTIMIZERS, build_optimizer, get_optimizer, list_optimizers, register_optimizer, resolve_hyperparameters
+from gradbench.grid import expand, parse_suite
 
 torch.set_num_threads(1)
 
@@ -333,3 +334,28 @@ def test_error_messages_name_the_optimizer():
     for name in ("adam", "sgd"):
         with pytest.raises(ValueError, match=re.escape(name)):
             resolve_hyperparameters(name, {"lr": -1})
+
+
+class _KeywordsOnly(torch.optim.Optimizer):
+    """An optimizer class that takes its hyper-parameters as **kwargs (as some libraries do)."""
+
+    def __init__(self, params, **kwargs):
+        super().__init__(params, {"lr": 0.1, "momentum": 0.0, **kwargs})
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.data.add_(p.grad, alpha=-group["lr"])
+
+
+def test_an_optimizer_taking_keyword_arguments_accepts_lr_and_its_own_keys():
+    """Before, its valid keys were an empty list, so --lr was refused ("valid: ")."""
+    name = "test_keywords_only"
+    register_optimizer(name, _KeywordsOnly, defaults={"lr": 0.1})
+    try:
+        assert resolve_hyperparameters(name, {"lr": 0.5, "momentum": 0.9}) == {"lr": 0.5, "momentum": 0.9}
+        (cell,) = expand(parse_suite('tasks = ["linreg"]\nsteps = 3\nlrs = [0.01]').with_overrides({"optimizers": [f"{name}[momentum=0.5]"]}))
+        assert dict(cell.hyperparameters) == {"lr": 0.01, "momentum": 0.5}
+    finally:
+        OPTIMIZERS.unregister(name)

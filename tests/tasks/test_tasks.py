@@ -13,7 +13,7 @@ from torch import nn
 from gradbench.axes import ACTIVATIONS, format_spec, list_activations
 from gradbench.grid import Cell, SuiteError, expand, parse_suite
 from gradbench.run import run_cell
-from gradbench.tasks import TASKS, TaskConfig, list_tasks, resolve_knobs
+from gradbench.tasks import TASKS, Task, TaskConfig, list_tasks, register_task, resolve_knobs
 from gradbench.tasks.base import BATCH_SIZE_KNOB
 from gradbench.tasks.image_datasets import DataOptions
 
@@ -128,7 +128,8 @@ def _bad_values() -> list[tuple[str, str, object, str]]:
             elif isinstance(default, bool):
                 cases.append((name, key, 1, f"invalid knob {key}=1 for task {name!r}: expected true or false"))
             elif isinstance(default, int):
-                cases.append((name, key, 0, f"invalid knob {key}=0 for task {name!r}: expected an integer >= 1"))
+                low = int(task.knob_bounds.get(key, (1, None))[0] or 0)
+                cases.append((name, key, low - 1, f"invalid knob {key}={low - 1} for task {name!r}: expected an integer >= {low}"))
             elif isinstance(default, float):
                 cases.append((name, key, -1.0, f"invalid knob {key}=-1.0 for task {name!r}: expected a number >= 0"))
     return cases
@@ -190,3 +191,38 @@ def test_cells_stored_before_the_task_library_keep_their_keys():
         assert cell.key == key, overrides
     (changed,) = expand(parse_suite("").with_overrides({**old_defaults, "tasks": ["mnist1d_mlp[norm=batch]"]}))
     assert changed.key not in before and dict(changed.task_knobs)["norm"] == "batch"
+
+
+def _linreg_like(**changes: object) -> Task:
+    from dataclasses import replace
+
+    return replace(TASKS.get("linreg"), name="test_plugin_task", **changes)
+
+
+def test_a_knob_may_allow_zero_where_the_task_says_so():
+    """Integer knobs are counts (>= 1) unless bounds say otherwise: a permutation seed may be 0."""
+    task = _linreg_like(knobs={**TASKS.get("linreg").knobs, "permutation_seed": 0}, knob_bounds={"permutation_seed": (0, None)})
+    register_task(task)
+    try:
+        assert resolve_knobs("test_plugin_task", {"permutation_seed": 0})["permutation_seed"] == 0
+        with pytest.raises(ValueError, match=r"invalid knob permutation_seed=-1 for task 'test_plugin_task': expected an integer >= 0$"):
+            resolve_knobs("test_plugin_task", {"permutation_seed": -1})
+    finally:
+        TASKS.unregister("test_plugin_task")
+
+
+@pytest.mark.parametrize(
+    "changes, pattern",
+    [
+        ({"knobs": {"dim": 0}}, r"task 'test_plugin_task': its default is invalid: invalid knob dim=0 for task 'test_plugin_task': expected an integer >= 1"),
+        ({"knobs": {"dim": 3, "noise": -1.0}}, r"its default is invalid: invalid knob noise=-1.0"),
+        ({"knobs": {"dim": 3}, "knob_bounds": {"width": (0, None)}}, r"choices or bounds for 'width', which is not one of its knobs \(dim\)"),
+        ({"knobs": {"dim": 3}, "check_knobs": lambda knobs: ("dim", "must be even") if knobs["dim"] % 2 else None}, r"its default dim=3 breaks its own rule: must be even"),
+        ({"batch_size": 0}, r"batch_size=0 must be an integer >= 1"),
+    ],
+)
+def test_a_task_whose_defaults_break_its_own_rules_is_refused_when_registered(changes, pattern):
+    """Before, such a task listed, then every run of it failed."""
+    with pytest.raises(ValueError, match=pattern):
+        register_task(_linreg_like(**changes))
+    assert "test_plugin_task" not in TASKS
