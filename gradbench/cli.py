@@ -601,7 +601,7 @@ def _export(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from gradbench.axes.activations import ACTIVATIONS
     from gradbench.axes.clipping import CLIPS
-    from gradbench.axes.inits import INITS
+    from gradbench.axes.inits import INITS, init_defaults
     from gradbench.axes.optimizers import OPTIMIZERS
     from gradbench.axes.specs import format_spec
     from gradbench.tasks import TASKS
@@ -620,7 +620,7 @@ def _list(args: argparse.Namespace) -> int:
         elif kind == "clips":
             rows = [(c.name if c.name == "none" else f"{c.name}:C", c.description) for _, c in CLIPS.items()]
         else:
-            rows = [(i.name + (f"[{format_spec('', dict(i.params))[1:-1]}]" if i.params else ""), i.description) for _, i in INITS.items()]
+            rows = [(i.name + (f"[{format_spec('', params)[1:-1]}]" if (params := init_defaults(i.name)) else ""), i.description) for _, i in INITS.items()]
         width = max(len(name) for name, _ in rows)
         for name, description in rows:
             print(f"  {name:<{width}}  {description}")

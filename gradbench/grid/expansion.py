@@ -15,7 +15,7 @@ from typing import Any
 from gradbench.axes.activations import ACTIVATIONS, check_activation
 from gradbench.axes.clipping import parse_clipping
 from gradbench.axes.devices import check_device, parse_device
-from gradbench.axes.inits import INITS, check_init_params
+from gradbench.axes.inits import check_init_params, init_defaults
 from gradbench.axes.optimizers import get_optimizer, resolve_hyperparameters
 from gradbench.axes.specs import format_spec, parse_spec
 from gradbench.grid.cell import Cell
@@ -161,7 +161,7 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_device
     inits = []
     for name, params in axes["inits"]:
         checked("inits", check_init_params, name, params)
-        inits.append(format_spec(name, _canonical(params, INITS.get(name).params)))
+        inits.append(format_spec(name, _canonical(params, init_defaults(name))))
     optimizers = []
     for name, params in axes["optimizers"]:
         for lr in axes["lrs"]:

@@ -59,7 +59,15 @@ EXPECTED = {
     "orthogonal": _check_orthogonal,
     "lecun_normal": lambda w, g: _assert_std(w, 1.0 / math.sqrt(fans(w)[0])),  # gain 1 always
     "standard": lambda w, g: _assert_uniform(w, 1.0 / math.sqrt(fans(w)[0])),
+    "normal": lambda w, g: _assert_std(w, 0.01),  # a fixed scale, whatever the layer and activation
+    "uniform": lambda w, g: _assert_uniform(w, 0.05),
+    # N(0, s^2) cut at +-2s has standard deviation s * sqrt(1 - 2 * 2 phi(2) / (2 Phi(2) - 1)) = 0.8796 s.
+    "truncated_normal": lambda w, g: (_assert_std(w, 0.01 * 0.87962566), _assert_bounded(w, 0.02)),
 }
+
+
+def _assert_bounded(weight: torch.Tensor, bound: float) -> None:
+    assert weight.abs().max().item() <= bound * (1 + 1e-6)
 
 
 @pytest.mark.parametrize("name", list_inits())
@@ -241,8 +249,12 @@ def test_lecun_normal_ignores_activation_gain():
 # --------------------------------------------------------------------------- bad params
 
 INIT_ERRORS = [
-    ("xavier_uniform", {"mode": "fan_in"}, r"init 'xavier_uniform' has no parameter 'mode'; valid: gain"),
-    ("lecun_normal", {"gain": 2.0}, r"init 'lecun_normal' has no parameter 'gain'; valid: none"),
+    ("xavier_uniform", {"mode": "fan_in"}, r"init 'xavier_uniform' has no parameter 'mode'; valid: gain, scope"),
+    ("lecun_normal", {"gain": 2.0}, r"init 'lecun_normal' has no parameter 'gain'; valid: scope"),
+    ("normal", {"std": 0}, r"invalid init std=0 for 'normal': must be a positive number"),
+    ("uniform", {"a": -1.0}, r"invalid init a=-1.0 for 'uniform'"),
+    ("truncated_normal", {"std": math.inf}, r"invalid init std=inf"),
+    ("orthogonal", {"scope": "input"}, r"invalid init scope='input' for 'orthogonal'; choose from: all, hidden, output, recurrent"),
     ("standard", {"scale": 1}, r"init 'standard' has no parameter 'scale'"),
     ("default", {"gain": 1.0}, r"init 'default' has no parameter 'gain'"),
     ("kaiming_normal", {"gain": 0}, r"invalid init gain=0 for 'kaiming_normal'"),
@@ -277,10 +289,11 @@ def test_infinite_gain_rejected():
 
 
 def test_check_init_params_fills_defaults():
-    assert check_init_params("kaiming_normal", None) == {"gain": None, "mode": "fan_in"}
-    assert check_init_params("kaiming_normal", {"mode": "fan_out"}) == {"gain": None, "mode": "fan_out"}
-    assert check_init_params("xavier_uniform", {"gain": 2}) == {"gain": 2}
-    assert check_init_params("lecun_normal", {}) == {}
+    assert check_init_params("kaiming_normal", None) == {"gain": None, "mode": "fan_in", "scope": "all"}
+    assert check_init_params("kaiming_normal", {"mode": "fan_out"}) == {"gain": None, "mode": "fan_out", "scope": "all"}
+    assert check_init_params("xavier_uniform", {"gain": 2}) == {"gain": 2, "scope": "all"}
+    assert check_init_params("lecun_normal", {}) == {"scope": "all"}
+    assert check_init_params("default", {}) == {}  # it sets nothing, so it has no scope
 
 
 def test_register_custom_init():
@@ -299,3 +312,47 @@ def test_register_custom_init():
             assert torch.count_nonzero(linear.bias) == 0
     finally:
         INITS.unregister(name)
+
+
+# --------------------------------------------------------------------------- scope
+
+
+def _changed(model: nn.Module, init: str, params: dict) -> dict[str, bool]:
+    torch.manual_seed(0)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    initialise(model, init, 1.0, params)
+    return {name: not torch.equal(before[name], p) for name, p in model.named_parameters()}
+
+
+def test_scope_hidden_leaves_the_output_layer_as_the_model_made_it():
+    torch.manual_seed(1)
+    mlp = MLP(6, 3, depth=2, width=5, activation="tanh")
+    for linear in _linears(mlp):  # biases that are not zero, to see which ones are zeroed
+        nn.init.constant_(linear.bias, 0.5)
+    changed = _changed(mlp, "normal", {"std": 1.0, "scope": "hidden"})
+    assert changed == {"layers.0.weight": True, "layers.0.bias": True, "layers.2.weight": True, "layers.2.bias": True, "layers.4.weight": False, "layers.4.bias": False}
+    changed = _changed(mlp, "normal", {"std": 1.0, "scope": "output"})
+    assert changed == {"layers.0.weight": False, "layers.0.bias": False, "layers.2.weight": False, "layers.2.bias": False, "layers.4.weight": True, "layers.4.bias": True}
+
+
+def test_scope_recurrent_sets_only_the_hidden_to_hidden_matrices():
+    """The classic RNN init: an orthogonal recurrent matrix, input weights left alone."""
+    from gradbench.tasks.rnn import RecurrentNet
+
+    torch.manual_seed(2)
+    net = RecurrentNet("rnn", 3, 2, depth=2, width=8)
+    changed = _changed(net, "orthogonal", {"scope": "recurrent"})
+    assert {name for name, moved in changed.items() if moved} == {"layers.0.weight_hh_l0", "layers.0.bias_hh_l0", "layers.1.weight_hh_l0", "layers.1.bias_hh_l0"}
+    for layer in net.layers:
+        _check_orthogonal(layer.weight_hh_l0.detach(), 1.0)
+        assert torch.count_nonzero(layer.bias_hh_l0) == 0
+
+
+def test_scope_all_is_the_default_and_leaves_keys_unchanged():
+    from gradbench.grid import expand, parse_suite
+
+    (plain,) = expand(parse_suite('tasks = ["linreg"]\ninits = ["orthogonal"]'))
+    (spelled,) = expand(parse_suite('tasks = ["linreg"]\ninits = ["orthogonal[scope=all]"]'))
+    (hidden,) = expand(parse_suite('tasks = ["mnist1d_mlp"]\ninits = ["orthogonal[scope=hidden]"]'))
+    assert plain.key == spelled.key and plain.init == "orthogonal"
+    assert hidden.init == "orthogonal[scope=hidden]"
