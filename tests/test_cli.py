@@ -178,7 +178,7 @@ BAD_INPUTS = [
     (["run", "--clip", "norm:-1"], r"invalid clip 'norm:-1'.*forms: none, norm:C, value:C"),
     (["run", "--activation", "relu6"], r"unknown activation 'relu6' \(did you mean 'relu'\?\)"),
     (["run", "--init", "he_normal"], r"unknown init 'he_normal'.*choose from: default"),
-    (["run", "--task", "mnist1d_mlp[depth=0]"], r"invalid knob depth=0 for task 'mnist1d_mlp'"),
+    (["run", "--task", "mnist1d_mlp[depth=-1]"], r"invalid knob depth=-1 for task .mnist1d_mlp.: expected an integer >= 0"),
     (["run", "--task", "cifar"], r"unknown task 'cifar' \(did you mean 'cifar10_mlp'\?\); choose from: mnist1d_mlp, .*, linreg$"),
     (["run", "--task", "mnist_mlp[norm=bach]"], r"--task: invalid knob norm='bach' for task 'mnist_mlp'; choose from: none, batch, layer$"),
     (["run", "--task", "adding_lstm[length=1]"], r"invalid knob length=1 for task 'adding_lstm': the adding problem needs at least 2 steps"),

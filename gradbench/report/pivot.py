@@ -31,7 +31,7 @@ from gradbench.axes.optimizers import OPTIMIZERS
 from gradbench.axes.specs import format_spec, parse_spec, shown
 from gradbench.report.flat import config_text, verdict_text
 from gradbench.tasks import TASKS, resolve_knobs
-from gradbench.tasks.base import BATCH_SIZE_KNOB
+from gradbench.tasks.base import BATCH_SIZE_KNOB, ORDER_CHOICES, ORDER_KNOB
 
 __all__ = ["Metric", "METRICS", "CellStats", "Pivot", "PivotReport", "run_axes", "build_pivots", "axis_choices", "select_runs", "task_label", "aggregate", "knobs_of"]
 
@@ -94,7 +94,7 @@ def _optimizer_label(config: Mapping[str, Any]) -> str:
 def knobs_of(config: Mapping[str, Any]) -> dict[str, Any]:
     """The task's knobs, defaults filled in (a cell's key leaves some out at their default)."""
     name = config["task"]
-    defaults = {k: v for k, v in TASKS.get(name).knobs.items() if k != "batch_size"} if name in TASKS else {}
+    defaults = {**TASKS.get(name).knobs, ORDER_KNOB: ORDER_CHOICES[0]} if name in TASKS else {}
     return {**defaults, **config["task_knobs"]}
 
 
@@ -118,7 +118,7 @@ def run_axes(run: Mapping[str, Any]) -> dict[str, Any]:
 
 def task_label(task: str, knobs: Mapping[str, Any]) -> str:
     """``task[knob=value]`` for the knobs that differ from the task's defaults."""
-    defaults = TASKS.get(task).knobs if task in TASKS else {}
+    defaults = {**TASKS.get(task).knobs, ORDER_KNOB: ORDER_CHOICES[0]} if task in TASKS else {}
     return format_spec(task, {k: v for k, v in knobs.items() if defaults.get(k, object()) != v})
 
 

@@ -28,7 +28,7 @@ from gradbench.run.environment import environment
 from gradbench.run.result import Evaluation, RunResult, now
 from gradbench.run.timing import StepTimer
 from gradbench.tasks import TASKS, TaskConfig, TaskInstance
-from gradbench.tasks.base import BATCH_SIZE_KNOB, LossFn, resolve_knobs
+from gradbench.tasks.base import BATCH_SIZE_KNOB, ORDER_CHOICES, ORDER_KNOB, LossFn, resolve_knobs
 from gradbench.tasks.datasets import Dataset, on_device, validation_split
 from gradbench.tasks.image_datasets import DataOptions
 
@@ -99,17 +99,22 @@ def evaluate(model: nn.Module, data: Dataset, loss_fn: LossFn, step: int, train_
 
 
 class Batches:
-    """Mini-batches drawn by indexing on the device: a fresh permutation every epoch.
+    """Mini-batches drawn by indexing on the device: a fresh permutation every epoch
+    (``order="shuffled"``), or the training set in its stored order every epoch (``"fixed"``).
+    An epoch's last incomplete batch is skipped, as ``drop_last`` does.
 
     ``batch_size=None`` gives the whole training set every step (full-batch optimizers).
     """
 
-    def __init__(self, data: Dataset, batch_size: int | None, seed: int, device: torch.device) -> None:
+    def __init__(self, data: Dataset, batch_size: int | None, seed: int, device: torch.device, order: str = ORDER_CHOICES[0]) -> None:
         self.x, self.y = data.x_train, data.y_train
         self.count = self.x.shape[0]
         self.batch_size = batch_size
         if batch_size is not None and batch_size > self.count:
             raise ValueError(f"batch_size={batch_size} is larger than the training set ({self.count} examples)")
+        if order not in ORDER_CHOICES:
+            raise ValueError(f"invalid batch order {order!r}; choose from: {', '.join(ORDER_CHOICES)}")
+        self.shuffled = order == "shuffled"
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.device = device
         self.order = torch.empty(0, dtype=torch.long, device=device)
@@ -119,7 +124,10 @@ class Batches:
         if self.batch_size is None:
             return self.x, self.y
         if self.position + self.batch_size > self.count:
-            self.order = torch.randperm(self.count, generator=self.generator, device=self.device)
+            if self.shuffled:
+                self.order = torch.randperm(self.count, generator=self.generator, device=self.device)
+            elif self.order.numel() == 0:  # made once: the same order every epoch
+                self.order = torch.arange(self.count, device=self.device)
             self.position = 0
         index = self.order[self.position : self.position + self.batch_size]
         self.position += self.batch_size
@@ -132,6 +140,7 @@ def _build(cell: Cell, device: torch.device, data_options: DataOptions | None = 
     # A cell stores only the knobs of its identity (grid.keyed_knobs): fill in the rest.
     knobs = resolve_knobs(cell.task, dict(cell.task_knobs))
     knobs.pop(BATCH_SIZE_KNOB)  # the cell's own batch_size field is what counts
+    knobs.pop(ORDER_KNOB)  # the runner's (Batches), not the task's
     config = TaskConfig(knobs, activation, activation_params, init, init_params, data_options or DataOptions.from_environment())
     instance = TASKS.get(cell.task).build(config)
     if cell.validation:
@@ -200,7 +209,7 @@ def prepare(cell: Cell, *, compile_model: bool = False, data_options: DataOption
         optimizer=optimizer,
         activations=not compile_model,
     )
-    batches = Batches(task.data, cell.batch_size, cell.seed, device)
+    batches = Batches(task.data, cell.batch_size, cell.seed, device, dict(cell.task_knobs).get(ORDER_KNOB, ORDER_CHOICES[0]))
     return Session(cell, device, task, model, optimizer, monitor, batches)
 
 

@@ -7,7 +7,10 @@ declared defaults and choices before anything trains, so ``mnist1d_mlp[depht=30]
 
 Every task also takes a ``batch_size`` knob: the task's mini-batch size, which the grid moves
 into the cell's own ``batch_size`` (see ``gradbench.grid.expansion``). Setting it both as a knob and with the
-``batch_sizes`` axis (``--batch-size``) is an error, so that no one wonders which one won.
+``batch_sizes`` axis (``--batch-size``) is an error, so that no one wonders which one won. And
+every task takes an ``order`` knob, the order in which the runner draws mini-batches:
+``shuffled`` (a fresh permutation of the training set every epoch, from the run's seed; the
+default) or ``fixed`` (the training set in its stored order, the same every epoch).
 """
 
 from __future__ import annotations
@@ -23,17 +26,21 @@ from torch import nn
 from gradbench.axes.activations import activation_gain
 from gradbench.axes.inits import initialise
 from gradbench.axes.registry import Registry
-from gradbench.tasks.datasets import Dataset
+from gradbench.tasks.datasets import Dataset, mnist1d_train_count
 from gradbench.tasks.image_datasets import DataOptions
 
 __all__ = [
-    "Task", "TaskConfig", "TaskInstance", "TASKS", "BATCH_SIZE_KNOB", "register_task", "list_tasks",
+    "Task", "TaskConfig", "TaskInstance", "TASKS", "BATCH_SIZE_KNOB", "ORDER_KNOB", "ORDER_CHOICES", "register_task", "list_tasks",
     "resolve_knobs", "keyed_knobs", "apply_init",
 ]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # The knob every task accepts; the grid turns it into the cell's batch size.
 BATCH_SIZE_KNOB = "batch_size"
+# The other knob every task accepts: how the runner draws batches (the first is the default).
+ORDER_KNOB = "order"
+ORDER_CHOICES = ("shuffled", "fixed")
+_RUNNER_KNOBS = (BATCH_SIZE_KNOB, ORDER_KNOB)  # the runner's, not the task builder's
 NORM_CHOICES = ("none", "batch", "layer")
 
 
@@ -121,6 +128,8 @@ class Task:
     def __post_init__(self) -> None:
         if BATCH_SIZE_KNOB in self.knobs:
             raise ValueError(f"task {self.name!r}: {BATCH_SIZE_KNOB!r} is implicit; set Task.batch_size instead")
+        if ORDER_KNOB in self.knobs:
+            raise ValueError(f"task {self.name!r}: {ORDER_KNOB!r} is a knob of every task (the runner's batch order); choose another name")
         for key, choices in self.knob_choices.items():
             if self.knobs.get(key) not in choices:
                 raise ValueError(f"task {self.name!r}: default {key}={self.knobs.get(key)!r} is not one of its choices {choices}")
@@ -149,6 +158,7 @@ class Task:
             choices = self.knob_choices.get(key)
             parts.append(f"{key}={default} ({'|'.join(choices)})" if choices else f"{key}={format_value(default)}")
         parts.append(f"{BATCH_SIZE_KNOB}={self.batch_size}")
+        parts.append(f"{ORDER_KNOB}={ORDER_CHOICES[0]} ({'|'.join(ORDER_CHOICES)})")
         return ", ".join(parts)
 
 
@@ -164,8 +174,8 @@ def list_tasks(pattern: str = "*") -> list[str]:
 
 
 def _check_value(name: str, task: Task, key: str, value: Any) -> Any:
-    default = task.knobs[key] if key != BATCH_SIZE_KNOB else task.batch_size
-    choices = task.knob_choices.get(key)
+    default = {BATCH_SIZE_KNOB: task.batch_size, ORDER_KNOB: ORDER_CHOICES[0]}.get(key, task.knobs.get(key))
+    choices = ORDER_CHOICES if key == ORDER_KNOB else task.knob_choices.get(key)
     if choices is not None:
         if value is None and "none" in choices:
             value = "none"  # the spec syntax reads a bare `none` as null: here it means the choice
@@ -197,7 +207,7 @@ def resolve_knobs(name: str, given: Mapping[str, Any] | None = None) -> dict[str
         ValueError: for an unknown task or knob, or a value of the wrong type, range or choice.
     """
     task = TASKS.get(name)
-    knobs = {**task.knobs, BATCH_SIZE_KNOB: task.batch_size}
+    knobs = {**task.knobs, BATCH_SIZE_KNOB: task.batch_size, ORDER_KNOB: ORDER_CHOICES[0]}
     for key, value in (given or {}).items():
         if key not in knobs:
             valid = ", ".join(knobs)
@@ -213,19 +223,21 @@ def resolve_knobs(name: str, given: Mapping[str, Any] | None = None) -> dict[str
 
 
 def mnist1d_train_size(knobs: Mapping[str, Any]) -> int:
-    """Training examples of MNIST-1D made with ``num_samples``: num_samples // 10 per digit,
-    the first 80% for training."""
-    return int(10 * (knobs["num_samples"] // 10) * 0.8)
+    """Training examples of MNIST-1D made with the task's ``num_samples`` and ``test_size``."""
+    return mnist1d_train_count(knobs["num_samples"], knobs.get("test_size", 0.2))
 
 
 def keyed_knobs(name: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
     """The knobs that make up a cell's identity: all but ``batch_size`` (the cell has its own
-    field) and the task's ``unkeyed_defaults`` while they hold their default."""
+    field), ``order`` while it is ``shuffled`` and the task's ``unkeyed_defaults`` while they
+    hold their default (knobs that came after results were stored: those cells keep their keys)."""
     task = TASKS.get(name)
     return {
         key: value
         for key, value in knobs.items()
-        if key != BATCH_SIZE_KNOB and not (key in task.unkeyed_defaults and value == task.knobs[key])
+        if key != BATCH_SIZE_KNOB
+        and not (key == ORDER_KNOB and value == ORDER_CHOICES[0])
+        and not (key in task.unkeyed_defaults and value == task.knobs[key])
     }
 
 

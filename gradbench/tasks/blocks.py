@@ -1,4 +1,5 @@
-"""Pieces the task families share: normalisation layers by name, a residual wrapper, real data.
+"""Pieces the task families share: normalisation layers by name, a residual wrapper, real data,
+the classification losses by name, and MNIST-1D's knobs.
 
 ``norm`` knobs take ``none``, ``batch`` or ``layer``:
 
@@ -23,11 +24,44 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gradbench.tasks.base import NORM_CHOICES, TaskConfig
-from gradbench.tasks.datasets import Dataset, train_eval_subset
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gradbench.tasks.base import NORM_CHOICES, LossFn, TaskConfig
+from gradbench.tasks.datasets import Dataset, load_mnist1d, train_eval_subset
 from gradbench.tasks.image_datasets import load_image_dataset
 
-__all__ = ["NORM_CHOICES", "feature_norm", "map_norm", "Residual", "image_data"]
+__all__ = [
+    "NORM_CHOICES", "LOSS_CHOICES", "feature_norm", "map_norm", "Residual", "image_data", "classification_loss", "one_hot_mse",
+    "MNIST1D_KNOBS", "MNIST1D_UNKEYED", "MNIST1D_BOUNDS", "mnist1d_data",
+]
+
+LOSS_CHOICES = ("cross_entropy", "mse")
+# MNIST-1D's knobs, the same on every task that reads it: its size, the fraction held out for
+# testing, and the paper's shuffled variant (one fixed permutation of the 40 positions).
+MNIST1D_KNOBS: Mapping[str, Any] = {"num_samples": 5000, "test_size": 0.2, "shuffle_seq": False}
+MNIST1D_UNKEYED = frozenset({"test_size", "shuffle_seq"})  # came after results were stored
+MNIST1D_BOUNDS: Mapping[str, tuple[float | None, float | None]] = {"test_size": (0.01, 0.99)}
+
+
+def mnist1d_data(knobs: Mapping[str, Any]) -> Dataset:
+    """MNIST-1D as a task's knobs ask for it."""
+    return load_mnist1d(num_samples=knobs["num_samples"], test_size=knobs.get("test_size", 0.2), shuffle_seq=knobs.get("shuffle_seq", False))
+
+
+def one_hot_mse(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The mean squared error between the outputs and the one-hot labels, averaged over every
+    output of every example (``mse_loss`` on one-hot targets), as deep-linear-network studies
+    train classifiers."""
+    return nn.functional.mse_loss(outputs, nn.functional.one_hot(labels, outputs.shape[1]).to(outputs.dtype))
+
+
+def classification_loss(name: str) -> LossFn:
+    """``cross_entropy`` (softmax and negative log-likelihood) or ``mse`` on one-hot labels."""
+    losses: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"cross_entropy": nn.functional.cross_entropy, "mse": one_hot_mse}
+    if name not in losses:
+        raise ValueError(f"invalid loss {name!r}; choose from: {', '.join(LOSS_CHOICES)}")
+    return losses[name]
 
 
 def feature_norm(kind: str, features: int) -> nn.Module | None:

@@ -25,8 +25,8 @@ from torch import nn
 
 from gradbench.axes.activations import build_activation
 from gradbench.tasks.base import Task, TaskConfig, TaskInstance, apply_init, register_task
-from gradbench.tasks.blocks import image_data
-from gradbench.tasks.datasets import Dataset, load_mnist1d
+from gradbench.tasks.blocks import MNIST1D_BOUNDS, MNIST1D_KNOBS, MNIST1D_UNKEYED, image_data, mnist1d_data
+from gradbench.tasks.datasets import Dataset
 
 __all__ = ["MNIST1DCNN", "TwoConvTwoDense", "ThreeConvThreeDense"]
 
@@ -157,7 +157,7 @@ def _classifier(model: nn.Module, data: Dataset, config: TaskConfig) -> TaskInst
 
 def _build_mnist1d_cnn(config: TaskConfig) -> TaskInstance:
     assert config.activation is not None
-    data = load_mnist1d(num_samples=config.knobs["num_samples"])
+    data = mnist1d_data(config.knobs)
     model = MNIST1DCNN(channels=config.knobs["channels"], activation=config.activation, activation_params=config.activation_params)
     return _classifier(model, data, config)
 
@@ -181,8 +181,9 @@ register_task(Task(
     name="mnist1d_cnn",
     description="the MNIST-1D paper's 3-layer 1-D CNN (25 channels) on MNIST-1D, offline",
     build=_build_mnist1d_cnn,
-    knobs={"channels": 25, "num_samples": 5000, "target": 0.85},
+    knobs={"channels": 25, **MNIST1D_KNOBS, "target": 0.85},
     batch_size=100,  # the MNIST-1D paper's batch size
+    unkeyed_defaults=MNIST1D_UNKEYED, knob_bounds=MNIST1D_BOUNDS,
 ))
 register_task(Task(
     name="mnist_2c2d",

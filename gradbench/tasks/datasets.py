@@ -31,6 +31,7 @@ References:
 from __future__ import annotations
 
 import functools
+import math
 import os
 import random
 import tempfile
@@ -45,7 +46,8 @@ import torch
 
 __all__ = [
     "Dataset", "cache_dir", "load_mnist1d", "load_digits", "make_adding_problem", "load_quadratic_deep",
-    "quadratic_deep_hessian", "make_linreg", "linreg_optimum", "on_device", "validation_split", "train_eval_subset",
+    "quadratic_deep_hessian", "make_linreg", "linreg_optimum", "on_device", "validation_split", "train_eval_subset", "standardized",
+    "mnist1d_train_count",
 ]
 
 
@@ -91,6 +93,22 @@ class Dataset:
             x_val=moved(self.x_val),
             y_val=moved(self.y_val),
         )
+
+    def standardized(self, _: object = None) -> Dataset:
+        """This dataset with every input feature (each element of an example) shifted and
+        scaled to mean 0 and standard deviation 1 over the training set; the test set and the
+        validation split take the training set's statistics. A constant feature is only
+        centred."""
+        flat = self.x_train.reshape(self.num_train, -1).double()
+        mean = flat.mean(dim=0)
+        std = flat.std(dim=0, unbiased=False)
+        std = torch.where(std > 1e-12, std, torch.ones_like(std))
+
+        def scale(x: torch.Tensor) -> torch.Tensor:
+            return ((x.reshape(x.shape[0], -1).double() - mean) / std).to(x.dtype).reshape(x.shape)
+
+        x_val = scale(self.x_val) if self.x_val is not None else None
+        return replace(self, name=f"{self.name}[standardized]", x_train=scale(self.x_train), x_test=scale(self.x_test), x_val=x_val)
 
     def with_train_eval_size(self, size: int, seed: int = 0) -> Dataset:
         """This dataset with the training loss evaluated on a fixed random subset of ``size``.
@@ -178,15 +196,19 @@ def _cached(path: Path, generate: Callable[[], dict[str, torch.Tensor]]) -> dict
 
 
 @functools.lru_cache(maxsize=8)
-def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> Dataset:
-    """MNIST-1D generated offline: 40-sample 1-D signals of 10 digit templates, 80/20 split.
+def load_mnist1d(num_samples: int = 5000, seed: int = 42, test_size: float = 0.2, shuffle_seq: bool = False) -> Dataset:
+    """MNIST-1D generated offline: 40-sample 1-D signals of 10 digit templates.
 
-    The defaults reproduce the published dataset's generation parameters (5000 samples, seed 42:
-    4000 train and 1000 test). The first call generates it (about a second) and caches it.
+    The defaults reproduce the published dataset's generation parameters (5000 samples, seed 42,
+    the last 20% for testing: 4000 train and 1000 test). ``shuffle_seq`` permutes the 40
+    positions of every signal by one fixed permutation: the paper's "shuffled" variant, on
+    which models that rely on locality (CNN, GRU) lose their edge. The first call generates it
+    (about a second) and caches it.
     """
     if num_samples < 10:
         raise ValueError(f"invalid num_samples={num_samples}: MNIST-1D needs at least 10 (one per class)")
-    path = cache_dir() / f"mnist1d-n{num_samples}-seed{seed}.pt"
+    variant = ("" if test_size == 0.2 else f"-test{test_size!r}") + ("-shuffled" if shuffle_seq else "")
+    path = cache_dir() / f"mnist1d-n{num_samples}-seed{seed}{variant}.pt"
 
     def generate() -> dict[str, torch.Tensor]:
         from mnist1d.data import get_dataset_args, make_dataset
@@ -194,6 +216,8 @@ def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> Dataset:
         args = get_dataset_args()
         args.num_samples = num_samples
         args.seed = seed
+        args.train_split = 1.0 - test_size  # make_dataset keeps the first int(N * train_split)
+        args.shuffle_seq = shuffle_seq
         # make_dataset reseeds the global numpy and random generators: restore the caller's.
         numpy_state, python_state = np.random.get_state(), random.getstate()
         try:
@@ -209,21 +233,30 @@ def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> Dataset:
         }
 
     tensors = _cached(path, generate)
-    return Dataset(f"mnist1d[num_samples={num_samples},seed={seed}]", num_classes=10, **tensors)
+    options = (f",test_size={test_size!r}" if test_size != 0.2 else "") + (",shuffle_seq=true" if shuffle_seq else "")
+    return Dataset(f"mnist1d[num_samples={num_samples},seed={seed}{options}]", num_classes=10, **tensors)
+
+
+def mnist1d_train_count(num_samples: int, test_size: float) -> int:
+    """Training examples of MNIST-1D: num_samples // 10 per digit, the first ``1 - test_size``
+    of them (as ``make_dataset`` splits)."""
+    return int(10 * (num_samples // 10) * (1.0 - test_size))
 
 
 @functools.lru_cache(maxsize=2)
-def load_digits(seed: int = 0) -> Dataset:
+def load_digits(seed: int = 0, test_size: float = 0.2) -> Dataset:
     """scikit-learn's 8x8 handwritten digits (1797 images, bundled, offline): 1437 train, 360 test.
 
     Images are ``[N, 1, 8, 8]`` with pixels scaled from 0..16 to [0, 1]. The dataset has no
-    official split; this one is a fixed random permutation (``seed``), the last 20% for testing.
+    official split; this one is a fixed random permutation (``seed``), the last ``test_size``
+    for testing (rounded up: 360 of 1797 at the default 0.2).
 
     References:
         Alpaydin & Kaynak, "Optical Recognition of Handwritten Digits", UCI Machine Learning
         Repository, 1998 (the test set of which scikit-learn ships).
     """
-    path = cache_dir() / f"digits-seed{seed}.pt"
+    variant = "" if test_size == 0.2 else f"-test{test_size!r}"
+    path = cache_dir() / f"digits-seed{seed}{variant}.pt"
 
     def generate() -> dict[str, torch.Tensor]:
         from sklearn.datasets import load_digits as sklearn_digits
@@ -232,11 +265,12 @@ def load_digits(seed: int = 0) -> Dataset:
         images = torch.tensor(bunch.images, dtype=torch.float32).div_(16.0).unsqueeze(1)
         labels = torch.tensor(bunch.target, dtype=torch.long)
         order = torch.randperm(labels.shape[0], generator=torch.Generator().manual_seed(seed))
-        num_test = 360
+        num_test = math.ceil(test_size * labels.shape[0])
         train, test = order[:-num_test], order[-num_test:]
         return {"x_train": images[train], "y_train": labels[train], "x_test": images[test], "y_test": labels[test]}
 
-    return Dataset(f"digits[seed={seed}]", num_classes=10, **_cached(path, generate))
+    name = f"digits[seed={seed}]" if test_size == 0.2 else f"digits[seed={seed},test_size={test_size!r}]"
+    return Dataset(name, num_classes=10, **_cached(path, generate))
 
 
 @functools.lru_cache(maxsize=4)
@@ -396,6 +430,11 @@ def _memoised(dataset: Dataset, method: str, argument: Any) -> Dataset:
 def validation_split(dataset: Dataset, fraction: float) -> Dataset:
     """``dataset.with_validation(fraction)``, made once per dataset (see ``_memoised``)."""
     return _memoised(dataset, "with_validation", fraction)
+
+
+def standardized(dataset: Dataset) -> Dataset:
+    """``dataset.standardized()``, made once per dataset (see ``_memoised``)."""
+    return _memoised(dataset, "standardized", None)
 
 
 def train_eval_subset(dataset: Dataset, size: int) -> Dataset:

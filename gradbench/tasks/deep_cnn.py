@@ -26,8 +26,8 @@ from torch.nn import functional
 
 from gradbench.axes.activations import build_activation
 from gradbench.tasks.base import NORM_CHOICES, Task, TaskConfig, TaskInstance, apply_init, register_task
-from gradbench.tasks.blocks import image_data, map_norm
-from gradbench.tasks.datasets import Dataset, load_mnist1d
+from gradbench.tasks.blocks import MNIST1D_BOUNDS, MNIST1D_KNOBS, MNIST1D_UNKEYED, image_data, map_norm, mnist1d_data
+from gradbench.tasks.datasets import Dataset
 
 __all__ = ["DeepCNN", "ConvBlock"]
 
@@ -132,7 +132,10 @@ def _check_depth(knobs: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _deep_cnn_task(name: str, description: str, *, spatial_dims: int, load: Callable[[TaskConfig], Dataset], in_channels: int, knobs: Mapping[str, Any], batch_size: int, datasets: tuple[str, ...] = ()) -> Task:
+def _deep_cnn_task(
+    name: str, description: str, *, spatial_dims: int, load: Callable[[TaskConfig], Dataset], in_channels: int, knobs: Mapping[str, Any], batch_size: int,
+    datasets: tuple[str, ...] = (), unkeyed_defaults: frozenset[str] = frozenset(), knob_bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+) -> Task:
     def build(config: TaskConfig) -> TaskInstance:
         assert config.activation is not None
         data = load(config)
@@ -148,14 +151,15 @@ def _deep_cnn_task(name: str, description: str, *, spatial_dims: int, load: Call
         name=name, description=description, build=build,
         knobs={"depth": 20, "width": 16, "norm": "none", "residual": False, **knobs},
         batch_size=batch_size, knob_choices={"norm": NORM_CHOICES}, check_knobs=_check_depth, datasets=datasets,
+        unkeyed_defaults=unkeyed_defaults, knob_bounds=knob_bounds or {},
     )
 
 
 register_task(_deep_cnn_task(
     "mnist1d_deep_cnn",
     "He et al.'s plain (or residual) 6n+2-layer CNN with 1-D convolutions on MNIST-1D, offline",
-    spatial_dims=1, load=lambda config: load_mnist1d(num_samples=config.knobs["num_samples"]), in_channels=1,
-    knobs={"num_samples": 5000, "target": 0.8}, batch_size=100,
+    spatial_dims=1, load=lambda config: mnist1d_data(config.knobs), in_channels=1,
+    knobs={**MNIST1D_KNOBS, "target": 0.8}, batch_size=100, unkeyed_defaults=MNIST1D_UNKEYED, knob_bounds=MNIST1D_BOUNDS,
 ))
 register_task(_deep_cnn_task(
     "cifar10_deep_cnn",

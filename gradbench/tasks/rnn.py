@@ -40,7 +40,8 @@ from torch import nn
 
 from gradbench.axes.activations import activation_gain
 from gradbench.tasks.base import Task, TaskConfig, TaskInstance, apply_init, register_task
-from gradbench.tasks.datasets import Dataset, load_mnist1d, make_adding_problem
+from gradbench.tasks.blocks import MNIST1D_BOUNDS, MNIST1D_KNOBS, MNIST1D_UNKEYED, mnist1d_data
+from gradbench.tasks.datasets import Dataset, make_adding_problem
 
 __all__ = ["RecurrentNet", "CELLS"]
 
@@ -97,6 +98,8 @@ def _recurrent_task(
     knobs: Mapping[str, Any],
     batch_size: int,
     check_knobs: Callable[[Mapping[str, Any]], tuple[str, str] | None] | None = None,
+    unkeyed_defaults: frozenset[str] = frozenset(),
+    knob_bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
 ) -> Task:
     def build(config: TaskConfig) -> TaskInstance:
         knobs_ = config.knobs
@@ -111,6 +114,7 @@ def _recurrent_task(
     return Task(
         name=name, description=description, build=build, knobs=all_knobs, uses_activation=False, batch_size=batch_size,
         knob_choices={"nonlinearity": ("tanh", "relu")} if cell == "rnn" else {}, check_knobs=check_knobs,
+        unkeyed_defaults=unkeyed_defaults, knob_bounds=knob_bounds or {},
     )
 
 
@@ -133,8 +137,8 @@ for _cell, _cell_name in _CELL_NAMES.items():
         f"mnist1d_{_cell}",
         f"{_cell_name} reading MNIST-1D as a 40-step sequence, classified from the last step, offline",
         _cell,
-        lambda knobs: load_mnist1d(num_samples=knobs["num_samples"]),
+        mnist1d_data,
         in_features=1, out_features=10, loss_fn=nn.functional.cross_entropy, metric="accuracy",
-        knobs={"depth": 1, "width": 64, "num_samples": 5000, "target": 0.6},
-        batch_size=100,
+        knobs={"depth": 1, "width": 64, **MNIST1D_KNOBS, "target": 0.6},
+        batch_size=100, unkeyed_defaults=MNIST1D_UNKEYED, knob_bounds=MNIST1D_BOUNDS,
     ))

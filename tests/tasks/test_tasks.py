@@ -110,7 +110,7 @@ def test_every_task_trains_20_steps_and_the_loss_goes_down(name, tiny_data):
 
 @pytest.mark.parametrize("name", list_tasks())
 def test_every_task_rejects_a_knob_it_does_not_have(name):
-    valid = ", ".join([*TASKS.get(name).knobs, BATCH_SIZE_KNOB])
+    valid = ", ".join([*TASKS.get(name).knobs, BATCH_SIZE_KNOB, "order"])
     with pytest.raises(ValueError, match=re.escape(f"task {name!r} has no knob 'colour'; knobs: {valid}")):
         resolve_knobs(name, {"colour": 3})
     with pytest.raises(SuiteError, match=re.escape(f"--task: task {name!r} has no knob 'colour'")):
@@ -131,7 +131,10 @@ def _bad_values() -> list[tuple[str, str, object, str]]:
                 low = int(task.knob_bounds.get(key, (1, None))[0] or 0)
                 cases.append((name, key, low - 1, f"invalid knob {key}={low - 1} for task {name!r}: expected an integer >= {low}"))
             elif isinstance(default, float):
-                cases.append((name, key, -1.0, f"invalid knob {key}=-1.0 for task {name!r}: expected a number >= 0"))
+                low, high = task.knob_bounds.get(key, (0, None))
+                expected = f"a number >= {low:g}" + (f" and <= {high:g}" if high is not None else "")
+                cases.append((name, key, -1.0, f"invalid knob {key}=-1.0 for task {name!r}: expected {expected}"))
+        cases.append((name, "order", "random", f"invalid knob order='random' for task {name!r}; choose from: shuffled, fixed"))
     return cases
 
 
