@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # imported lazily at run time: 'gradbench list' should not wa
 __all__ = ["main"]
 
 EXIT_USAGE = 2
-LISTS = ("tasks", "optimizers", "activations", "clips", "inits")
+LISTS = ("tasks", "optimizers", "schedules", "activations", "clips", "inits")
 
 
 class UsageError(Exception):
@@ -132,6 +132,7 @@ def _build_parser() -> _Parser:
     axes.add_argument("--clip", help="clipping, e.g. none,norm:1.0,value:0.5")
     axes.add_argument("--init", help="initialisers, e.g. standard,kaiming_normal")
     axes.add_argument("--lr", help="learning rates for every optimizer, e.g. 0.1,0.01")
+    axes.add_argument("--schedule", help="learning-rate schedules, e.g. constant,cosine,step[gamma=0.5],inverse_sqrt (see 'gradbench list schedules')")
     axes.add_argument("--seeds", help="seeds, e.g. 0,1,2 or 0-4")
     axes.add_argument("--steps", help="optimizer steps per run, e.g. 1000")
     axes.add_argument("--batch-size", help="mini-batch sizes (full-batch optimizers ignore them)")
@@ -175,7 +176,7 @@ def _build_parser() -> _Parser:
         help="md and csv: the flat table unless a pivot is asked for; latex: pivot tables (booktabs); html: a self-contained page "
         "with every table and figure (write it with -o)",
     )
-    report.add_argument("--rows", help="pivot row axes, comma list (default: optimizer); any run axis: optimizer, lr, activation, init, clip, batch_size, steps, a task knob such as depth, width, norm, or a setting: validation, device, threads, eval_every, record_every, detail_every")
+    report.add_argument("--rows", help="pivot row axes, comma list (default: optimizer); any run axis: optimizer, lr, schedule, activation, init, clip, batch_size, steps, a task knob such as depth, width, norm, or a setting: validation, device, threads, eval_every, record_every, detail_every")
     report.add_argument("--columns", help="pivot column axes, comma list (default: activation)")
     report.add_argument("--metric", help="the pivot's metric (default: train_loss): train_loss, test_loss, test_accuracy, validation_loss, validation_accuracy, steps_to_target, time_to_target, step_time, grad_ratio, verdict")
     report.add_argument("--tuned", action="store_true", help="keep each configuration's best learning rate, chosen on the validation split (runs made with --validation)")
@@ -190,7 +191,7 @@ def _build_parser() -> _Parser:
     plot.add_argument("run", nargs="?", help="heatmap: a run key or a unique prefix of one (or select one run with --where)")
     plot.add_argument("--db", default=None, help="results database (default: gradbench.db)")
     plot.add_argument("--output", "-o", required=True, help="the figure file: .png, .pdf or .svg")
-    plot.add_argument("--y", default=None, help="curves: train_loss (default), test_loss, test_accuracy, validation_loss, validation_accuracy, or loss (every step)")
+    plot.add_argument("--y", default=None, help="curves: train_loss (default), test_loss, test_accuracy, validation_loss, validation_accuracy, loss (every step), or lr (the learning rate at each evaluation)")
     plot.add_argument("--by", default=None, help="depth and curves: the axes whose values name the lines, comma list (default: every axis that varies)")
     plot.add_argument("--measure", default=None, help="profile: steps_to_target (default) or time_to_target")
     plot.add_argument("--tuned", action="store_true", help="curves, depth, clip, profile: only each configuration's best learning rate (see report --tuned)")
@@ -252,7 +253,7 @@ def _db_path(args: argparse.Namespace) -> Path:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
-    for flag, key in (("task", "tasks"), ("optimizer", "optimizers"), ("activation", "activations"), ("clip", "clips"), ("init", "inits")):
+    for flag, key in (("task", "tasks"), ("optimizer", "optimizers"), ("schedule", "schedules"), ("activation", "activations"), ("clip", "clips"), ("init", "inits")):
         value = getattr(args, flag)
         if value is not None:
             overrides[key] = _comma_list(value)
@@ -603,6 +604,7 @@ def _list(args: argparse.Namespace) -> int:
     from gradbench.axes.clipping import CLIPS
     from gradbench.axes.inits import INITS, init_defaults
     from gradbench.axes.optimizers import OPTIMIZERS
+    from gradbench.axes.schedules import SCHEDULES
     from gradbench.axes.specs import format_spec
     from gradbench.tasks import TASKS
 
@@ -615,6 +617,8 @@ def _list(args: argparse.Namespace) -> int:
             rows = [(t.name, f"{t.description}; knobs: {t.describe_knobs()}") for _, t in TASKS.items()]
         elif kind == "optimizers":
             rows = [(o.name, f"{o.description}; defaults {format_spec('', dict(o.defaults))[1:-1]}") for _, o in OPTIMIZERS.items()]
+        elif kind == "schedules":
+            rows = [(s.name + (f"[{format_spec('', dict(s.params))[1:-1]}]" if s.params else ""), s.description) for _, s in SCHEDULES.items()]
         elif kind == "activations":
             rows = [(a.name, a.description) for _, a in ACTIVATIONS.items()]
         elif kind == "clips":

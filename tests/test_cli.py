@@ -239,6 +239,11 @@ BAD_INPUTS = [
     (["report", "--where", "task=linreg[dim=" + "x" * 100_000 + "]"], r"invalid --where task 'linreg\[dim=x+'\.\.\. \(100012 characters\): "),
     (["run", "--clip", "x" * 100_000 + ":1"], r"unknown clip 'x+'\.\.\. \(100000 characters\)"),
     (["run", "--optimizer", "sgd[maximize=(true,)]"], r"invalid sgd hyper-parameter maximize=\(True,\): expected true or false$"),
+    (["run", "--schedule", "cosin"], r"--schedule: unknown schedule 'cosin' \(did you mean 'cosine'\?\); choose from: constant, step, "),
+    (["run", "--schedule", "step[gamma=2]"], r"--schedule: invalid schedule step: gamma=2.0 must be in \(0, 1\]$"),
+    (["run", "--init", "orthogonal[scope=input]"], r"--init: invalid init scope='input' for 'orthogonal'; choose from: all, hidden, output, recurrent$"),
+    (["run", "--task", "mnist1d_mlp[loss=hinge]"], r"--task: invalid knob loss='hinge' for task 'mnist1d_mlp'; choose from: cross_entropy, mse$"),
+    (["run", "--task", "linreg[order=random]"], r"--task: invalid knob order='random' for task 'linreg'; choose from: shuffled, fixed$"),
 ]
 if not torch.cuda.is_available():
     BAD_INPUTS.append((["run", "--device", "cuda"], r"device 'cuda' asked for but CUDA is not available here.*choose from: cpu"))

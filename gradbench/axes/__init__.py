@@ -2,8 +2,8 @@
 
 Modules: ``registry`` (the generic name -> entry registry: unknown names get one error with the
 choices and a did-you-mean), ``specs`` (the ``name[key=value,...]`` syntax of the CLI, suite
-files and labels), ``optimizers``, ``activations``, ``clipping``, ``inits`` (initialisers) and
-``devices`` (``cpu``, ``cuda``, ``cuda:N``).
+files and labels), ``optimizers``, ``schedules`` (learning-rate schedules), ``activations``,
+``clipping``, ``inits`` (initialisers) and ``devices`` (``cpu``, ``cuda``, ``cuda:N``).
 """
 
 from typing import TYPE_CHECKING
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from gradbench.axes.inits import INITS, initialise, list_inits, register_init
     from gradbench.axes.optimizers import OPTIMIZERS, build_optimizer, list_optimizers, register_optimizer, resolve_hyperparameters
     from gradbench.axes.registry import Registry
+    from gradbench.axes.schedules import SCHEDULES, build_schedule, list_schedules, register_schedule
     from gradbench.axes.specs import format_spec, parse_spec
 
 __getattr__, __dir__, __all__ = attach(__name__, __file__)

@@ -41,6 +41,7 @@ class Cell:
             statistics (a multiple of ``record_every``; 0: none).
         validation: Fraction of the training set held out, never trained on, and evaluated with
             the test set (0: no validation split).
+        schedule: The learning-rate schedule's canonical spec (``constant``: none).
     """
 
     task: str
@@ -59,6 +60,7 @@ class Cell:
     record_every: int
     detail_every: int
     validation: float = 0.0
+    schedule: str = "constant"
 
     @property
     def lr(self) -> float:
@@ -99,6 +101,8 @@ class Cell:
             **({"detail_every": self.detail_every} if self.detail_every else {}),
             # Left out at 0 (no validation split, as before it existed): stored keys stay.
             **({"validation": self.validation} if self.validation else {}),
+            # Left out while constant (no schedule, as before schedules existed): keys stay.
+            **({"schedule": self.schedule} if self.schedule != "constant" else {}),
         }
 
     @classmethod
@@ -109,6 +113,7 @@ class Cell:
         fields = dict(config)
         fields.setdefault("detail_every", 0)  # stored before detail records existed
         fields.setdefault("validation", 0.0)  # stored before validation splits existed
+        fields.setdefault("schedule", "constant")  # stored before schedules existed
         fields["task_knobs"] = items(config["task_knobs"])
         fields["hyperparameters"] = items(config["hyperparameters"])
         return cls(**fields)
@@ -121,6 +126,7 @@ class Cell:
     @property
     def label(self) -> str:
         parts = [self.task_label, self.optimizer_label]
+        parts += [f"schedule={self.schedule}"] if self.schedule != "constant" else []
         parts += [p for p in (self.activation, self.init) if p]
         parts += [f"clip={self.clip}", f"seed={self.seed}"]
         return " ".join(parts)

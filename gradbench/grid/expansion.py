@@ -17,6 +17,7 @@ from gradbench.axes.clipping import parse_clipping
 from gradbench.axes.devices import check_device, parse_device
 from gradbench.axes.inits import check_init_params, init_defaults
 from gradbench.axes.optimizers import get_optimizer, resolve_hyperparameters
+from gradbench.axes.schedules import check_schedule, schedule_defaults
 from gradbench.axes.specs import format_spec, parse_spec
 from gradbench.grid.cell import Cell
 from gradbench.grid.suite import AXES, SETTINGS, Suite, SuiteError, suite_error
@@ -67,7 +68,7 @@ def _check_axis(key: str, values: list[Any]) -> list[Any]:
     """Check the shape of one axis's values; returns them parsed where they are spec strings."""
     if not values:
         raise ValueError(f"{key!r} is empty")
-    if key in ("tasks", "optimizers", "activations", "inits"):
+    if key in ("tasks", "optimizers", "activations", "inits", "schedules"):
         parsed = []
         for value in values:
             if not isinstance(value, str):
@@ -162,6 +163,10 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_device
     for name, params in axes["inits"]:
         checked("inits", check_init_params, name, params)
         inits.append(format_spec(name, _canonical(params, init_defaults(name))))
+    schedules = []
+    for name, params in axes["schedules"]:
+        checked("schedules", check_schedule, name, params)
+        schedules.append(format_spec(name, _canonical(params, schedule_defaults(name))))
     optimizers = []
     for name, params in axes["optimizers"]:
         for lr in axes["lrs"]:
@@ -179,8 +184,8 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_device
             if examples is not None and size > examples:
                 message = f"batch size {size} is larger than the training set of {format_spec(task_name, knobs)} ({examples} examples)"
                 raise suite_error(suite, index, "batch_sizes" if batch_size else "tasks", message)
-    for (task_name, knobs, task_batch_size), (opt_name, hyper), activation, init, clip, seed, steps, batch_size in product(
-        tasks, optimizers, activations, inits, axes["clips"], axes["seeds"], axes["steps"], axes["batch_sizes"]
+    for (task_name, knobs, task_batch_size), (opt_name, hyper), activation, init, clip, seed, steps, batch_size, schedule in product(
+        tasks, optimizers, activations, inits, axes["clips"], axes["seeds"], axes["steps"], axes["batch_sizes"], schedules
     ):
         task = TASKS.get(task_name)
         full_batch = get_optimizer(opt_name).full_batch
@@ -201,6 +206,7 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_device
             record_every=settings["record_every"],
             detail_every=detail_every,
             validation=settings["validation"],
+            schedule=schedule,
         )
 
 

@@ -1,7 +1,7 @@
 """Suites: what a grid varies (``AXES``) and sets (``SETTINGS``), and suite files.
 
 A suite is a list of grids; each grid is the product of its axes (tasks x optimizers x
-activations x inits x clips x learning rates x seeds x steps x batch sizes). A suite file is
+activations x inits x clips x learning rates x schedules x seeds x steps x batch sizes). A suite file is
 TOML: top-level keys are defaults for every ``[[grid]]`` table, and a file without ``[[grid]]``
 tables is one grid::
 
@@ -49,6 +49,7 @@ AXES: dict[str, list[Any]] = {
     "inits": ["default"],
     "clips": ["none"],
     "lrs": [None],  # None: the optimizer's own default learning rate
+    "schedules": ["constant"],  # learning-rate schedules (gradbench.axes.schedules)
     "seeds": [0],
     "steps": [500],
     "batch_sizes": [None],  # None: the task's default batch size
@@ -113,7 +114,7 @@ def _line_of(suite: Suite, grid_index: int, key: str) -> int | None:
 # The command-line flag that sets each key, to name it in errors.
 FLAGS = {
     "tasks": "--task", "optimizers": "--optimizer", "activations": "--activation", "inits": "--init",
-    "clips": "--clip", "lrs": "--lr", "seeds": "--seeds", "steps": "--steps", "batch_sizes": "--batch-size",
+    "clips": "--clip", "lrs": "--lr", "schedules": "--schedule", "seeds": "--seeds", "steps": "--steps", "batch_sizes": "--batch-size",
     "device": "--device", "threads": "--threads", "eval_every": "--eval-every", "record_every": "--record-every",
     "detail_every": "--detail-every", "validation": "--validation",
 }

@@ -27,9 +27,11 @@ __all__ = ["Table", "build_table", "render", "FORMATS", "cell_texts", "config_te
 FORMATS = ("md", "csv")
 # Configuration columns, in display order; seed is what rows aggregate over.
 _CONFIG = (
-    "task", "optimizer", "lr", "activation", "init", "clip", "batch_size", "steps", "device", "threads", "eval_every", "record_every", "detail_every",
-    "validation",
+    "task", "optimizer", "lr", "schedule", "activation", "init", "clip", "batch_size", "steps", "device", "threads", "eval_every", "record_every",
+    "detail_every", "validation",
 )
+# Shown in the line of constants only when a run set them (the defaults say nothing new).
+_QUIET_DEFAULTS = {"schedule": "constant"}
 _ALWAYS_SHOWN = ("optimizer", "activation", "clip")
 # (column, run field, how to aggregate)
 _METRICS = (
@@ -85,6 +87,7 @@ def _display(run: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any
     shown["eval_every"], shown["record_every"] = config["eval_every"], config["record_every"]
     shown["detail_every"] = config.get("detail_every", 0)  # runs stored before details existed
     shown["validation"] = config.get("validation") or None  # shown only for runs that held one out
+    shown["schedule"] = config.get("schedule", "constant")  # stored before schedules existed: constant
     return shown
 
 
@@ -198,7 +201,7 @@ def config_text(value: Any) -> str:
 
 def constants_text(table: Table) -> str:
     """The values every row shares, as one line."""
-    return "; ".join(f"{k} {config_text(v)}" for k, v in table.constants.items() if v is not None)
+    return "; ".join(f"{k} {config_text(v)}" for k, v in table.constants.items() if v is not None and _QUIET_DEFAULTS.get(k) != v)
 
 
 def cell_texts(table: Table) -> list[list[str]]:

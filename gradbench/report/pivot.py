@@ -74,7 +74,7 @@ METRICS: dict[str, Metric] = {
 }
 
 # Axes every run has, in display order; task knobs follow. Seeds are what cells aggregate over.
-_RUN_AXES = ("optimizer", "lr", "activation", "init", "clip", "batch_size", "steps")
+_RUN_AXES = ("optimizer", "lr", "schedule", "activation", "init", "clip", "batch_size", "steps")
 _SETTINGS = ("device", "threads", "eval_every", "record_every", "detail_every", "validation")
 
 
@@ -104,6 +104,7 @@ def run_axes(run: Mapping[str, Any]) -> dict[str, Any]:
     axes: dict[str, Any] = {
         "optimizer": _optimizer_label(config),
         "lr": float(config["hyperparameters"]["lr"]),
+        "schedule": config.get("schedule", "constant"),  # stored before schedules existed: constant
         "activation": config["activation"],
         "init": config["init"],
         "clip": config["clip"],

@@ -43,6 +43,7 @@ CURVE_VALUES = {
     "validation_loss": ("evaluations", "validation_loss", "validation loss"),
     "validation_accuracy": ("evaluations", "validation_accuracy", "validation accuracy"),
     "loss": ("steps", "loss", "mini-batch loss (every step)"),
+    "lr": ("evaluations", "lr", "learning rate (at each evaluation)"),
 }
 
 

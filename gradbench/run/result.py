@@ -34,6 +34,7 @@ class Evaluation:
     train_time_s: float  # time spent in train_step so far
     validation_loss: float | None = None
     validation_accuracy: float | None = None
+    lr: float | None = None  # the learning rate the last step used (step 0: the first step's)
 
 
 @dataclass

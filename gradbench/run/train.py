@@ -13,7 +13,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -21,6 +21,7 @@ from torch import nn
 
 from gradbench.axes.devices import check_device
 from gradbench.axes.optimizers import build_optimizer
+from gradbench.axes.schedules import build_schedule
 from gradbench.axes.specs import parse_spec
 from gradbench.grid.cell import Cell
 from gradbench.monitor.gradient_monitor import GradientMonitor, MonitorHistory, NonFinite
@@ -163,6 +164,8 @@ class Session:
         model: What the forward pass calls: ``task.model``, or its ``torch.compile``d wrapper.
         optimizer, monitor, batches: The optimizer, the gradient monitor (which also clips)
             and the batch source.
+        scheduler: The learning-rate scheduler, stepped after each optimizer step outside the
+            timed step (``None``: a constant learning rate).
     """
 
     cell: Cell
@@ -172,6 +175,12 @@ class Session:
     optimizer: torch.optim.Optimizer
     monitor: GradientMonitor
     batches: Batches
+    scheduler: Any = None
+
+    @property
+    def lr(self) -> float:
+        """The learning rate the next step uses (of the first parameter group)."""
+        return float(self.optimizer.param_groups[0]["lr"])
 
     def step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """One training step (the timed code)."""
@@ -210,7 +219,8 @@ def prepare(cell: Cell, *, compile_model: bool = False, data_options: DataOption
         activations=not compile_model,
     )
     batches = Batches(task.data, cell.batch_size, cell.seed, device, dict(cell.task_knobs).get(ORDER_KNOB, ORDER_CHOICES[0]))
-    return Session(cell, device, task, model, optimizer, monitor, batches)
+    scheduler = build_schedule(cell.schedule, optimizer, cell.steps)
+    return Session(cell, device, task, model, optimizer, monitor, batches, scheduler)
 
 
 def run_cell(cell: Cell, *, data_options: DataOptions | None = None, on_steps: Callable[[int], None] | None = None) -> RunResult:
@@ -254,13 +264,18 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
     result.metric, result.target = task.metric, task.target
     result.num_params = _layer_sizes(task.model, monitor)
     timer = StepTimer(session.device)
-    result.evaluations.append(evaluate(task.model, task.data, task.loss_fn, 0, 0.0))
+    last_lr = session.lr
+    result.evaluations.append(replace(evaluate(task.model, task.data, task.loss_fn, 0, 0.0), lr=last_lr))
     reported = 0
     for step in range(1, cell.steps + 1):
         inputs, targets = session.batches.next()
         timer.start()
         session.step(inputs, targets)
         timer.stop()
+        if session.scheduler is not None:  # outside the timed step, as evaluation is
+            last_lr = session.lr
+            if step < cell.steps:
+                session.scheduler.step()
         if monitor.flush_due or step % cell.eval_every == 0 or step == cell.steps:
             history = monitor.flush()
             result.step_times += timer.collect()
@@ -271,7 +286,7 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
                 _end_diverged(result, history)
                 return
             if step % cell.eval_every == 0 or step == cell.steps:
-                evaluation = evaluate(task.model, task.data, task.loss_fn, step, sum(result.step_times))
+                evaluation = replace(evaluate(task.model, task.data, task.loss_fn, step, sum(result.step_times)), lr=last_lr)
                 result.evaluations.append(evaluation)
                 if not math.isfinite(evaluation.train_loss):
                     # Finite batch losses but a non-finite full-set loss: weights overflowed.

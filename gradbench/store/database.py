@@ -264,6 +264,7 @@ class Store:
             "started_at": result.started_at,
             "finished_at": result.finished_at,
             "wall_time_s": result.wall_time_s,
+            "schedule": cell.schedule,
         }
         history = result.history
         with self._write_transaction():  # all of the run or none of it, and its claim gone
@@ -280,10 +281,10 @@ class Store:
             ]
             self.connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", step_rows)
             self.connection.executemany(
-                "INSERT INTO evaluations (run_key, step, train_loss, test_loss, test_accuracy, train_time_s, validation_loss, validation_accuracy)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO evaluations (run_key, step, train_loss, test_loss, test_accuracy, train_time_s, validation_loss, validation_accuracy, lr)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (key, e.step, _finite(e.train_loss), _finite(e.test_loss), e.test_accuracy, e.train_time_s, _finite(e.validation_loss), e.validation_accuracy)
+                    (key, e.step, _finite(e.train_loss), _finite(e.test_loss), e.test_accuracy, e.train_time_s, _finite(e.validation_loss), e.validation_accuracy, e.lr)
                     for e in result.evaluations
                 ],
             )

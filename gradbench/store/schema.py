@@ -4,10 +4,10 @@ Tables (``step`` k is the k-th optimizer step; evaluation step 0 is the initiali
     runs(key, status, label, task, task_knobs, optimizer, hyperparameters, lr, activation,
          init, clip, seed, steps, batch_size, device, threads, config, metric, target,
          <metrics>, nonfinite_step, nonfinite_quantity, nonfinite_layer, error, env,
-         started_at, finished_at, wall_time_s)
+         started_at, finished_at, wall_time_s, schedule)
     steps(run_key, step, loss, step_time_s)
     evaluations(run_key, step, train_loss, test_loss, test_accuracy, train_time_s,
-                validation_loss, validation_accuracy)
+                validation_loss, validation_accuracy, lr)
     layers(run_key, layer_index, layer_name, num_params)
     layer_grad_norms(run_key, step, layer_index, grad_norm)
     grad_norms(run_key, step, norm_before_clip, norm_after_clip, clip_fired)
@@ -22,7 +22,8 @@ it (``gradbench.store.claims``); a stored run's claim is deleted in the transact
 Schema versions: 1 had neither ``clip_fired`` nor the layer and activation statistics tables;
 2 had neither ``claims`` nor the validation columns (``evaluations.validation_loss``,
 ``evaluations.validation_accuracy``, ``runs.final_validation_loss``,
-``runs.final_validation_accuracy``). Opening an older file for writing adds what it lacks
+``runs.final_validation_accuracy``); 3 had no learning-rate schedules (``runs.schedule``,
+``evaluations.lr``). Opening an older file for writing adds what it lacks
 (``migrate``: additive, in one transaction, older rows untouched, their new columns NULL; it
 checks every table and column whatever the file's version says, so a file that claims version 3
 but lacks some of it is repaired too);
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x47424E43  # "GBNC"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 METRIC_COLUMNS = (
     "steps_run",
     "final_train_loss",
@@ -106,8 +107,13 @@ _COLUMNS_3 = (
     ("runs", "final_validation_loss", "REAL"),
     ("runs", "final_validation_accuracy", "REAL"),
 )
+# Added in schema version 4: learning-rate schedules (NULL: a run stored before them, constant).
+_COLUMNS_4 = (
+    ("runs", "schedule", "TEXT"),
+    ("evaluations", "lr", "REAL"),
+)
 # Each version's additions, in order; migrate checks every one on each open for writing.
-_MIGRATIONS = ((2, _TABLES_2, _COLUMNS_2), (3, _TABLES_3, _COLUMNS_3))
+_MIGRATIONS = ((2, _TABLES_2, _COLUMNS_2), (3, _TABLES_3, _COLUMNS_3), (4, "", _COLUMNS_4))
 LAYER_STATISTICS = ("grad_norm_after_clip", "weight_norm", "update_ratio")
 ACTIVATION_STATISTICS = ("dead_fraction", "saturated_fraction", "mean", "std")
 
@@ -140,7 +146,8 @@ CREATE TABLE runs (
     env TEXT NOT NULL,
     started_at TEXT NOT NULL,
     finished_at TEXT NOT NULL,
-    wall_time_s REAL NOT NULL
+    wall_time_s REAL NOT NULL,
+    schedule TEXT
 );
 CREATE TABLE steps (
     run_key TEXT NOT NULL REFERENCES runs(key),
@@ -158,6 +165,7 @@ CREATE TABLE evaluations (
     train_time_s REAL NOT NULL,
     validation_loss REAL,
     validation_accuracy REAL,
+    lr REAL,
     PRIMARY KEY (run_key, step)
 ) WITHOUT ROWID;
 CREATE TABLE layers (

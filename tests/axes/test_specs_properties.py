@@ -92,13 +92,17 @@ def test_format_then_parse_gives_back_the_same_values_and_types(name, params):
     assert json.dumps(parsed, sort_keys=True) == json.dumps(params, sort_keys=True)  # 1 and 1.0, True and 1 kept apart
 
 
-@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(["sgd[lr={}]", "sgd[maximize={}]", "sgd[dampening={}]", "adam[betas={}]", "linreg[dim={}]", "mnist1d_mlp[depth={}]"]), TEXT)
+@settings(max_examples=600, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([
+    "sgd[lr={}]", "sgd[maximize={}]", "sgd[dampening={}]", "adam[betas={}]", "linreg[dim={}]", "mnist1d_mlp[depth={}]", "mnist1d_mlp[test_size={}]",
+    "step[gamma={}]", "multistep[milestones={}]", "cosine[t_max={}]", "onecycle[pct_start={}]", "orthogonal[scope={}]", "normal[std={}]",
+]), TEXT)
 def test_a_suite_with_any_value_expands_or_raises_one_suite_error(template, value):
     axis = "tasks" if template.startswith(("linreg", "mnist1d")) else "optimizers"
+    axis = {"step": "schedules", "multistep": "schedules", "cosine": "schedules", "onecycle": "schedules", "orthogonal": "inits", "normal": "inits"}.get(template.split("[")[0], axis)
     grid = {axis: [template.format(value)], "steps": [5]}
-    if axis == "optimizers":
-        grid["tasks"] = ["linreg"]
+    if axis != "tasks":
+        grid["tasks"] = ["mnist1d_mlp"] if axis == "inits" else ["linreg"]
     try:
         cells = expand(Suite(grids=(grid,)))
     except SuiteError:

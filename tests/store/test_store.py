@@ -133,8 +133,8 @@ def test_opening_a_version_1_file_for_writing_migrates_it_additively(tmp_path, r
     path = tmp_path / "old.db"
     _version_1_file(path)
     with Store.open(path) as store:
-        assert store.version == SCHEMA_VERSION == 3
-        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert store.version == SCHEMA_VERSION == 4
+        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 4
         assert store.live_claims() == {}  # version 3's claims table is there, empty
         store.save(results[0])  # the new tables and columns take the new run
         old = [r for r in store.layer_rows(["old"])]
@@ -144,7 +144,7 @@ def test_opening_a_version_1_file_for_writing_migrates_it_additively(tmp_path, r
         old_run = store.runs(["old"])[0]
         assert old_run["final_validation_loss"] is None and old_run["final_validation_accuracy"] is None
     with Store.open(path) as store:  # a second open finds nothing to migrate
-        assert store.version == 3 and len(store.runs()) == 2
+        assert store.version == 4 and len(store.runs()) == 2
 
 
 def test_a_migrated_file_has_the_tables_and_columns_of_a_new_one(tmp_path):
@@ -180,16 +180,23 @@ CREATE TABLE claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT NOT NU
     pid_start TEXT, claimed_at TEXT NOT NULL, heartbeat_at REAL NOT NULL) WITHOUT ROWID;
 PRAGMA user_version = 3;
 """
+# The rest of version 3: the validation columns (version 4 adds the schedule's).
+_REST_OF_3 = """
+ALTER TABLE evaluations ADD COLUMN validation_loss REAL;
+ALTER TABLE evaluations ADD COLUMN validation_accuracy REAL;
+ALTER TABLE runs ADD COLUMN final_validation_loss REAL;
+ALTER TABLE runs ADD COLUMN final_validation_accuracy REAL;
+"""
 
 
 def _older_file(path: Path, version: str) -> None:
     _version_1_file(path)
     connection = sqlite3.connect(path)
-    connection.executescript(_ADDED_2 + (_PARTIAL_3 if version == "partial 3" else ""))
+    connection.executescript(_ADDED_2 + (_PARTIAL_3 if version in ("partial 3", "3") else "") + (_REST_OF_3 if version == "3" else ""))
     connection.close()
 
 
-@pytest.mark.parametrize("version", ["1", "2", "partial 3"])
+@pytest.mark.parametrize("version", ["1", "2", "partial 3", "3"])
 def test_opening_for_writing_repairs_whatever_the_current_schema_lacks(tmp_path, results, version):
     path, fresh = tmp_path / "old.db", tmp_path / "new.db"
     if version == "1":
@@ -201,12 +208,12 @@ def test_opening_for_writing_repairs_whatever_the_current_schema_lacks(tmp_path,
         assert store.version == int(version[-1])
     assert path.read_bytes() == before
     with Store.open(path) as store:
-        store.save(results[0])  # needs every validation column (failed for "partial 3")
-        assert store.runs(["old"])[0]["final_validation_loss"] is None
+        store.save(results[0])  # needs every validation and schedule column (failed for "partial 3")
+        assert store.runs(["old"])[0]["final_validation_loss"] is None and store.runs(["old"])[0]["schedule"] is None
     Store.open(fresh, create=True).close()
     assert _layout(path) == _layout(fresh)
     with Store.open(path) as store:  # idempotent: a second open finds nothing to add
-        assert store.version == 3 and len(store.runs()) == 2
+        assert store.version == SCHEMA_VERSION and len(store.runs()) == 2
     assert _layout(path) == _layout(fresh)
 
 
