@@ -87,13 +87,15 @@ def _comma_list(text: str) -> list[str]:
     return items
 
 
-def _numbers(flag: str, text: str, kind: type, allow_ranges: bool = False, max_count: int | None = None) -> list[Any]:
+def _numbers(flag: str, text: str, kind: type, allow_ranges: bool = False, max_count: int | None = None, words: tuple[str, ...] = ()) -> list[Any]:
     """The numbers of a comma list (``0,1,2``; with ``allow_ranges`` also ``0-4``), at most
-    ``max_count`` of them, counted before a range is expanded."""
+    ``max_count`` of them, counted before a range is expanded; ``words`` pass as they are."""
     parsed: list[Any] = []  # numbers, and (low, high) for ranges
     for item in _comma_list(text):
         try:
-            if allow_ranges and "-" in item[1:]:
+            if item in words:
+                parsed.append(item)
+            elif allow_ranges and "-" in item[1:]:
                 low, high = (int(part) for part in item.split("-", 1))
                 if high < low:
                     raise ValueError
@@ -102,7 +104,8 @@ def _numbers(flag: str, text: str, kind: type, allow_ranges: bool = False, max_c
                 parsed.append(kind(item))
         except ValueError:
             example = "0,1,2 or 0-4" if allow_ranges else ("1e-3,0.01" if kind is float else "500,1000")
-            raise UsageError(f"invalid {flag} value {shown(item)}: expected {kind.__name__}s like {example}") from None
+            extra = "".join(f" or {word!r}" for word in words)
+            raise UsageError(f"invalid {flag} value {shown(item)}: expected {kind.__name__}s like {example}{extra}") from None
     count = sum(item[1] - item[0] + 1 if isinstance(item, tuple) else 1 for item in parsed)
     if max_count is not None and count > max_count:
         raise UsageError(f"{flag} {shown(text, 40)} gives {count} values, more cells than the limit of {max_count}; raise it with --max-cells {count}")
@@ -135,7 +138,7 @@ def _build_parser() -> _Parser:
     axes.add_argument("--schedule", help="learning-rate schedules, e.g. constant,cosine,step[gamma=0.5],inverse_sqrt (see 'gradbench list schedules')")
     axes.add_argument("--seeds", help="seeds, e.g. 0,1,2 or 0-4")
     axes.add_argument("--steps", help="optimizer steps per run, e.g. 1000")
-    axes.add_argument("--batch-size", help="mini-batch sizes (full-batch optimizers ignore them)")
+    axes.add_argument("--batch-size", help="mini-batch sizes, or full (the whole training set every step, for any optimizer); full-batch optimizers such as gd ignore them")
     settings = run.add_argument_group("settings")
     settings.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     settings.add_argument("--threads", type=int, help="torch CPU threads per run (default: 1)")
@@ -264,7 +267,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.steps is not None:
         overrides["steps"] = _numbers("--steps", args.steps, int)
     if args.batch_size is not None:
-        overrides["batch_sizes"] = _numbers("--batch-size", args.batch_size, int)
+        overrides["batch_sizes"] = _numbers("--batch-size", args.batch_size, int, words=("full",))
     for flag in ("device", "threads", "eval_every", "record_every", "detail_every", "validation"):
         if getattr(args, flag) is not None:
             overrides[flag] = getattr(args, flag)

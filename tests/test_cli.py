@@ -244,6 +244,8 @@ BAD_INPUTS = [
     (["run", "--init", "orthogonal[scope=input]"], r"--init: invalid init scope='input' for 'orthogonal'; choose from: all, hidden, output, recurrent$"),
     (["run", "--task", "mnist1d_mlp[loss=hinge]"], r"--task: invalid knob loss='hinge' for task 'mnist1d_mlp'; choose from: cross_entropy, mse$"),
     (["run", "--task", "linreg[order=random]"], r"--task: invalid knob order='random' for task 'linreg'; choose from: shuffled, fixed$"),
+    (["run", "--batch-size", "fool"], r"invalid --batch-size value 'fool': expected ints like 500,1000 or 'full'$"),
+    (["run", "--optimizer", "lbfgs[line_search_fn=armijo]"], r"invalid lbfgs hyper-parameter line_search_fn='armijo'; choose from: strong_wolfe, none$"),
 ]
 if not torch.cuda.is_available():
     BAD_INPUTS.append((["run", "--device", "cuda"], r"device 'cuda' asked for but CUDA is not available here.*choose from: cpu"))

@@ -61,6 +61,9 @@ class OptimizerSpec:
         description: One line for ``gradbench list optimizers``.
         full_batch: If true the runner feeds the whole training set every step (gradient
             descent); otherwise it draws mini-batches.
+        needs_closure: ``step(closure)`` must be given a closure that recomputes the loss and
+            its gradients (L-BFGS evaluates it several times per step).
+        choices: For hyper-parameters that take one of a few values, those values.
     """
 
     name: str
@@ -68,6 +71,8 @@ class OptimizerSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     full_batch: bool = False
+    needs_closure: bool = False
+    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def signature_default(self, key: str) -> Any:
         """The optimizer class's own default for ``key`` (``None`` where it has none)."""
@@ -105,6 +110,8 @@ def register_optimizer(
     defaults: Mapping[str, Any] | None = None,
     description: str = "",
     full_batch: bool = False,
+    needs_closure: bool | None = None,
+    choices: Mapping[str, tuple[Any, ...]] | None = None,
     overwrite: bool = False,
 ) -> OptimizerSpec:
     """Register ``optimizer_class`` under ``name``.
@@ -116,6 +123,10 @@ def register_optimizer(
             own default ``lr`` is used; a class without one must be given ``lr`` here.
         description: One line shown by ``gradbench list optimizers``.
         full_batch: Train on the whole training set every step (gradient descent).
+        needs_closure: Its ``step`` needs a closure (default: when ``step``'s ``closure``
+            argument has no default, as L-BFGS's has none).
+        choices: For hyper-parameters that take one of a few values, those values (checked
+            before anything runs).
         overwrite: Replace an existing entry of the same name.
 
     Raises:
@@ -140,8 +151,15 @@ def register_optimizer(
         defaults=MappingProxyType(merged),
         description=description or _first_line(optimizer_class.__doc__) or optimizer_class.__name__,
         full_batch=full_batch,
+        needs_closure=_step_needs_closure(optimizer_class) if needs_closure is None else needs_closure,
+        choices=MappingProxyType(dict(choices or {})),
     )
     return OPTIMIZERS.register(name, spec, overwrite=overwrite)
+
+
+def _step_needs_closure(optimizer_class: type[torch.optim.Optimizer]) -> bool:
+    closure = inspect.signature(optimizer_class.step).parameters.get("closure")
+    return closure is not None and closure.default is inspect.Parameter.empty
 
 
 def _first_line(text: str | None) -> str:
@@ -167,6 +185,12 @@ def _check_type(spec: OptimizerSpec, key: str, value: Any) -> Any:
     own (``sgd[maximize=(true,)]`` is not a boolean). Where gradbench's default is a float, ints
     become floats, so ``sgd[lr=1]`` and ``sgd[lr=1.0]`` are one configuration; against the
     class's own defaults values are only checked, so that the keys of stored cells stay."""
+    choices = spec.choices.get(key)
+    if choices is not None:
+        if value not in choices:
+            shown = ", ".join("none" if choice is None else str(choice) for choice in choices)
+            raise ValueError(f"invalid {spec.name} hyper-parameter {key}={value!r}; choose from: {shown}")
+        return value
     registered = spec.defaults.get(key)
     default = registered if registered is not None else spec.signature_default(key)
     if default is None or isinstance(default, torch.Tensor):  # None: any value the class accepts
@@ -247,6 +271,11 @@ def _register_builtins() -> None:
     register_optimizer("adamax", optim.Adamax, defaults={"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8}, description="Adamax, Adam with the infinity norm (Kingma & Ba 2014)")
     register_optimizer("nadam", optim.NAdam, defaults={"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8}, description="Adam with Nesterov momentum (Dozat 2016)")
     register_optimizer("radam", optim.RAdam, defaults={"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8}, description="Rectified Adam (Liu et al. 2019)")
+    register_optimizer(
+        "lbfgs", optim.LBFGS, defaults={"lr": 1.0, "max_iter": 20, "history_size": 10, "line_search_fn": "strong_wolfe"},
+        choices={"line_search_fn": ("strong_wolfe", None)},
+        description="L-BFGS (Nocedal 1980; Liu & Nocedal 1989): up to max_iter loss evaluations a step, strong-Wolfe line search",
+    )
 
 
 _register_builtins()

@@ -25,7 +25,11 @@ from gradbench.monitor.gradient_monitor import DETAIL_FACTOR
 from gradbench.tasks import TASKS, resolve_knobs
 from gradbench.tasks.base import BATCH_SIZE_KNOB, keyed_knobs
 
-__all__ = ["expand", "grid_size", "MAX_CELLS"]
+__all__ = ["expand", "grid_size", "MAX_CELLS", "FULL_BATCH"]
+
+# A batch size meaning the whole training set every step (a cell's batch_size None), for any
+# optimizer; full-batch optimizers (gd) take it whatever the axis says.
+FULL_BATCH = "full"
 
 # More cells than this is refused before any is built (``--max-cells`` raises it): a typo such
 # as ``--seeds 0-10000000`` would otherwise fill the memory before anything is printed. A cell
@@ -90,10 +94,15 @@ def _check_axis(key: str, values: list[Any]) -> list[Any]:
             if not _integer(value, 0, _SEED_MAX):
                 raise ValueError(f"invalid seed {value!r}: must be an integer from 0 to 2**63-1")
         return values
-    if key in ("steps", "batch_sizes"):
+    if key == "steps":
         for value in values:
-            if not (_integer(value, 1) or (key == "batch_sizes" and value is None)):
-                raise ValueError(f"invalid {key[:-1] if key.endswith('s') else key} {value!r}: must be an integer from 1 to 2**31-1")
+            if not _integer(value, 1):
+                raise ValueError(f"invalid step {value!r}: must be an integer from 1 to 2**31-1")
+        return values
+    if key == "batch_sizes":
+        for value in values:
+            if not (_integer(value, 1) or value is None or value == FULL_BATCH):
+                raise ValueError(f"invalid batch size {value!r}: must be an integer from 1 to 2**31-1, or {FULL_BATCH!r} (the whole training set)")
         return values
     raise AssertionError(key)
 
@@ -176,6 +185,8 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_device
     for task_name, knobs, task_batch_size in tasks:
         task = TASKS.get(task_name)
         for batch_size in axes["batch_sizes"]:
+            if batch_size == FULL_BATCH:
+                continue
             size = batch_size or task_batch_size
             examples = task.train_size(resolve_knobs(task_name, knobs)) if task.train_size is not None else None
             if examples is not None and settings["validation"]:
@@ -199,7 +210,7 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_device
             clip=clip,
             seed=seed,
             steps=steps,
-            batch_size=None if full_batch else (batch_size or task_batch_size),
+            batch_size=None if full_batch or batch_size == FULL_BATCH else (batch_size or task_batch_size),
             device=settings["device"],
             threads=settings["threads"],
             eval_every=settings["eval_every"] or max(1, steps // 20),

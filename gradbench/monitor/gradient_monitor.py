@@ -136,6 +136,7 @@ class GradientMonitor:
         self._activations_recorded: list[bool] = []
         self._updated = [False] * buffer_steps
         self._update_row: int | None = None  # the row whose optimizer step is to be measured
+        self._inside_update = False  # between the optimizer's pre- and post-step hooks
         self._snapshot_row: int | None = None  # ... and whose weights have been copied
         self.steps = 0
         self._record_next = every > 0  # step 1 is recorded
@@ -242,7 +243,21 @@ class GradientMonitor:
         self._recorded.append(record)
         self._detailed.append(detail)
         self._update_row = row if detail and self._snapshots else None
+        if self._inside_update and self._update_row is not None:
+            # step() ran inside optimizer.step (a closure optimizer's first evaluation), after
+            # the pre-step hook: the weights have not moved yet, so the snapshot is taken now.
+            self._before_update(None, None, None)  # type: ignore[arg-type]
         self._row += 1
+
+    def clip(self) -> None:
+        """Clip the current gradients without recording anything: for the further loss
+        evaluations of one optimizer step (L-BFGS's closure), whose first one ``step`` saw."""
+        if self._clip_kind is None:
+            return
+        grads = [grad for p in self._parameters if (grad := p.grad) is not None]
+        if grads:
+            with torch.no_grad():
+                self.clipping.clip_(grads)
 
     def _record(self, row: int, grads: list[torch.Tensor], weights: bool) -> None:
         """Gradient norms (and with ``weights`` weight norms) into buffer row ``row``, then
@@ -269,6 +284,7 @@ class GradientMonitor:
 
     def _before_update(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
         """Optimizer pre-step hook: at a recorded step, copy the weights the update will change."""
+        self._inside_update = True
         if self._update_row is None:
             return
         with torch.no_grad():
@@ -277,6 +293,7 @@ class GradientMonitor:
 
     def _after_update(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
         """Optimizer post-step hook: the norm of the update, per layer, into the recorded row."""
+        self._inside_update = False
         row = self._snapshot_row
         if row is None:
             return

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from gradbench.axes.devices import check_device
-from gradbench.axes.optimizers import build_optimizer
+from gradbench.axes.optimizers import build_optimizer, get_optimizer
 from gradbench.axes.schedules import build_schedule
 from gradbench.axes.specs import parse_spec
 from gradbench.grid.cell import Cell
@@ -33,7 +33,7 @@ from gradbench.tasks.base import BATCH_SIZE_KNOB, ORDER_CHOICES, ORDER_KNOB, Los
 from gradbench.tasks.datasets import Dataset, on_device, validation_split
 from gradbench.tasks.image_datasets import DataOptions
 
-__all__ = ["RunResult", "Evaluation", "Session", "Batches", "prepare", "train_step", "run_cell", "evaluate", "READBACK_STEPS"]
+__all__ = ["RunResult", "Evaluation", "Session", "Batches", "prepare", "train_step", "closure_step", "run_cell", "evaluate", "READBACK_STEPS"]
 
 # Steps between read-backs of the device-side records (and divergence checks).
 READBACK_STEPS = 50
@@ -58,6 +58,39 @@ def train_step(
     loss.backward()
     monitor.step(loss)
     optimizer.step()
+    return loss
+
+
+def closure_step(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    monitor: GradientMonitor,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+) -> torch.Tensor:
+    """One step of an optimizer that re-evaluates the loss itself (L-BFGS): ``step(closure)``,
+    the closure running forward and backward on this step's batch as often as the optimizer
+    asks. The monitor records once per step, at the first evaluation (the gradient at the
+    step's starting point), and every evaluation's gradients are clipped, so the optimizer only
+    ever sees clipped gradients. Timed whole, as ``train_step`` is: one optimizer step.
+    """
+    evaluations = 0
+
+    def closure() -> torch.Tensor:
+        nonlocal evaluations
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(inputs), targets)
+        loss.backward()
+        if evaluations == 0:
+            monitor.step(loss)
+        else:
+            monitor.clip()
+        evaluations += 1
+        return loss
+
+    loss = optimizer.step(closure)  # type: ignore[arg-type]  # torch types closures as returning float; LBFGS takes tensors (its own docs do)
+    assert isinstance(loss, torch.Tensor)  # the first evaluation's loss
     return loss
 
 
@@ -176,6 +209,7 @@ class Session:
     monitor: GradientMonitor
     batches: Batches
     scheduler: Any = None
+    needs_closure: bool = False
 
     @property
     def lr(self) -> float:
@@ -184,7 +218,8 @@ class Session:
 
     def step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """One training step (the timed code)."""
-        return train_step(self.model, self.task.loss_fn, self.optimizer, self.monitor, inputs, targets)
+        step = closure_step if self.needs_closure else train_step
+        return step(self.model, self.task.loss_fn, self.optimizer, self.monitor, inputs, targets)
 
 
 def prepare(cell: Cell, *, compile_model: bool = False, data_options: DataOptions | None = None) -> Session:
@@ -220,7 +255,7 @@ def prepare(cell: Cell, *, compile_model: bool = False, data_options: DataOption
     )
     batches = Batches(task.data, cell.batch_size, cell.seed, device, dict(cell.task_knobs).get(ORDER_KNOB, ORDER_CHOICES[0]))
     scheduler = build_schedule(cell.schedule, optimizer, cell.steps)
-    return Session(cell, device, task, model, optimizer, monitor, batches, scheduler)
+    return Session(cell, device, task, model, optimizer, monitor, batches, scheduler, get_optimizer(cell.optimizer).needs_closure)
 
 
 def run_cell(cell: Cell, *, data_options: DataOptions | None = None, on_steps: Callable[[int], None] | None = None) -> RunResult:

@@ -124,3 +124,45 @@ def test_steps_to_target_is_the_first_evaluation_at_target(small_mlp_task):
     result = run_cell(cell(tasks=[small_mlp_task.replace("]", ",target=0.0]")], steps=[20], eval_every=10))
     assert result.metrics()["steps_to_target"] == 0  # accuracy >= 0 holds at initialisation
     assert result.metrics()["time_to_target_s"] == 0.0
+
+
+def test_lbfgs_reaches_the_linreg_closed_form_full_batch_and_lowers_the_loss_on_mini_batches():
+    """A closure optimizer trains through run_cell, one recorded step and one timed step per
+    optimizer step however often it evaluates the loss."""
+    _, _, optimum_train_mse = linreg_optimum(make_linreg())
+    full = run_cell(cell(tasks=["linreg"], optimizers=["lbfgs"], batch_sizes=["full"], steps=[5], eval_every=1, record_every=1))
+    assert full.status == "done", full.error
+    assert full.evaluations[-1].train_loss == pytest.approx(optimum_train_mse, rel=1e-3)
+    assert len(full.step_times) == len(full.history.losses) == len(full.history.grad_steps) == 5
+    mini = run_cell(cell(tasks=["linreg"], optimizers=["lbfgs"], steps=[40], eval_every=10))
+    assert mini.status == "done", mini.error
+    assert mini.evaluations[-1].train_loss < 0.1 * mini.evaluations[0].train_loss
+    assert mini.cell.batch_size == 32 and full.cell.batch_size is None
+
+
+def test_a_closure_optimizers_update_ratio_is_measured_on_its_own_step():
+    """The monitor's step() runs inside L-BFGS's step (in the first evaluation), after the
+    optimizer's pre-step hook: the weights are copied there, so the ratio is this step's."""
+    from gradbench.axes.optimizers import build_optimizer, resolve_hyperparameters
+    from gradbench.monitor import GradientMonitor
+    from gradbench.run.train import _build, closure_step
+
+    the_cell = cell(tasks=["linreg"], optimizers=["lbfgs"], steps=[1])
+    torch.manual_seed(0)
+    task = _build(the_cell, torch.device("cpu"))
+    optimizer = build_optimizer("lbfgs", task.model.parameters(), resolve_hyperparameters("lbfgs", {"max_iter": 3}))
+    monitor = GradientMonitor(task.model, every=1, detail_every=2, optimizer=optimizer)
+    expected = {}
+    for step in range(1, 7):
+        index = torch.arange(32) + 32 * step
+        before = [p.detach().clone() for p in task.model.parameters()]
+        closure_step(task.model, task.loss_fn, optimizer, monitor, task.data.x_train[index], task.data.y_train[index])
+        after = [p.detach() for p in task.model.parameters()]
+        # One layer: the weight and the bias together.
+        change = math.sqrt(sum(float((a - b).square().sum()) for a, b in zip(after, before)))
+        expected[step] = change / math.sqrt(sum(float(b.square().sum()) for b in before))
+    history = monitor.history()
+    ratios = {step: ratio for step, ratio in zip(history.grad_steps, history.layer_update_ratios) if ratio is not None}
+    assert sorted(ratios) == [1, 3, 5]  # the detailed steps (step 1, then every 2)
+    for step, (ratio,) in ratios.items():
+        assert ratio == pytest.approx(expected[step], rel=1e-5), step
