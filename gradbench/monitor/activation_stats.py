@@ -13,7 +13,16 @@ convolution); the first dimension of the output is taken as the batch. At a reco
   softsign ``(1 - |y|)^2`` (relative to their peaks 1/4, 1, 1), hardtanh and hardsigmoid 0 at
   their bounds and 1 inside. For sigmoid that is ``y < 0.026`` or ``y > 0.974``, for tanh
   ``|y| > 0.949``;
-- the mean and the (population) standard deviation are over all the output's values.
+- a saturating unit's output is **pinned** when it lies in the outer tenth of the activation's
+  range at either end (sigmoid and hardsigmoid below 0.1 or above 0.9, tanh and softsign beyond
+  0.8 in size, hardtanh within a tenth of its range of a bound): the pinned fraction is over all
+  the output's values, every example and unit, so it catches a layer that sits near one end for
+  most examples (Glorot & Bengio's top sigmoid layer, mean 0.03) where no unit is saturated for
+  *every* example;
+- the mean and the (population) standard deviation are over all the output's values;
+- the **output gradient** is the L2 norm of the loss's gradient with respect to the output (the
+  back-propagated gradient at the layer's output), from a tensor hook
+  (``gradbench.monitor.output_gradients``).
 
 The hooks are registered only around the forward passes of recorded steps (armed by
 ``GradientMonitor.step`` for the next step), so the other steps run the model without hooks.
@@ -39,7 +48,7 @@ from torch import nn
 from gradbench.axes.activations import ACTIVATIONS
 from gradbench.monitor.history import ActivationSite
 
-__all__ = ["SATURATION_SLOPE", "ActivationRecorder", "activation_kind"]
+__all__ = ["SATURATION_SLOPE", "PINNED_BAND", "ActivationRecorder", "ActivationRecord", "activation_kind"]
 
 SATURATION_SLOPE = 0.1
 
@@ -52,6 +61,7 @@ _RECTIFIERS: tuple[type[nn.Module], ...] = (
 )
 _NONNEGATIVE = (nn.ReLU, nn.ReLU6, nn.Softplus)  # outputs >= 0: no abs() needed
 _SATURATING: tuple[type[nn.Module], ...] = (nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardsigmoid, nn.Softsign)
+PINNED_BAND = 0.1  # the outer tenth of the output's range at either end
 
 
 def _over_batch(values: torch.Tensor, reduce: str) -> torch.Tensor:
@@ -87,6 +97,28 @@ def _inside_units(low: float, high: float, y: torch.Tensor) -> tuple[torch.Tenso
     return torch.count_nonzero(_over_batch(inside, "max")), False
 
 
+def _pinned_between(low: float, high: float, y: torch.Tensor) -> torch.Tensor:
+    """Outputs within ``PINNED_BAND`` of the range [low, high] of either bound."""
+    band = PINNED_BAND * (high - low)
+    return torch.count_nonzero(torch.logical_or(y < low + band, y > high - band))
+
+
+def _pinned_symmetric(bound: float, y: torch.Tensor) -> torch.Tensor:
+    """Outputs in [-bound, bound] within ``PINNED_BAND`` of the range of either bound."""
+    return torch.count_nonzero(y.abs() > bound - PINNED_BAND * 2 * bound)
+
+
+def _pinning(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The pinned-output counter of a saturating module; ``None`` for anything else."""
+    if isinstance(module, (nn.Sigmoid, nn.Hardsigmoid)):
+        return partial(_pinned_between, 0.0, 1.0)
+    if isinstance(module, (nn.Tanh, nn.Softsign)):
+        return partial(_pinned_symmetric, 1.0)
+    if isinstance(module, nn.Hardtanh):
+        return partial(_pinned_between, float(module.min_val), float(module.max_val))
+    return None
+
+
 def _counter(module: nn.Module) -> tuple[str, Counter | None] | None:
     """(kind, counter) for an activation module; ``None`` for anything else."""
     if isinstance(module, _RECTIFIERS):
@@ -113,15 +145,31 @@ def activation_kind(module: nn.Module) -> str | None:
     return found[0] if found else None
 
 
+@dataclass(frozen=True)
+class ActivationRecord:
+    """One detailed step's statistics, one entry per site (``None`` where a statistic does not
+    apply to the site's kind, or its output got no gradient)."""
+
+    dead: list[float | None]
+    saturated: list[float | None]
+    pinned: list[float | None]
+    means: list[float]
+    stds: list[float]
+    output_grad_norms: list[float | None]
+
+
 @dataclass
 class _Observation:
     module_index: int
     count: torch.Tensor | None
     counts_stuck: bool
+    pinned: torch.Tensor | None
     mean: torch.Tensor
     centered_norm: torch.Tensor
     units: int
     elements: int
+    grad_square: torch.Tensor  # the output gradient's squared norm, filled by a tensor hook
+    grad_received: bool = False
 
 
 class ActivationRecorder:
@@ -135,10 +183,12 @@ class ActivationRecorder:
     def __init__(self, model: nn.Module, buffer_steps: int) -> None:
         self._model = model
         self._watched: list[tuple[str, nn.Module, str, Counter | None]] = []
+        self._pinning: list[Callable[[torch.Tensor], torch.Tensor] | None] = []
         for name, module in model.named_modules():
             found = _counter(module)
             if found is not None:
                 self._watched.append((name or type(module).__name__, module, *found))
+                self._pinning.append(_pinning(module))
         self._buffer_steps = buffer_steps
         self._buffer: torch.Tensor | None = None
         self._pending: list[_Observation] = []
@@ -178,10 +228,22 @@ class ActivationRecorder:
         y = output.detach()
         counter = self._watched[index][3]
         count, counts_stuck = counter(y) if counter is not None else (None, True)
+        pinning = self._pinning[index]
         mean = y.mean()
         centered_norm = torch.linalg.vector_norm(y - mean)
         units = y.numel() // y.shape[0] if y.dim() >= 2 else y.numel()  # not y[0]: an operation
-        self._pending.append(_Observation(index, count, counts_stuck, mean, centered_norm, units, y.numel()))
+        observation = _Observation(
+            index, count, counts_stuck, pinning(y) if pinning is not None else None, mean, centered_norm, units, y.numel(),
+            torch.zeros((), dtype=torch.float64, device=y.device),
+        )
+        if output.requires_grad:
+            output.register_hook(partial(self._backward, observation))
+        self._pending.append(observation)
+
+    @staticmethod
+    def _backward(observation: _Observation, grad: torch.Tensor) -> None:
+        observation.grad_square += torch.linalg.vector_norm(grad, dtype=torch.float64).square()
+        observation.grad_received = True
 
     def write(self, row: int) -> bool:
         """Store the pending observations in buffer row ``row``; returns whether there were any
@@ -203,11 +265,12 @@ class ActivationRecorder:
             return False
         assert self._buffer is not None
         self._shapes[row] = [(o.units, o.elements) for o in pending]
-        counts = [o.count for o in pending if o.count is not None]
+        counts = [o.count for o in pending if o.count is not None] + [o.pinned for o in pending if o.pinned is not None]
         buffer_row = self._buffer[row]
         if counts:
             buffer_row[: len(counts)].copy_(torch.stack(counts))
-        buffer_row[len(counts) :].copy_(torch.stack([o.mean for o in pending] + [o.centered_norm for o in pending]))
+        gradients = [o.grad_square.sqrt() if o.grad_received else o.grad_square.fill_(math.nan) for o in pending]
+        buffer_row[len(counts) :].copy_(torch.stack([o.mean for o in pending] + [o.centered_norm for o in pending] + gradients))
         return True
 
     def discard(self) -> None:
@@ -223,8 +286,8 @@ class ActivationRecorder:
             name, module, kind, _ = self._watched[o.module_index]
             label = name if calls[o.module_index] == 1 else f"{name}#{calls[o.module_index]}"
             self.sites.append(ActivationSite(label, type(module).__name__, kind, o.units))
-        counted = sum(1 for o in observations if o.count is not None)
-        width = counted + 2 * len(observations)
+        counted = sum(1 for o in observations if o.count is not None) + sum(1 for o in observations if o.pinned is not None)
+        width = counted + 3 * len(observations)
         self._buffer = torch.full((self._buffer_steps, width), math.nan, dtype=torch.float64, device=observations[0].mean.device)
 
     def read(self, rows: int) -> list[list[float]]:
@@ -233,16 +296,17 @@ class ActivationRecorder:
             return []
         return self._buffer[:rows].tolist()
 
-    def decode(self, row: int, values: list[float]) -> tuple[list[float | None], list[float | None], list[float], list[float]]:
-        """(dead fractions, saturated fractions, means, standard deviations) of buffer row
-        ``row``, whose values ``values`` were read back."""
+    def decode(self, row: int, values: list[float]) -> ActivationRecord:
+        """The statistics of buffer row ``row``, whose values ``values`` were read back."""
         dead: list[float | None] = []
         saturated: list[float | None] = []
+        pinned: list[float | None] = []
         shapes = self._shapes[row]
         counted = sum(1 for o in self._observations if o.count is not None)
+        pinned_counted = sum(1 for o in self._observations if o.pinned is not None)
         sites = len(self._observations)
-        position = 0
-        for site, observation, (units, _) in zip(self.sites, self._observations, shapes):
+        position, pinned_position = 0, counted
+        for site, observation, (units, elements) in zip(self.sites, self._observations, shapes):
             fraction = None
             if observation.count is not None:
                 count = values[position]
@@ -250,9 +314,16 @@ class ActivationRecorder:
                 fraction = (count if observation.counts_stuck else units - count) / units
             dead.append(fraction if site.kind == "rectifier" else None)
             saturated.append(fraction if site.kind == "saturating" else None)
-        means = values[counted : counted + sites]
-        stds = [norm / math.sqrt(elements) for norm, (_, elements) in zip(values[counted + sites :], shapes)]
-        return dead, saturated, means, stds
+            if observation.pinned is not None:
+                pinned.append(values[pinned_position] / elements)
+                pinned_position += 1
+            else:
+                pinned.append(None)
+        start = counted + pinned_counted
+        means = values[start : start + sites]
+        stds = [norm / math.sqrt(elements) for norm, (_, elements) in zip(values[start + sites : start + 2 * sites], shapes)]
+        gradients = [None if math.isnan(value) else value for value in values[start + 2 * sites : start + 3 * sites]]
+        return ActivationRecord(dead, saturated, pinned, means, stds, gradients)
 
     def close(self) -> None:
         self.arm(False)

@@ -14,10 +14,12 @@ Drop it into a loop::
 A *layer* is a module that owns parameters directly (``layers.3`` of a Sequential, ``conv1``,
 a BatchNorm); its norms are the L2 norms of all its own parameters together. The loss is
 recorded every step. Every ``every`` steps (steps 1, 1 + every, ...) the monitor also records,
-per layer, the gradient norm before and after clipping, and whether clipping changed the
+per layer, the gradient norm before and after clipping, the same norm of its weights' gradients
+and of its biases' apart (``gradbench.monitor.layer_norms``), and whether clipping changed the
 gradients. Every ``detail_every`` steps (10 x ``every`` by default) it adds the weight norm, the
 update-to-weight ratio ``||W_after - W_before|| / ||W_before||`` over the optimizer step that
-follows (a copy of the weights and three more passes over them), and activation statistics from
+follows (a copy of the weights and three more passes over them), the back-propagated gradient
+at each layer's output (``gradbench.monitor.output_gradients``), and activation statistics from
 forward hooks (``gradbench.monitor.activation_stats``): weights change slowly and these cost more.
 
 At a recorded step one fused ``_foreach_norm`` computes the norms of all gradients (and, at a
@@ -38,7 +40,8 @@ from torch import nn
 from gradbench.axes.clipping import Clipping, parse_clipping
 from gradbench.monitor.activation_stats import ActivationRecorder
 from gradbench.monitor.history import ActivationSite, MonitorHistory, NonFinite
-from gradbench.monitor.layer_norms import LayerNorms, model_layers
+from gradbench.monitor.layer_norms import LayerNorms, is_bias, layer_modules, model_layers
+from gradbench.monitor.output_gradients import OutputGradients
 
 __all__ = ["GradientMonitor", "MonitorHistory", "NonFinite", "model_layers", "DEFAULT_EVERY", "DETAIL_FACTOR"]
 
@@ -79,10 +82,10 @@ class GradientMonitor:
             update of a detailed step and measure the change after it (memory for one copy of
             the weights). Without it, no update ratios.
         weights: Record weight norms at detailed steps (and, with ``optimizer``, update ratios).
-        activations: Record activation statistics at detailed steps, through forward hooks on
-            the model's activation modules, registered only for those steps' forward passes.
-            Under ``torch.compile`` pass ``False``: compiled code does not follow hooks that
-            come and go.
+        activations: Record activation statistics and the back-propagated gradients at the
+            layers' and activations' outputs at detailed steps, through forward and tensor hooks
+            registered only for those steps' passes. Under ``torch.compile`` pass ``False``:
+            compiled code does not follow hooks that come and go.
 
     Raises:
         ValueError: for an invalid argument or a model without trainable parameters.
@@ -116,15 +119,19 @@ class GradientMonitor:
         self.every = every
         self.detail_every = detail_every
         self.buffer_steps = buffer_steps
-        layers = model_layers(model)
+        layers = layer_modules(model)
         if not layers:
             raise ValueError("the model has no trainable parameters to monitor")
-        self.layer_names = [name for name, _ in layers]
-        self._parameters: list[torch.Tensor] = [p for _, params in layers for p in params]
+        self.layer_names = [name for name, _, _ in layers]
+        self._parameters: list[torch.Tensor] = [p for _, _, params in layers for _, p in params]
         self._device = device = self._parameters[0].device
-        layer_of_parameter = [index for index, (_, params) in enumerate(layers) for _ in params]
-        self._layer_norms = LayerNorms(layer_of_parameter, len(layers), device, {p.dtype for p in self._parameters})
+        layer_of_parameter = [index for index, (_, _, params) in enumerate(layers) for _ in params]
+        biases = [is_bias(leaf) for _, _, params in layers for leaf, _ in params]
+        # Which layers have a weight part and a bias part (the other reads as None, not 0).
+        self._has_part = ([any(not is_bias(leaf) for leaf, _ in params) for _, _, params in layers], [any(is_bias(leaf) for leaf, _ in params) for _, _, params in layers])
+        self._layer_norms = LayerNorms(layer_of_parameter, len(layers), device, {p.dtype for p in self._parameters}, biases)
         self._weights = weights
+        self._output_gradients = OutputGradients([module for _, module, _ in layers], device) if activations and detail_every else None
         self._layout(optimizer is not None and detail_every > 0)
         self._buffer = torch.full((buffer_steps, self._width), math.nan, dtype=self._layer_norms.accumulate_dtype, device=device)
         self._views(buffer_steps)
@@ -150,20 +157,27 @@ class GradientMonitor:
         self._activations = ActivationRecorder(model, buffer_steps) if activations and detail_every else None
         if self._activations is not None:
             self._activations.arm(self._detail_next)
+        if self._output_gradients is not None:
+            self._output_gradients.arm(self._detail_next)
         # Built now, not inside the first step: a host-to-device copy would synchronise there.
-        self._detail_assignment = self._layer_norms.assignment(None, weights, with_total=True)
-        self._full_assignment = self._layer_norms.assignment(None, False, with_total=True)
+        self._detail_assignment = self._layer_norms.assignment(None, weights, with_total=True, with_split=True)
+        self._full_assignment = self._layer_norms.assignment(None, False, with_total=True, with_split=True)
         self._layer_norms.assignment()  # updates, and norms after value clipping
 
     def _layout(self, updates: bool) -> None:
-        """Columns of a buffer row: loss, gradient norms, global gradient norm, [weight norms],
+        """Columns of a buffer row: loss, gradient norms, global gradient norm, the gradient
+        norms of the weights and of the biases apart, [weight norms], [output gradient norms],
         [update norms], [gradient norms after value clipping, value clipping fired]. The
-        gradient norms, their global norm and the weight norms are adjacent, in the order of
-        the assignment's rows, so that one operation writes them all."""
+        gradient norms, their global norm, their parts and the weight norms are adjacent, in
+        the order of the assignment's rows, so that one operation writes them all."""
         num_layers = len(self.layer_names)
         self._total_column = 1 + num_layers
-        column = self._total_column + 1 + (num_layers if self._weights else 0)
-        self._update_column = self._after_column = self._fired_column = -1
+        self._split_column = self._total_column + 1
+        self._weight_column = self._split_column + 2 * num_layers
+        column = self._weight_column + (num_layers if self._weights else 0)
+        self._update_column = self._after_column = self._fired_column = self._output_column = -1
+        if self._output_gradients is not None:
+            self._output_column, column = column, column + num_layers
         if updates:
             self._update_column, column = column, column + num_layers
         if self._clip_kind == "value":
@@ -179,8 +193,9 @@ class GradientMonitor:
                 return []
             return [buffer[row, column] if width is None else buffer[row, column : column + width] for row in range(rows)]
 
-        self._norm_views = views(1, self.num_layers * (2 if self._weights else 1) + 1)
-        self._grad_norm_views = views(1, self.num_layers + 1)
+        self._norm_views = views(1, self.num_layers * (4 if self._weights else 3) + 1)
+        self._grad_norm_views = views(1, self.num_layers * 3 + 1)
+        self._output_views = views(self._output_column, self.num_layers)
         self._update_views = views(self._update_column, self.num_layers)
         self._after_views = views(self._after_column, self.num_layers)
         self._total_views = views(self._total_column, None)
@@ -239,6 +254,12 @@ class GradientMonitor:
             else:
                 self._activations.discard()
             self._activations.arm(self._detail_next)
+        if self._output_gradients is not None:
+            if detail:
+                self._output_gradients.write(self._output_views[row])
+            else:
+                self._output_gradients.discard()
+            self._output_gradients.arm(self._detail_next)
         self._activations_recorded.append(activations_recorded)
         self._recorded.append(record)
         self._detailed.append(detail)
@@ -268,7 +289,7 @@ class GradientMonitor:
         if present is None:
             assignment = self._detail_assignment if weights else self._full_assignment
         else:
-            assignment = self._layer_norms.assignment(present, weights, with_total=True)
+            assignment = self._layer_norms.assignment(present, weights, with_total=True, with_split=True)
         self._layer_norms(tensors, assignment, (self._norm_views if weights else self._grad_norm_views)[row])
         if self._clip_kind == "norm":
             self.clipping.clip_(grads, self._total_views[row])
@@ -360,11 +381,17 @@ class GradientMonitor:
             after, total_after = list(norms), total
         history.grad_steps.append(step)
         history.layer_grad_norms.append(norms)
+        parts = values[self._split_column : self._weight_column]
+        has_weight, has_bias = self._has_part
+        history.layer_weight_grad_norms.append([value if here else None for value, here in zip(parts[:num_layers], has_weight)])
+        history.layer_bias_grad_norms.append([value if here else None for value, here in zip(parts[num_layers:], has_bias)])
+        outputs = values[self._output_column : self._output_column + num_layers] if detailed and self._output_column >= 0 else None
+        history.layer_output_grad_norms.append(None if outputs is None else [None if math.isnan(value) else value for value in outputs])
         history.layer_grad_norms_after.append(after)
         history.total_norm_before.append(total)
         history.total_norm_after.append(total_after)
         history.clip_fired.append(fired)
-        weights = values[self._total_column + 1 : self._total_column + 1 + num_layers] if self._weights and detailed else None
+        weights = values[self._weight_column : self._weight_column + num_layers] if self._weights and detailed else None
         history.layer_weight_norms.append(weights)
         updates = values[self._update_column : self._update_column + num_layers] if weights is not None and self._updated[offset] else None
         ratios = None if updates is None else [update / weight if weight != 0 else None for update, weight in zip(updates, weights or [])]
@@ -386,12 +413,14 @@ class GradientMonitor:
         history = self._history
         if not history.activation_sites:
             history.activation_sites = list(self._activations.sites)
-        dead, saturated, means, stds = self._activations.decode(offset, values)
+        record = self._activations.decode(offset, values)
         history.activation_steps.append(step)
-        history.dead_fraction.append(dead)
-        history.saturated_fraction.append(saturated)
-        history.activation_mean.append(means)
-        history.activation_std.append(stds)
+        history.dead_fraction.append(record.dead)
+        history.saturated_fraction.append(record.saturated)
+        history.pinned_fraction.append(record.pinned)
+        history.activation_mean.append(record.means)
+        history.activation_std.append(record.stds)
+        history.activation_output_grad_norms.append(record.output_grad_norms)
 
     def history(self) -> MonitorHistory:
         """Flush, then return everything recorded so far: one object, growing as the monitor
@@ -406,6 +435,8 @@ class GradientMonitor:
         self._snapshots = []
         if self._activations is not None:
             self._activations.close()
+        if self._output_gradients is not None:
+            self._output_gradients.close()
 
     def __enter__(self) -> GradientMonitor:
         return self

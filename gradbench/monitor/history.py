@@ -69,6 +69,14 @@ class MonitorHistory:
         layer_grad_norms: One row per recorded step, one column per layer: the gradient's L2
             norm before clipping.
         layer_grad_norms_after: The same after clipping (equal to the above without clipping).
+        layer_weight_grad_norms, layer_bias_grad_norms: The gradient norm before clipping of
+            each layer's weights alone and of its biases alone (``None`` for a layer without
+            that part): a comparison of weight gradients between layers is not mixed with
+            the biases'.
+        layer_output_grad_norms: At detailed steps, the L2 norm of the loss's gradient with
+            respect to each layer's output (for an affine layer, the pre-activation; the
+            back-propagated gradient of Glorot & Bengio); ``None`` rows at other steps, ``None``
+            entries for a layer whose output got no gradient.
         total_norm_before, total_norm_after: Global gradient norm before and after clipping.
         clip_fired: Whether clipping changed the gradients at each recorded step (``None``
             without clipping).
@@ -84,8 +92,13 @@ class MonitorHistory:
         saturated_fraction: Per site, the fraction of units whose slope was below
             ``SATURATION_SLOPE`` times its peak for every example (saturating units; ``None``
             for rectifiers).
+        pinned_fraction: Per site, the fraction of its output values (every example and unit)
+            in the outer tenth of the activation's range at either end (saturating units;
+            ``None`` for rectifiers).
         activation_mean, activation_std: Per site, mean and standard deviation of all its
             output values (every example and unit).
+        activation_output_grad_norms: Per site, the L2 norm of the loss's gradient with respect
+            to its output: the back-propagated gradient at the layer's output.
         nonfinite: The first non-finite loss, gradient or weight, if any.
     """
 
@@ -95,6 +108,9 @@ class MonitorHistory:
     grad_steps: list[int] = field(default_factory=list)
     layer_grad_norms: list[list[float]] = field(default_factory=list)
     layer_grad_norms_after: list[list[float]] = field(default_factory=list)
+    layer_weight_grad_norms: list[list[float | None]] = field(default_factory=list)
+    layer_bias_grad_norms: list[list[float | None]] = field(default_factory=list)
+    layer_output_grad_norms: list[list[float | None] | None] = field(default_factory=list)
     total_norm_before: list[float] = field(default_factory=list)
     total_norm_after: list[float] = field(default_factory=list)
     clip_fired: list[bool | None] = field(default_factory=list)
@@ -104,8 +120,10 @@ class MonitorHistory:
     activation_steps: list[int] = field(default_factory=list)
     dead_fraction: list[list[float | None]] = field(default_factory=list)
     saturated_fraction: list[list[float | None]] = field(default_factory=list)
+    pinned_fraction: list[list[float | None]] = field(default_factory=list)
     activation_mean: list[list[float]] = field(default_factory=list)
     activation_std: list[list[float]] = field(default_factory=list)
+    activation_output_grad_norms: list[list[float | None]] = field(default_factory=list)
     nonfinite: NonFinite | None = None
 
     @property
@@ -124,11 +142,16 @@ class MonitorHistory:
         per_record: tuple[list[Any], ...] = (
             self.grad_steps, self.layer_grad_norms, self.layer_grad_norms_after, self.total_norm_before,
             self.total_norm_after, self.clip_fired, self.layer_weight_norms, self.layer_update_ratios,
+            self.layer_weight_grad_norms, self.layer_bias_grad_norms, self.layer_output_grad_norms,
         )
         for records in per_record:
             del records[keep:]
         keep = sum(1 for step in self.activation_steps if step <= last_step)
-        for records in (self.activation_steps, self.dead_fraction, self.saturated_fraction, self.activation_mean, self.activation_std):
+        activation_records: tuple[list[Any], ...] = (
+            self.activation_steps, self.dead_fraction, self.saturated_fraction, self.pinned_fraction, self.activation_mean,
+            self.activation_std, self.activation_output_grad_norms,
+        )
+        for records in activation_records:
             del records[keep:]
 
 

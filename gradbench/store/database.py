@@ -36,7 +36,9 @@ from urllib.parse import quote
 from gradbench.monitor.diagnosis import RunHealth
 from gradbench.monitor.history import ActivationSite, MonitorHistory, NonFinite
 from gradbench.store.claims import Claimant, is_live
-from gradbench.store.schema import ACTIVATION_STATISTICS, APPLICATION_ID, CHILD_TABLES, LAYER_STATISTICS, METRIC_COLUMNS, SCHEMA_VERSION, create_schema, migrate
+from gradbench.store.schema import (
+    ACTIVATION_STATISTICS, APPLICATION_ID, CHILD_TABLES, LAYER_STATISTICS, METRIC_COLUMNS, SCHEMA_VERSION, STATISTIC_ADDED_IN, create_schema, migrate,
+)
 
 if TYPE_CHECKING:  # a type only: the store reads and writes without torch
     from gradbench.run.result import RunResult
@@ -53,6 +55,12 @@ class StoreError(ValueError):
 def _finite(value: float | None) -> float | None:
     """SQLite stores NaN as NULL anyway; infinities are kept (they mean overflow)."""
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def _padded(rows: list[Any], steps: list[int]) -> list[Any]:
+    """``rows`` as long as ``steps``, ``None`` rows for steps a history made elsewhere (a
+    plugin's, an older pickle) did not record."""
+    return list(rows) + [None] * (len(steps) - len(rows))
 
 
 def _check_existing(path: Path) -> None:
@@ -314,23 +322,31 @@ class Store:
         """The schema-2 rows: per-layer statistics beyond the gradient norm, activation sites
         and their statistics (inside ``save``'s transaction)."""
         layer_rows = []
-        for step, after, weights, ratios in zip(history.grad_steps, history.layer_grad_norms_after, history.layer_weight_norms, history.layer_update_ratios):
+        records = zip(
+            history.grad_steps, history.layer_grad_norms_after, history.layer_weight_norms, history.layer_update_ratios,
+            _padded(history.layer_weight_grad_norms, history.grad_steps), _padded(history.layer_bias_grad_norms, history.grad_steps),
+            _padded(history.layer_output_grad_norms, history.grad_steps),
+        )
+        for step, after, weights, ratios, weight_grads, bias_grads, output_grads in records:
             for index, norm in enumerate(after):
-                weight = weights[index] if weights is not None else None
-                ratio = ratios[index] if ratios is not None else None
-                layer_rows.append((key, step, index, _finite(norm), _finite(weight), _finite(ratio)))
-        self.connection.executemany("INSERT INTO layer_stats VALUES (?, ?, ?, ?, ?, ?)", layer_rows)
+                extra = [row[index] if row is not None else None for row in (weights, ratios, weight_grads, bias_grads, output_grads)]
+                layer_rows.append((key, step, index, _finite(norm), *(_finite(value) for value in extra)))
+        columns = ", ".join(("run_key", "step", "layer_index", *LAYER_STATISTICS))
+        self.connection.executemany(f"INSERT INTO layer_stats ({columns}) VALUES ({', '.join('?' * (3 + len(LAYER_STATISTICS)))})", layer_rows)
         self.connection.executemany(
             "INSERT INTO activation_sites VALUES (?, ?, ?, ?, ?, ?)",
             [(key, index, site.name, site.module, site.kind, site.units) for index, site in enumerate(history.activation_sites)],
         )
+        columns = ", ".join(("run_key", "step", "site_index", *ACTIVATION_STATISTICS))
+        records = zip(
+            history.activation_steps, history.dead_fraction, history.saturated_fraction, history.activation_mean, history.activation_std,
+            _padded(history.pinned_fraction, history.activation_steps), _padded(history.activation_output_grad_norms, history.activation_steps),
+        )
         self.connection.executemany(
-            "INSERT INTO activation_stats VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO activation_stats ({columns}) VALUES ({', '.join('?' * (3 + len(ACTIVATION_STATISTICS)))})",
             [
-                (key, step, index, _finite(dead[index]), _finite(saturated[index]), _finite(means[index]), _finite(stds[index]))
-                for step, dead, saturated, means, stds in zip(
-                    history.activation_steps, history.dead_fraction, history.saturated_fraction, history.activation_mean, history.activation_std
-                )
+                (key, step, index, *(_finite(row[index]) if row is not None else None for row in (dead, saturated, means, stds, pinned, gradients)))
+                for step, dead, saturated, means, stds, pinned, gradients in records
                 for index in range(len(means))
             ],
         )
@@ -367,10 +383,14 @@ class Store:
             rows = [row for row in rows if row["key"] in wanted]
         return rows
 
+    def _statistic(self, table: str, name: str) -> str:
+        """``table.name``, or ``NULL AS name`` in a file older than the statistic."""
+        return f"{table}.{name}" if self.version >= STATISTIC_ADDED_IN.get(name, 2) else f"NULL AS {name}"
+
     def layer_rows(self, keys: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
         """Long-format per-layer statistics: run key, step, layer index, layer name, gradient
         norm (before clipping), then ``LAYER_STATISTICS`` (``None`` where not recorded)."""
-        statistics = ", ".join(f"s.{name}" for name in LAYER_STATISTICS) if self.version >= 2 else ", ".join(f"NULL AS {name}" for name in LAYER_STATISTICS)
+        statistics = ", ".join(self._statistic("s", name) for name in LAYER_STATISTICS)
         join = "LEFT JOIN layer_stats AS s ON s.run_key = g.run_key AND s.step = g.step AND s.layer_index = g.layer_index" if self.version >= 2 else ""
         query = f"""
             SELECT g.run_key, g.step, g.layer_index, l.layer_name, g.grad_norm, {statistics}
@@ -408,7 +428,7 @@ class Store:
         if self.version < 2:
             return
         query = f"""
-            SELECT a.run_key, a.step, a.site_index, s.site_name, s.module, s.kind, s.units, {", ".join(f"a.{name}" for name in ACTIVATION_STATISTICS)}
+            SELECT a.run_key, a.step, a.site_index, s.site_name, s.module, s.kind, s.units, {", ".join(self._statistic("a", name) for name in ACTIVATION_STATISTICS)}
             FROM activation_stats AS a
             JOIN activation_sites AS s ON s.run_key = a.run_key AND s.site_index = a.site_index
             ORDER BY a.run_key, a.step, a.site_index

@@ -11,9 +11,11 @@ Tables (``step`` k is the k-th optimizer step; evaluation step 0 is the initiali
     layers(run_key, layer_index, layer_name, num_params)
     layer_grad_norms(run_key, step, layer_index, grad_norm)
     grad_norms(run_key, step, norm_before_clip, norm_after_clip, clip_fired)
-    layer_stats(run_key, step, layer_index, grad_norm_after_clip, weight_norm, update_ratio)
+    layer_stats(run_key, step, layer_index, grad_norm_after_clip, weight_norm, update_ratio,
+                weight_grad_norm, bias_grad_norm, output_grad_norm)
     activation_sites(run_key, site_index, site_name, module, kind, units)
-    activation_stats(run_key, step, site_index, dead_fraction, saturated_fraction, mean, std)
+    activation_stats(run_key, step, site_index, dead_fraction, saturated_fraction, mean, std,
+                     pinned_fraction, output_grad_norm)
     claims(key, owner, host, pid, pid_start, claimed_at, heartbeat_at)
 
 ``claims`` holds the cells being run right now, one row per cell, by the driver that claimed
@@ -23,7 +25,10 @@ Schema versions: 1 had neither ``clip_fired`` nor the layer and activation stati
 2 had neither ``claims`` nor the validation columns (``evaluations.validation_loss``,
 ``evaluations.validation_accuracy``, ``runs.final_validation_loss``,
 ``runs.final_validation_accuracy``); 3 had no learning-rate schedules (``runs.schedule``,
-``evaluations.lr``). Opening an older file for writing adds what it lacks
+``evaluations.lr``) and none of the statistics of the literature (the weight and bias
+gradient norms apart and the back-propagated gradients, ``layer_stats.weight_grad_norm``,
+``bias_grad_norm``, ``output_grad_norm``; ``activation_stats.pinned_fraction``,
+``output_grad_norm``). Opening an older file for writing adds what it lacks
 (``migrate``: additive, in one transaction, older rows untouched, their new columns NULL; it
 checks every table and column whatever the file's version says, so a file that claims version 3
 but lacks some of it is repaired too);
@@ -36,7 +41,7 @@ from __future__ import annotations
 import sqlite3
 
 __all__ = [
-    "APPLICATION_ID", "SCHEMA_VERSION", "METRIC_COLUMNS", "LAYER_STATISTICS", "ACTIVATION_STATISTICS", "CHILD_TABLES",
+    "APPLICATION_ID", "SCHEMA_VERSION", "METRIC_COLUMNS", "LAYER_STATISTICS", "ACTIVATION_STATISTICS", "STATISTIC_ADDED_IN", "CHILD_TABLES",
     "create_schema", "migrate",
 ]
 
@@ -56,7 +61,8 @@ METRIC_COLUMNS = (
     "final_validation_accuracy",  # schema 3
 )
 
-# Added in schema version 2 (created by migrate in a version-1 file).
+# Added in schema version 2 (created by migrate in a version-1 file), with the columns version 4
+# added to them (which migrate adds to a version-2 or -3 file's tables).
 _TABLES_2 = """
 CREATE TABLE layer_stats (
     run_key TEXT NOT NULL REFERENCES runs(key),
@@ -65,6 +71,9 @@ CREATE TABLE layer_stats (
     grad_norm_after_clip REAL,
     weight_norm REAL,
     update_ratio REAL,
+    weight_grad_norm REAL,
+    bias_grad_norm REAL,
+    output_grad_norm REAL,
     PRIMARY KEY (run_key, step, layer_index)
 ) WITHOUT ROWID;
 CREATE TABLE activation_sites (
@@ -84,6 +93,8 @@ CREATE TABLE activation_stats (
     saturated_fraction REAL,
     mean REAL,
     std REAL,
+    pinned_fraction REAL,
+    output_grad_norm REAL,
     PRIMARY KEY (run_key, step, site_index)
 ) WITHOUT ROWID;
 """
@@ -111,11 +122,19 @@ _COLUMNS_3 = (
 _COLUMNS_4 = (
     ("runs", "schedule", "TEXT"),
     ("evaluations", "lr", "REAL"),
+    ("layer_stats", "weight_grad_norm", "REAL"),
+    ("layer_stats", "bias_grad_norm", "REAL"),
+    ("layer_stats", "output_grad_norm", "REAL"),
+    ("activation_stats", "pinned_fraction", "REAL"),
+    ("activation_stats", "output_grad_norm", "REAL"),
 )
 # Each version's additions, in order; migrate checks every one on each open for writing.
 _MIGRATIONS = ((2, _TABLES_2, _COLUMNS_2), (3, _TABLES_3, _COLUMNS_3), (4, "", _COLUMNS_4))
-LAYER_STATISTICS = ("grad_norm_after_clip", "weight_norm", "update_ratio")
-ACTIVATION_STATISTICS = ("dead_fraction", "saturated_fraction", "mean", "std")
+# Per-layer and per-site statistics beyond the gradient norm, with the schema version that added
+# each (a file older than that reads them as NULL).
+LAYER_STATISTICS = ("grad_norm_after_clip", "weight_norm", "update_ratio", "weight_grad_norm", "bias_grad_norm", "output_grad_norm")
+ACTIVATION_STATISTICS = ("dead_fraction", "saturated_fraction", "mean", "std", "pinned_fraction", "output_grad_norm")
+STATISTIC_ADDED_IN = {"weight_grad_norm": 4, "bias_grad_norm": 4, "output_grad_norm": 4, "pinned_fraction": 4}
 
 _SCHEMA = f"""
 CREATE TABLE runs (

@@ -1,0 +1,98 @@
+"""Back-propagated gradients: the norm of the loss's gradient with respect to module outputs.
+
+The parameter gradients say how much each layer's weights move; Glorot & Bengio's vanishing
+gradient is the *back-propagated* one, ``dL/dz`` for a layer's output ``z``, whose size at each
+layer is what the backward pass carries down. ``OutputGradients`` measures it with tensor hooks:
+a forward hook on each watched module registers a hook on the module's output tensor, which
+receives ``dL/dz`` during the backward pass and adds its squared L2 norm (over the whole batch:
+examples x units) to a device buffer. A module called several times in one forward pass (a
+shared layer) adds each call's, so its norm is that of all its outputs' gradients together.
+
+For an affine layer (``Linear``, a convolution) the output is the *pre-activation*; the
+activation modules' outputs are the layers' outputs in Glorot & Bengio's sense (their
+``ActivationRecorder`` sites record those, with this class's hooks). The hooks are registered
+only around the forward passes of detailed steps, as the activation statistics' are; nothing is
+read back before the monitor's flush.
+
+References:
+    Glorot & Bengio, "Understanding the difficulty of training deep feedforward neural
+    networks", AISTATS 2010, Sections 4.2 and 4.3 (back-propagated gradients).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["OutputGradients", "first_tensor"]
+
+
+def first_tensor(output: Any) -> torch.Tensor | None:
+    """A module's output tensor: the output itself, or the first tensor of a tuple (an RNN
+    returns ``(outputs, h_n)``)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)):
+        return next((item for item in output if isinstance(item, torch.Tensor)), None)
+    return None
+
+
+class OutputGradients:
+    """Norms of the loss gradient with respect to the outputs of ``modules``, one value each.
+
+    Args:
+        modules: The modules whose outputs to watch.
+        device: Where the running sums live.
+    """
+
+    def __init__(self, modules: list[nn.Module], device: torch.device) -> None:
+        self._modules = modules
+        self._squares = torch.zeros(len(modules), dtype=torch.float64, device=device)
+        self._received = [False] * len(modules)
+        self._handles: list[Any] = []
+
+    @property
+    def armed(self) -> bool:
+        return bool(self._handles)
+
+    def arm(self, on: bool) -> None:
+        """Register the forward hooks (``on``) or remove them."""
+        if on == self.armed or not self._modules:
+            return
+        if on:
+            self._handles = [module.register_forward_hook(partial(self._forward, index)) for index, module in enumerate(self._modules)]
+        else:
+            for handle in self._handles:
+                handle.remove()
+            self._handles = []
+
+    def _forward(self, index: int, module: nn.Module, args: Any, output: Any) -> None:
+        tensor = first_tensor(output)
+        if torch.is_grad_enabled() and tensor is not None and tensor.requires_grad:
+            tensor.register_hook(partial(self._backward, index))
+
+    def _backward(self, index: int, grad: torch.Tensor) -> None:
+        self._squares[index] += torch.linalg.vector_norm(grad, dtype=torch.float64).square()
+        self._received[index] = True
+
+    def write(self, out: torch.Tensor) -> None:
+        """The norms since the last write into ``out`` (NaN for a module whose output got no
+        gradient), then start again."""
+        out.copy_(self._squares.sqrt())
+        for index, received in enumerate(self._received):
+            if not received:
+                out[index] = math.nan
+        self.discard()
+
+    def discard(self) -> None:
+        """Forget what was summed (a step that records nothing)."""
+        if any(self._received):
+            self._squares.zero_()
+            self._received = [False] * len(self._modules)
+
+    def close(self) -> None:
+        self.arm(False)
