@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -66,13 +67,19 @@ def test_export_layers_is_long_format_and_matches_the_store(db, capsys, tmp_path
     code, out, _ = run_cli(capsys, "export", "--db", str(db), "--what", "layers")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0
-    assert list(rows[0]) == ["run_key", "step", "layer_index", "layer_name", "grad_norm", "grad_norm_after_clip", "weight_norm", "update_ratio"]
+    assert list(rows[0]) == [
+        "run_key", "step", "layer_index", "layer_name", "grad_norm", "grad_norm_after_clip", "weight_norm", "update_ratio",
+        "weight_grad_norm", "bias_grad_norm", "output_grad_norm",
+    ]
     assert len(rows) == 2 * 3 * 4  # 2 runs, steps 1, 11 and 21 recorded, 4 layers
     assert {int(r["step"]) for r in rows} == {1, 11, 21}
     assert all(r["grad_norm_after_clip"] == r["grad_norm"] for r in rows)  # no clipping
     detailed = [r for r in rows if r["step"] == "1"]  # details every 100 steps: step 1 only
     assert len(detailed) == 2 * 4 and all(float(r["weight_norm"]) > 0 and float(r["update_ratio"]) > 0 for r in detailed)
-    assert all(r["weight_norm"] == r["update_ratio"] == "" for r in rows if r["step"] != "1")
+    assert all(r["weight_norm"] == r["update_ratio"] == r["output_grad_norm"] == "" for r in rows if r["step"] != "1")
+    assert all(float(r["output_grad_norm"]) > 0 for r in detailed)  # the back-propagated gradient, detailed steps only
+    for r in rows:  # the weight and bias parts make up the total
+        assert float(r["grad_norm"]) == pytest.approx(math.hypot(float(r["weight_grad_norm"]), float(r["bias_grad_norm"])), rel=1e-9)
     connection = sqlite3.connect(db)
     key, step, index, norm = connection.execute("SELECT run_key, step, layer_index, grad_norm FROM layer_grad_norms ORDER BY run_key, step, layer_index LIMIT 1").fetchone()
     connection.close()
