@@ -149,9 +149,13 @@ def test_export_activations(db, capsys):
     code, out, _ = run_cli(capsys, "export", "--db", str(db), "--what", "activations")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0
-    assert list(rows[0]) == ["run_key", "step", "site_index", "site_name", "module", "kind", "units", "dead_fraction", "saturated_fraction", "mean", "std"]
+    assert list(rows[0]) == [
+        "run_key", "step", "site_index", "site_name", "module", "kind", "units", "dead_fraction", "saturated_fraction", "mean", "std",
+        "pinned_fraction", "output_grad_norm",
+    ]
     assert len(rows) == 2 * 3  # two runs, details at step 1, three ReLU sites
-    assert {(r["step"], r["site_name"], r["kind"], r["saturated_fraction"]) for r in rows} == {("1", f"layers.{i}", "rectifier", "") for i in (1, 3, 5)}
+    assert {(r["step"], r["site_name"], r["kind"], r["saturated_fraction"], r["pinned_fraction"]) for r in rows} == {("1", f"layers.{i}", "rectifier", "", "") for i in (1, 3, 5)}
+    assert all(float(r["output_grad_norm"]) > 0 for r in rows)
 
 
 def test_list_shows_every_registered_name(capsys):
