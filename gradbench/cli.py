@@ -152,6 +152,10 @@ def _build_parser() -> _Parser:
         "--validation", type=float,
         help="fraction of each training set held out as a validation split, never trained on, for 'gradbench report --tuned' (default: 0, none)",
     )
+    settings.add_argument(
+        "--jacobian-every", type=int,
+        help="steps between the singular values of the layer-to-layer Jacobians on a probe batch (Glorot & Bengio 4.2), also at step 0 and the end; 0 for none (default)",
+    )
     settings.add_argument("--max-cells", type=int, help="refuse a grid of more cells than this, counted before any is built (default: 100000)")
     settings.add_argument("--db", default=None, help="results database (default: gradbench.db)")
     settings.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import a module or .py file that registers tasks, optimizers, ... (repeatable); workers import it too")
@@ -209,9 +213,9 @@ def _build_parser() -> _Parser:
     export = commands.add_parser("export", help="long-format rows for analysis elsewhere")
     export.add_argument("--db", default=None, help="results database (default: gradbench.db)")
     export.add_argument(
-        "--what", choices=("runs", "layers", "activations"), required=True,
+        "--what", choices=("runs", "layers", "activations", "jacobians"), required=True,
         help="runs: one row per run; layers: run key, step, layer index, layer name, gradient norm, then the gradient norm after "
-        "clipping, weight norm and update ratio; activations: one row per run, step and activation",
+        "clipping, weight norm, update ratio, the weight and bias parts of the gradient and the back-propagated gradient at the output; activations: one row per run, step and activation site; jacobians: the layer Jacobians' singular values (runs made with --jacobian-every)",
     )
     export.add_argument("--format", choices=("csv", "json"), default="csv")
     export.add_argument("--output", "-o", help="write to this file instead of stdout")
@@ -268,7 +272,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["steps"] = _numbers("--steps", args.steps, int)
     if args.batch_size is not None:
         overrides["batch_sizes"] = _numbers("--batch-size", args.batch_size, int, words=("full",))
-    for flag in ("device", "threads", "eval_every", "record_every", "detail_every", "validation"):
+    for flag in ("device", "threads", "eval_every", "record_every", "detail_every", "validation", "jacobian_every"):
         if getattr(args, flag) is not None:
             overrides[flag] = getattr(args, flag)
     return overrides

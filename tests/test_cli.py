@@ -255,6 +255,8 @@ BAD_INPUTS = [
     (["run", "--init", "orthogonal[scope=input]"], r"--init: invalid init scope='input' for 'orthogonal'; choose from: all, hidden, output, recurrent$"),
     (["run", "--task", "mnist1d_mlp[loss=hinge]"], r"--task: invalid knob loss='hinge' for task 'mnist1d_mlp'; choose from: cross_entropy, mse$"),
     (["run", "--task", "linreg[order=random]"], r"--task: invalid knob order='random' for task 'linreg'; choose from: shuffled, fixed$"),
+    (["run", "--jacobian-every", "-1"], r"--jacobian-every: invalid jacobian_every -1: must be an integer >= 0 \(0: no Jacobian statistics\)$"),
+    (["export", "--what", "jacobian"], r"argument --what: invalid choice: 'jacobian'"),
     (["run", "--batch-size", "fool"], r"invalid --batch-size value 'fool': expected ints like 500,1000 or 'full'$"),
     (["run", "--optimizer", "lbfgs[line_search_fn=armijo]"], r"invalid lbfgs hyper-parameter line_search_fn='armijo'; choose from: strong_wolfe, none$"),
 ]

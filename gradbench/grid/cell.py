@@ -42,6 +42,8 @@ class Cell:
         validation: Fraction of the training set held out, never trained on, and evaluated with
             the test set (0: no validation split).
         schedule: The learning-rate schedule's canonical spec (``constant``: none).
+        jacobian_every: Steps between the layer Jacobians' singular values on a probe batch
+            (also at step 0 and the last step; 0: never).
     """
 
     task: str
@@ -61,6 +63,7 @@ class Cell:
     detail_every: int
     validation: float = 0.0
     schedule: str = "constant"
+    jacobian_every: int = 0
 
     @property
     def lr(self) -> float:
@@ -103,6 +106,8 @@ class Cell:
             **({"validation": self.validation} if self.validation else {}),
             # Left out while constant (no schedule, as before schedules existed): keys stay.
             **({"schedule": self.schedule} if self.schedule != "constant" else {}),
+            # Left out at 0 (none, as before they existed): keys stay.
+            **({"jacobian_every": self.jacobian_every} if self.jacobian_every else {}),
         }
 
     @classmethod
@@ -114,6 +119,7 @@ class Cell:
         fields.setdefault("detail_every", 0)  # stored before detail records existed
         fields.setdefault("validation", 0.0)  # stored before validation splits existed
         fields.setdefault("schedule", "constant")  # stored before schedules existed
+        fields.setdefault("jacobian_every", 0)  # stored before Jacobian statistics existed
         fields["task_knobs"] = items(config["task_knobs"])
         fields["hyperparameters"] = items(config["hyperparameters"])
         return cls(**fields)

@@ -121,6 +121,8 @@ def _check_setting(key: str, value: Any, local_devices: bool = True) -> Any:
         raise ValueError(f"invalid record_every {value!r}: must be an integer >= 0 (0: no gradient records)")
     if key == "detail_every" and not (value is None or _integer(value, 0)):
         raise ValueError(f"invalid detail_every {value!r}: must be an integer >= 0 (0: no weight norms, update ratios or activation statistics)")
+    if key == "jacobian_every" and not _integer(value, 0):
+        raise ValueError(f"invalid jacobian_every {value!r}: must be an integer >= 0 (0: no Jacobian statistics)")
     if key == "validation":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
             raise ValueError(f"invalid validation {value!r}: must be a fraction of the training set, at least 0 and below 1 (0: no validation split)")
@@ -218,6 +220,7 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_device
             detail_every=detail_every,
             validation=settings["validation"],
             schedule=schedule,
+            jacobian_every=settings["jacobian_every"],
         )
 
 

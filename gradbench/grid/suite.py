@@ -60,8 +60,10 @@ AXES: dict[str, list[Any]] = {
 # DETAIL_FACTOR x record_every). See gradbench.monitor.gradient_monitor.
 # validation: the fraction of the training set held out as a validation split (0: none), which
 # tuned tables (gradbench.report.tuning) choose learning rates on.
+# jacobian_every: steps between the layer Jacobians' singular values (0: never), an opt-in
+# analysis outside training (gradbench.monitor.jacobians).
 SETTINGS: dict[str, Any] = {
-    "device": "cpu", "threads": 1, "eval_every": None, "record_every": DEFAULT_EVERY, "detail_every": None, "validation": 0.0,
+    "device": "cpu", "threads": 1, "eval_every": None, "record_every": DEFAULT_EVERY, "detail_every": None, "validation": 0.0, "jacobian_every": 0,
 }
 _META = ("name", "description")
 
@@ -116,7 +118,7 @@ FLAGS = {
     "tasks": "--task", "optimizers": "--optimizer", "activations": "--activation", "inits": "--init",
     "clips": "--clip", "lrs": "--lr", "schedules": "--schedule", "seeds": "--seeds", "steps": "--steps", "batch_sizes": "--batch-size",
     "device": "--device", "threads": "--threads", "eval_every": "--eval-every", "record_every": "--record-every",
-    "detail_every": "--detail-every", "validation": "--validation",
+    "detail_every": "--detail-every", "validation": "--validation", "jacobian_every": "--jacobian-every",
 }
 
 

@@ -32,7 +32,9 @@ buffer, a second for activation statistics), which the caller runs outside its t
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -269,6 +271,20 @@ class GradientMonitor:
             # the pre-step hook: the weights have not moved yet, so the snapshot is taken now.
             self._before_update(None, None, None)  # type: ignore[arg-type]
         self._row += 1
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Forward and tensor hooks off while the caller runs the model for something else
+        (the Jacobians' probe pass, whose vector-Jacobian products would reach the hooks)."""
+        recorders = [r for r in (self._activations, self._output_gradients) if r is not None]
+        armed = [recorder.armed for recorder in recorders]
+        for recorder in recorders:
+            recorder.arm(False)
+        try:
+            yield
+        finally:
+            for recorder, on in zip(recorders, armed):
+                recorder.arm(on)
 
     def clip(self) -> None:
         """Clip the current gradients without recording anything: for the further loss

@@ -12,7 +12,7 @@ from gradbench.store.database import ACTIVATION_STATISTICS, LAYER_STATISTICS, St
 
 __all__ = ["EXPORTS", "EXPORT_FORMATS", "export"]
 
-EXPORTS = ("runs", "layers", "activations")
+EXPORTS = ("runs", "layers", "activations", "jacobians")
 EXPORT_FORMATS = ("csv", "json")
 _JSON_COLUMNS = ("task_knobs", "hyperparameters", "config", "env")
 
@@ -24,13 +24,16 @@ def _rows(store: Store, what: str) -> tuple[list[str], Iterable[dict[str, Any]]]
         return columns, runs
     if what == "layers":
         return ["run_key", "step", "layer_index", "layer_name", "grad_norm", *LAYER_STATISTICS], store.layer_rows()
+    if what == "jacobians":
+        return ["run_key", "step", "site_index", "site_name", "sv_mean", "sv_min", "sv_max"], store.jacobian_rows()
     columns = ["run_key", "step", "site_index", "site_name", "module", "kind", "units", *ACTIVATION_STATISTICS]
     return columns, store.activation_rows()
 
 
 def export(store: Store, what: str, fmt: str) -> str:
     """All ``what`` rows (``runs``: one per run; ``layers``: one per run, recorded step and layer;
-    ``activations``: one per run, recorded step and activation site).
+    ``activations``: one per run, recorded step and activation site; ``jacobians``: one per run,
+    step and activation site where Jacobians were taken).
 
     Raises:
         ValueError: for an unknown ``what`` or ``fmt``.

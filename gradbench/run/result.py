@@ -14,6 +14,7 @@ from gradbench.monitor.history import MonitorHistory, NonFinite, first_last_rati
 
 if TYPE_CHECKING:
     from gradbench.grid.cell import Cell
+    from gradbench.monitor.jacobians import JacobianSpectrum
 
 __all__ = ["Evaluation", "RunResult", "now"]
 
@@ -51,6 +52,9 @@ class RunResult:
         nonfinite: Where a NaN or Inf first appeared (``diverged`` runs).
         error: ``ExceptionType: message`` for ``failed`` runs.
         env: The environment (torch version, device name, threads, dtype, ...).
+        jacobians: ``(step, site index, spectrum)`` of the layer Jacobians' singular values,
+            where the cell asked for them (``jacobian_every``); a ``None`` spectrum for a site
+            too wide to take.
     """
 
     cell: Cell
@@ -64,6 +68,7 @@ class RunResult:
     nonfinite: NonFinite | None = None
     error: str | None = None
     env: dict[str, Any] = field(default_factory=dict)
+    jacobians: list[tuple[int, int, JacobianSpectrum | None]] = field(default_factory=list)
     started_at: str = ""
     finished_at: str = ""
     wall_time_s: float = 0.0

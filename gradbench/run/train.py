@@ -25,6 +25,7 @@ from gradbench.axes.schedules import build_schedule
 from gradbench.axes.specs import parse_spec
 from gradbench.grid.cell import Cell
 from gradbench.monitor.gradient_monitor import GradientMonitor, MonitorHistory, NonFinite
+from gradbench.monitor.jacobians import PROBE_EXAMPLES, jacobian_spectra
 from gradbench.run.environment import environment
 from gradbench.run.result import Evaluation, RunResult, now
 from gradbench.run.timing import StepTimer
@@ -299,6 +300,8 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
     result.metric, result.target = task.metric, task.target
     result.num_params = _layer_sizes(task.model, monitor)
     timer = StepTimer(session.device)
+    jacobians_due = _jacobian_steps(cell)
+    _record_jacobians(session, result, 0, jacobians_due)
     last_lr = session.lr
     result.evaluations.append(replace(evaluate(task.model, task.data, task.loss_fn, 0, 0.0), lr=last_lr))
     reported = 0
@@ -311,6 +314,7 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
             last_lr = session.lr
             if step < cell.steps:
                 session.scheduler.step()
+        _record_jacobians(session, result, step, jacobians_due)
         if monitor.flush_due or step % cell.eval_every == 0 or step == cell.steps:
             history = monitor.flush()
             result.step_times += timer.collect()
@@ -332,6 +336,24 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
     result.status = "done"
 
 
+def _jacobian_steps(cell: Cell) -> Callable[[int], bool]:
+    """Whether the layer Jacobians are due after ``step`` steps: at 0, every ``jacobian_every``
+    and at the end, where the cell asks for them at all."""
+    every = cell.jacobian_every
+    return lambda step: bool(every) and (step % every == 0 or step == cell.steps)
+
+
+def _record_jacobians(session: Session, result: RunResult, step: int, due: Callable[[int], bool]) -> None:
+    """The Jacobians' singular values on the probe batch (the first training examples), with
+    the monitor's hooks off (the probe's vector-Jacobian products would reach them)."""
+    if not due(step):
+        return
+    probe = session.task.data.x_train[:PROBE_EXAMPLES]
+    with session.monitor.paused():
+        spectra = jacobian_spectra(session.task.model, probe)
+    result.jacobians += [(step, index, spectrum) for index, spectrum in enumerate(spectra)]
+
+
 def _end_diverged(result: RunResult, history: MonitorHistory) -> None:
     """Keep the records up to and including the first non-finite step; mark the run diverged."""
     nonfinite = history.nonfinite
@@ -339,6 +361,7 @@ def _end_diverged(result: RunResult, history: MonitorHistory) -> None:
     last = nonfinite.step
     history.truncate(last)
     del result.step_times[last:]  # step k's time is step_times[k - 1]
+    result.jacobians = [record for record in result.jacobians if record[0] <= last]
     result.history = history
     result.nonfinite = nonfinite
     result.status = "diverged"

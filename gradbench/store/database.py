@@ -317,6 +317,14 @@ class Store:
                     ],
                 )
                 self._save_statistics(key, history)
+            self.connection.executemany(
+                "INSERT INTO jacobian_stats VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (key, step, index, spectrum.site, _finite(spectrum.mean), _finite(spectrum.minimum), _finite(spectrum.maximum))
+                    for step, index, spectrum in result.jacobians
+                    if spectrum is not None
+                ],
+            )
 
     def _save_statistics(self, key: str, history: MonitorHistory) -> None:
         """The schema-2 rows: per-layer statistics beyond the gradient norm, activation sites
@@ -421,6 +429,16 @@ class Store:
         for key in keys:
             query = f"SELECT run_key, step, norm_before_clip, norm_after_clip, {fired} FROM grad_norms WHERE run_key = ? ORDER BY step"
             yield from (dict(row) for row in self.connection.execute(query, (key,)))
+
+    def jacobian_rows(self, keys: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+        """The layer Jacobians' singular values: run key, step, site index, site name, their
+        mean, minimum and maximum (none in a file older than schema 4)."""
+        if self.version < 4:
+            return
+        wanted = set(keys) if keys is not None else None
+        for row in self.connection.execute("SELECT * FROM jacobian_stats ORDER BY run_key, step, site_index"):
+            if wanted is None or row[0] in wanted:
+                yield dict(row)
 
     def activation_rows(self, keys: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
         """Long-format activation statistics: run key, step, site index, site name, module,

@@ -16,6 +16,7 @@ Tables (``step`` k is the k-th optimizer step; evaluation step 0 is the initiali
     activation_sites(run_key, site_index, site_name, module, kind, units)
     activation_stats(run_key, step, site_index, dead_fraction, saturated_fraction, mean, std,
                      pinned_fraction, output_grad_norm)
+    jacobian_stats(run_key, step, site_index, site_name, sv_mean, sv_min, sv_max)
     claims(key, owner, host, pid, pid_start, claimed_at, heartbeat_at)
 
 ``claims`` holds the cells being run right now, one row per cell, by the driver that claimed
@@ -118,7 +119,20 @@ _COLUMNS_3 = (
     ("runs", "final_validation_loss", "REAL"),
     ("runs", "final_validation_accuracy", "REAL"),
 )
-# Added in schema version 4: learning-rate schedules (NULL: a run stored before them, constant).
+# Added in schema version 4: the layer Jacobians' singular values (Glorot & Bengio 4.2), and
+# learning-rate schedules (NULL: a run stored before them, constant) with the statistics below.
+_TABLES_4 = """
+CREATE TABLE jacobian_stats (
+    run_key TEXT NOT NULL REFERENCES runs(key),
+    step INTEGER NOT NULL,
+    site_index INTEGER NOT NULL,
+    site_name TEXT NOT NULL,
+    sv_mean REAL,
+    sv_min REAL,
+    sv_max REAL,
+    PRIMARY KEY (run_key, step, site_index)
+) WITHOUT ROWID;
+"""
 _COLUMNS_4 = (
     ("runs", "schedule", "TEXT"),
     ("evaluations", "lr", "REAL"),
@@ -129,7 +143,7 @@ _COLUMNS_4 = (
     ("activation_stats", "output_grad_norm", "REAL"),
 )
 # Each version's additions, in order; migrate checks every one on each open for writing.
-_MIGRATIONS = ((2, _TABLES_2, _COLUMNS_2), (3, _TABLES_3, _COLUMNS_3), (4, "", _COLUMNS_4))
+_MIGRATIONS = ((2, _TABLES_2, _COLUMNS_2), (3, _TABLES_3, _COLUMNS_3), (4, _TABLES_4, _COLUMNS_4))
 # Per-layer and per-site statistics beyond the gradient norm, with the schema version that added
 # each (a file older than that reads them as NULL).
 LAYER_STATISTICS = ("grad_norm_after_clip", "weight_norm", "update_ratio", "weight_grad_norm", "bias_grad_norm", "output_grad_norm")
@@ -209,8 +223,8 @@ CREATE TABLE grad_norms (
     clip_fired INTEGER,
     PRIMARY KEY (run_key, step)
 ) WITHOUT ROWID;
-""" + _TABLES_2 + _TABLES_3
-CHILD_TABLES = ("steps", "evaluations", "layers", "layer_grad_norms", "grad_norms", "layer_stats", "activation_sites", "activation_stats")
+""" + _TABLES_2 + _TABLES_3 + _TABLES_4
+CHILD_TABLES = ("steps", "evaluations", "layers", "layer_grad_norms", "grad_norms", "layer_stats", "activation_sites", "activation_stats", "jacobian_stats")
 
 
 def create_schema(connection: sqlite3.Connection) -> None:
