@@ -11,7 +11,14 @@ A run gets one or more of:
 - ``dead_units``: in some rectifier activation, at least ``dead_fraction`` of the units were
   dead (zero for the whole batch), median over the first or the last tenth of the activation
   records (whichever is worse).
-- ``saturated``: likewise for saturating activations, with ``saturated_fraction``.
+- ``saturated``: likewise for saturating activations, with ``saturated_fraction``; or at least
+  ``pinned_fraction`` of an activation's outputs (over every example and unit) sit in the
+  outer tenth of its range, a layer pinned near one end for most examples (Glorot & Bengio's
+  top sigmoid layer, whose outputs average 0.03) though no unit is saturated for every example.
+- ``not_learning``: the training loss (median over the last tenth of the steps) is not at least
+  ``learning_progress`` below the lower of its starting level (median over the first tenth)
+  and the chance level (the loss of the best constant prediction, where known), whatever the
+  gradients say: a tanh RNN stuck at chance is not healthy.
 - ``healthy``: none of the above.
 
 All thresholds live in ``Thresholds``, and the command line overrides them by name
@@ -34,7 +41,7 @@ __all__ = [
     "VERDICTS", "Thresholds", "parse_thresholds", "Verdict", "RunHealth", "health_from_history", "diagnose",
 ]
 
-VERDICTS = ("healthy", "vanishing", "exploding", "dead_units", "saturated", "diverged")
+VERDICTS = ("healthy", "vanishing", "exploding", "dead_units", "saturated", "not_learning", "diverged")
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,11 @@ class Thresholds:
             times its value at the first recorded step.
         dead_fraction: ``dead_units`` from this fraction of dead units in one activation.
         saturated_fraction: ``saturated`` from this fraction of saturated units in one activation.
+        pinned_fraction: ``saturated`` from this fraction of one activation's outputs pinned
+            near a bound.
+        learning_progress: ``not_learning`` unless the final training loss is at least this
+            fraction below the lower of its starting level and chance. 0.05: a classifier that
+            only moved from its initial loss to chance (2.30 for 10 classes) is not learning.
     """
 
     vanishing_ratio: float = 1e-2
@@ -57,13 +69,15 @@ class Thresholds:
     exploding_growth: float = 1e3
     dead_fraction: float = 0.5
     saturated_fraction: float = 0.5
+    pinned_fraction: float = 0.5
+    learning_progress: float = 0.05
 
     def __post_init__(self) -> None:
         for item in fields(self):
             value = getattr(self, item.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"invalid threshold {item.name}={value!r}: must be a positive number")
-        for name in ("dead_fraction", "saturated_fraction"):
+        for name in ("dead_fraction", "saturated_fraction", "pinned_fraction", "learning_progress"):
             if getattr(self, name) > 1:
                 raise ValueError(f"invalid threshold {name}={getattr(self, name)!r}: a fraction in (0, 1]")
         if self.vanishing_ratio >= self.exploding_ratio:
@@ -112,7 +126,10 @@ class RunHealth:
         grad_steps: Recorded steps.
         first_last: Per recorded step, the gradient norms of the first and the last layer.
         total_norms: Per recorded step, the global gradient norm before clipping.
-        sites: Activation sites; ``activation_steps``, ``dead``, ``saturated``: their records.
+        sites: Activation sites; ``activation_steps``, ``dead``, ``saturated``, ``pinned``:
+            their records.
+        losses: The training loss at every step (mini-batch losses as the run saw them).
+        chance_loss: The loss of the best constant prediction (``None``: unknown).
         nonfinite: Where NaN/Inf began, if anywhere.
     """
 
@@ -124,11 +141,16 @@ class RunHealth:
     activation_steps: list[int] = field(default_factory=list)
     dead: list[list[float | None]] = field(default_factory=list)
     saturated: list[list[float | None]] = field(default_factory=list)
+    pinned: list[list[float | None]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    chance_loss: float | None = None
     nonfinite: NonFinite | None = None
 
 
-def health_from_history(history: MonitorHistory) -> RunHealth:
-    """What ``diagnose`` needs, from a monitor's history."""
+def health_from_history(history: MonitorHistory, chance_loss: float | None = None) -> RunHealth:
+    """What ``diagnose`` needs, from a monitor's history (and the loss of the best constant
+    prediction, where the caller knows it: ``ln C`` for ``C`` balanced classes under the
+    cross-entropy)."""
     return RunHealth(
         layer_names=list(history.layer_names),
         grad_steps=list(history.grad_steps),
@@ -138,6 +160,9 @@ def health_from_history(history: MonitorHistory) -> RunHealth:
         activation_steps=list(history.activation_steps),
         dead=[list(row) for row in history.dead_fraction],
         saturated=[list(row) for row in history.saturated_fraction],
+        pinned=[list(row) for row in history.pinned_fraction],
+        losses=list(history.losses),
+        chance_loss=chance_loss,
         nonfinite=history.nonfinite,
     )
 
@@ -209,11 +234,14 @@ def _worst_site(health: RunHealth, records: list[list[float | None]]) -> list[tu
 
 
 def _units(health: RunHealth, thresholds: Thresholds) -> tuple[list[Verdict], list[str]]:
-    """Dead-unit and saturation verdicts, and what a healthy run states instead."""
-    verdicts, plain = [], []
-    for name, records, limit, adjective, meaning in (
-        ("dead_units", health.dead, thresholds.dead_fraction, "dead", "zero for the whole batch"),
-        ("saturated", health.saturated, thresholds.saturated_fraction, "saturated", "slope below a tenth of its peak for the whole batch"),
+    """Dead-unit and saturation verdicts, and what a healthy run states instead (one
+    ``saturated`` verdict whether units saturated, outputs were pinned, or both)."""
+    verdicts: list[Verdict] = []
+    plain = []
+    for name, records, limit, what, meaning, phrase in (
+        ("dead_units", health.dead, thresholds.dead_fraction, "units", "dead: zero for the whole batch", "dead units"),
+        ("saturated", health.saturated, thresholds.saturated_fraction, "units", "saturated: slope below a tenth of its peak for the whole batch", "saturated units"),
+        ("saturated", health.pinned, thresholds.pinned_fraction, "outputs", "pinned near a bound: in the outer tenth of its range, over every example and unit", "outputs pinned near a bound"),
     ):
         sites = sorted(_worst_site(health, records), reverse=True)
         if not sites:
@@ -223,11 +251,34 @@ def _units(health: RunHealth, thresholds: Thresholds) -> tuple[list[Verdict], li
         if fraction >= limit:
             over = sum(1 for value, _, _ in sites if value >= limit)
             more = f"; {over - 1} more activation{'s' if over > 2 else ''} at or above {limit:.0%}" if over > 1 else ""
-            message = f"{fraction:.0%} of the units of {site.name} ({site.module}) are {adjective}: {meaning} (median over {span}){more}"
-            verdicts.append(Verdict(name, message, {"fraction": fraction, "site": site.name, "sites_over": over}))
+            message = f"{fraction:.0%} of the {what} of {site.name} ({site.module}) are {meaning} (median over {span}){more}"
+            found = next((v for v in verdicts if v.name == name), None)
+            if found is None:
+                verdicts.append(Verdict(name, message, {"fraction": fraction, "site": site.name, "sites_over": over, "statistic": what}))
+            else:  # units saturated and outputs pinned: one verdict, both sentences
+                verdicts[verdicts.index(found)] = Verdict(name, f"{found.message}; {message}", {**found.numbers, "pinned_fraction": fraction})
         else:
-            plain.append(f"at most {fraction:.0%} {adjective} units (in {site.name})")
+            plain.append(f"at most {fraction:.0%} {phrase} (in {site.name})")
     return verdicts, plain
+
+
+def _learning(health: RunHealth, thresholds: Thresholds) -> Verdict | None:
+    """``not_learning`` when the loss ends no lower than its start or chance, by the margin."""
+    losses = [loss for loss in health.losses if math.isfinite(loss)]
+    if len(losses) < 2:
+        return None
+    start = float(statistics.median(losses[window(len(losses))]))
+    end = float(statistics.median(losses[window(len(losses), late=True)]))
+    baselines = [start] + ([health.chance_loss] if health.chance_loss is not None and math.isfinite(health.chance_loss) else [])
+    baseline = min(baselines)
+    if end <= (1.0 - thresholds.learning_progress) * baseline:
+        return None
+    against = "its start" if baseline == start else f"chance ({health.chance_loss:.3g}, the best constant prediction)"
+    message = (
+        f"the training loss ends at {end:.3g} (median over the last tenth of the steps), not {thresholds.learning_progress:.0%} "
+        f"below {against}: it started at {start:.3g}"
+    )
+    return Verdict("not_learning", message, {"start": start, "end": end, "chance": health.chance_loss})
 
 
 def diagnose(health: RunHealth, thresholds: Thresholds | None = None) -> list[Verdict]:
@@ -240,6 +291,8 @@ def diagnose(health: RunHealth, thresholds: Thresholds | None = None) -> list[Ve
     flow, flow_plain = _gradient_flow(health, thresholds)
     units, units_plain = _units(health, thresholds)
     verdicts += flow + units
+    learning = _learning(health, thresholds) if health.nonfinite is None else None  # a diverged run says so already
+    verdicts += [learning] if learning is not None else []
     if verdicts:
         return verdicts
     said = ([flow_plain] if flow_plain else []) + units_plain

@@ -313,6 +313,8 @@ def build_pivots(
     }
     if not constants.get("validation"):
         constants.pop("validation", None)  # no split: the default, not worth a word
+    if constants.get("schedule") == "constant":
+        constants.pop("schedule")  # likewise no schedule
     groups: dict[str, list[tuple[Mapping[str, Any], dict[str, Any]]]] = {}
     for run, axes in described:
         config = json.loads(run["config"])

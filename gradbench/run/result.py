@@ -46,6 +46,8 @@ class RunResult:
         cell: The cell that ran.
         status: ``done``, ``diverged`` or ``failed``.
         metric, target: The task's target metric and value.
+        chance_loss: The training loss of the best constant prediction (``None``: unknown),
+            for the ``not_learning`` verdict.
         evaluations: Train/test metrics at step 0, every ``eval_every`` steps, and at the end.
         history: The monitor's loss curve and per-layer gradient norms.
         step_times: Seconds per training step, in step order.
@@ -61,6 +63,7 @@ class RunResult:
     status: str
     metric: str | None = None
     target: float | None = None
+    chance_loss: float | None = None
     evaluations: list[Evaluation] = field(default_factory=list)
     history: MonitorHistory | None = None
     step_times: list[float] = field(default_factory=list)

@@ -31,6 +31,7 @@ from gradbench.run.result import Evaluation, RunResult, now
 from gradbench.run.timing import StepTimer
 from gradbench.tasks import TASKS, TaskConfig, TaskInstance
 from gradbench.tasks.base import BATCH_SIZE_KNOB, ORDER_CHOICES, ORDER_KNOB, LossFn, resolve_knobs
+from gradbench.tasks.blocks import constant_prediction_loss
 from gradbench.tasks.datasets import Dataset, on_device, validation_split
 from gradbench.tasks.image_datasets import DataOptions
 
@@ -298,6 +299,7 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
     result.env = environment(session.device)
     task, monitor = session.task, session.monitor
     result.metric, result.target = task.metric, task.target
+    result.chance_loss = constant_prediction_loss(task)
     result.num_params = _layer_sizes(task.model, monitor)
     timer = StepTimer(session.device)
     jacobians_due = _jacobian_steps(cell)

@@ -273,6 +273,7 @@ class Store:
             "finished_at": result.finished_at,
             "wall_time_s": result.wall_time_s,
             "schedule": cell.schedule,
+            "chance_loss": _finite(result.chance_loss),
         }
         history = result.history
         with self._write_transaction():  # all of the run or none of it, and its claim gone
@@ -463,7 +464,8 @@ class Store:
         nonfinite = None
         if run["nonfinite_step"] is not None:
             nonfinite = NonFinite(run["nonfinite_step"], run["nonfinite_quantity"], run["nonfinite_layer"])
-        health = RunHealth(layer_names=names, nonfinite=nonfinite)
+        health = RunHealth(layer_names=names, nonfinite=nonfinite, chance_loss=run.get("chance_loss"))
+        health.losses = [loss for (loss,) in self.connection.execute("SELECT loss FROM steps WHERE run_key = ? AND loss IS NOT NULL ORDER BY step", (key,))]
 
         def number(value: float | None) -> float:
             return math.nan if value is None else value
@@ -481,14 +483,16 @@ class Store:
         if self.version >= 2:
             query = "SELECT site_name, module, kind, units FROM activation_sites WHERE run_key = ? ORDER BY site_index"
             health.sites = [ActivationSite(*row) for row in self.connection.execute(query, (key,))]
-            rows: dict[int, tuple[list[float | None], list[float | None]]] = {}
-            query = "SELECT step, site_index, dead_fraction, saturated_fraction FROM activation_stats WHERE run_key = ? ORDER BY step, site_index"
-            for step, index, dead, saturated in self.connection.execute(query, (key,)):
-                row = rows.setdefault(step, ([None] * len(health.sites), [None] * len(health.sites)))
-                row[0][index], row[1][index] = dead, saturated
+            rows: dict[int, tuple[list[float | None], list[float | None], list[float | None]]] = {}
+            pinned = self._statistic("activation_stats", "pinned_fraction")
+            query = f"SELECT step, site_index, dead_fraction, saturated_fraction, {pinned} FROM activation_stats WHERE run_key = ? ORDER BY step, site_index"
+            for step, index, dead, saturated, pinned_fraction in self.connection.execute(query, (key,)):
+                row = rows.setdefault(step, ([None] * len(health.sites), [None] * len(health.sites), [None] * len(health.sites)))
+                row[0][index], row[1][index], row[2][index] = dead, saturated, pinned_fraction
             health.activation_steps = list(rows)
             health.dead = [row[0] for row in rows.values()]
             health.saturated = [row[1] for row in rows.values()]
+            health.pinned = [row[2] for row in rows.values()]
         return health
 
     def curve(self, key: str) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ Tables (``step`` k is the k-th optimizer step; evaluation step 0 is the initiali
     runs(key, status, label, task, task_knobs, optimizer, hyperparameters, lr, activation,
          init, clip, seed, steps, batch_size, device, threads, config, metric, target,
          <metrics>, nonfinite_step, nonfinite_quantity, nonfinite_layer, error, env,
-         started_at, finished_at, wall_time_s, schedule)
+         started_at, finished_at, wall_time_s, schedule, chance_loss)
     steps(run_key, step, loss, step_time_s)
     evaluations(run_key, step, train_loss, test_loss, test_accuracy, train_time_s,
                 validation_loss, validation_accuracy, lr)
@@ -135,6 +135,7 @@ CREATE TABLE jacobian_stats (
 """
 _COLUMNS_4 = (
     ("runs", "schedule", "TEXT"),
+    ("runs", "chance_loss", "REAL"),
     ("evaluations", "lr", "REAL"),
     ("layer_stats", "weight_grad_norm", "REAL"),
     ("layer_stats", "bias_grad_norm", "REAL"),
@@ -180,7 +181,8 @@ CREATE TABLE runs (
     started_at TEXT NOT NULL,
     finished_at TEXT NOT NULL,
     wall_time_s REAL NOT NULL,
-    schedule TEXT
+    schedule TEXT,
+    chance_loss REAL
 );
 CREATE TABLE steps (
     run_key TEXT NOT NULL REFERENCES runs(key),

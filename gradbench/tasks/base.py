@@ -76,6 +76,10 @@ class TaskInstance:
         loss_fn: ``loss_fn(outputs, targets)`` -> scalar mean loss.
         metric: ``"accuracy"`` (higher is better) or ``"loss"`` (test loss, lower is better).
         target: The metric value that counts as solved, for steps-to-target; ``None``: no target.
+        chance_loss: The training loss of the best constant prediction (the label frequencies,
+            the mean target): what a model that learned nothing from the inputs reaches.
+            ``None``: the runner works it out for the losses it knows (cross-entropy, MSE on
+            one-hot labels, MSE on targets), else there is none.
     """
 
     model: nn.Module
@@ -83,6 +87,7 @@ class TaskInstance:
     loss_fn: LossFn
     metric: str
     target: float | None
+    chance_loss: float | None = None
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,13 @@ from torch import nn
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gradbench.tasks.base import NORM_CHOICES, LossFn, TaskConfig
+from gradbench.tasks.base import NORM_CHOICES, LossFn, TaskConfig, TaskInstance
 from gradbench.tasks.datasets import Dataset, load_mnist1d, train_eval_subset
 from gradbench.tasks.image_datasets import load_image_dataset
 
 __all__ = [
     "NORM_CHOICES", "LOSS_CHOICES", "feature_norm", "map_norm", "Residual", "image_data", "classification_loss", "one_hot_mse",
-    "MNIST1D_KNOBS", "MNIST1D_UNKEYED", "MNIST1D_BOUNDS", "mnist1d_data",
+    "MNIST1D_KNOBS", "MNIST1D_UNKEYED", "MNIST1D_BOUNDS", "mnist1d_data", "constant_prediction_loss",
 ]
 
 LOSS_CHOICES = ("cross_entropy", "mse")
@@ -54,6 +54,25 @@ def one_hot_mse(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     output of every example (``mse_loss`` on one-hot targets), as deep-linear-network studies
     train classifiers."""
     return nn.functional.mse_loss(outputs, nn.functional.one_hot(labels, outputs.shape[1]).to(outputs.dtype))
+
+
+def constant_prediction_loss(instance: TaskInstance) -> float | None:
+    """The training loss of the best constant prediction, for the losses gradbench knows:
+    cross-entropy (the entropy of the label frequencies: ln C for balanced classes), MSE on
+    one-hot labels ((1 - sum p_c^2) / C: predict the frequencies) and MSE on targets (their
+    variance: predict their mean). ``None`` for any other loss."""
+    if instance.chance_loss is not None:
+        return instance.chance_loss
+    y = instance.data.y_train
+    if instance.loss_fn in (nn.functional.cross_entropy, one_hot_mse) and instance.data.num_classes:
+        frequencies = torch.bincount(y.reshape(-1).long(), minlength=instance.data.num_classes).double() / y.numel()
+        if instance.loss_fn is one_hot_mse:
+            return float((1.0 - frequencies.square().sum()) / instance.data.num_classes)
+        present = frequencies[frequencies > 0]
+        return float(-(present * present.log()).sum())
+    if instance.loss_fn is nn.functional.mse_loss and y.is_floating_point():
+        return float(y.double().reshape(y.shape[0], -1).var(dim=0, unbiased=False).mean())
+    return None
 
 
 def classification_loss(name: str) -> LossFn:

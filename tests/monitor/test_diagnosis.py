@@ -18,7 +18,9 @@ def test_thresholds_parse_and_keep_the_defaults_they_do_not_name():
     thresholds = parse_thresholds(["vanishing_ratio=1e-3", " dead_fraction = 0.25"])
     assert thresholds == Thresholds(vanishing_ratio=1e-3, dead_fraction=0.25)
     assert parse_thresholds([]) == Thresholds()
-    assert {item.name for item in fields(Thresholds)} == {"vanishing_ratio", "exploding_ratio", "exploding_growth", "dead_fraction", "saturated_fraction"}
+    assert {item.name for item in fields(Thresholds)} == {
+        "vanishing_ratio", "exploding_ratio", "exploding_growth", "dead_fraction", "saturated_fraction", "pinned_fraction", "learning_progress",
+    }
 
 
 BAD_THRESHOLDS = [
@@ -86,7 +88,7 @@ def test_dead_units_and_saturation_name_the_worst_activation():
     verdicts = diagnose(_health(sites=[RELU, SIGMOID], dead=dead, saturated=saturated))
     assert [v.name for v in verdicts] == ["dead_units", "saturated"]
     assert verdicts[0].message == "90% of the units of act1 (ReLU) are dead: zero for the whole batch (median over steps 1-21)"
-    assert verdicts[1].numbers == {"fraction": 0.6, "site": "act2", "sites_over": 1}
+    assert verdicts[1].numbers == {"fraction": 0.6, "site": "act2", "sites_over": 1, "statistic": "units"}
     verdicts = diagnose(_health(sites=[RELU, SIGMOID], dead=dead, saturated=saturated), Thresholds(dead_fraction=0.95, saturated_fraction=0.61))
     assert [v.name for v in verdicts] == ["healthy"]
     assert verdicts[0].message == "layer 1 of 5 (layer0) receives 0.5 of the last layer's gradient; at most 90% dead units (in act1); at most 60% saturated units (in act2)"
@@ -108,7 +110,7 @@ def test_diverged_comes_first_with_its_step_quantity_and_layer(nonfinite, messag
 
 def test_nothing_recorded_gives_no_verdict():
     assert diagnose(RunHealth(layer_names=["only"])) == []
-    assert set(VERDICTS) == {"healthy", "vanishing", "exploding", "dead_units", "saturated", "diverged"}
+    assert set(VERDICTS) == {"healthy", "vanishing", "exploding", "dead_units", "saturated", "not_learning", "diverged"}
 
 
 def _run(activation: str, init: str, lr: float = 0.1, steps: int = 60):
@@ -117,11 +119,12 @@ def _run(activation: str, init: str, lr: float = 0.1, steps: int = 60):
     return run_cell(cell)
 
 
-def test_a_deep_sigmoid_mlp_with_standard_init_is_vanishing():
+def test_a_deep_sigmoid_mlp_with_standard_init_is_vanishing_and_does_not_learn():
     result = _run("sigmoid", "standard")
-    verdicts = diagnose(health_from_history(result.history))
-    assert [v.name for v in verdicts] == ["vanishing"]
+    verdicts = diagnose(health_from_history(result.history, chance_loss=result.chance_loss))
+    assert [v.name for v in verdicts] == ["vanishing", "not_learning"]
     assert verdicts[0].numbers["ratio"] < 1e-4  # a quarter of the gradient or less per sigmoid layer
+    assert verdicts[1].numbers["chance"] == pytest.approx(math.log(10), rel=1e-3)  # ten balanced classes
 
 
 def test_a_deep_relu_mlp_with_kaiming_init_is_healthy():
@@ -138,3 +141,63 @@ def test_a_run_with_lr_1e3_is_diverged_at_its_first_non_finite_step():
     assert verdicts[0].name == "diverged"
     assert verdicts[0].numbers["step"] == result.nonfinite.step == result.history.loss_steps[-1]
     assert verdicts[0].message.startswith(f"at step {result.nonfinite.step} the ")
+
+
+def _learning_health(losses, chance=None) -> RunHealth:
+    return RunHealth(layer_names=["layer0", "layer1"], grad_steps=[1], first_last=[(0.5, 1.0)], total_norms=[1.0], losses=list(losses), chance_loss=chance)
+
+
+@pytest.mark.parametrize(
+    "losses, chance, verdict",
+    [
+        ([2.5] * 10 + [2.31] * 10, math.log(10), "not_learning"),  # from its start down to chance only
+        ([2.5] * 10 + [2.1] * 10, math.log(10), "healthy"),  # 9% below chance
+        ([2.2] * 10 + [2.16] * 10, math.log(10), "not_learning"),  # below chance, but not 5% below its start
+        ([10.0] * 10 + [9.6] * 10, None, "not_learning"),  # no chance level: its start only
+        ([10.0] * 10 + [9.0] * 10, None, "healthy"),
+        ([1.0, math.nan] * 10, None, "not_learning"),  # the non-finite losses are left out
+    ],
+)
+def test_not_learning_compares_the_last_tenth_with_the_first_and_chance(losses, chance, verdict):
+    verdicts = diagnose(_learning_health(losses, chance))
+    assert [v.name for v in verdicts] == [verdict]
+    if verdict == "not_learning":
+        assert verdicts[0].numbers["end"] == pytest.approx(losses[-1] if math.isfinite(losses[-1]) else 1.0)
+        assert "not 5% below" in verdicts[0].message
+
+
+
+def test_the_learning_margin_is_a_threshold():
+    stalled = _learning_health([2.2] * 10 + [2.16] * 10, math.log(10))  # 1.8% below its start
+    assert [v.name for v in diagnose(stalled)] == ["not_learning"]
+    assert [v.name for v in diagnose(stalled, Thresholds(learning_progress=0.01))] == ["healthy"]
+
+
+def test_pinned_outputs_make_a_saturated_verdict_though_no_unit_saturates_for_every_example():
+    health = _health(sites=[SIGMOID], saturated=[[0.0]] * 10)
+    health.pinned = [[0.97]] * 10
+    verdicts = diagnose(health)
+    assert [v.name for v in verdicts] == ["saturated"]
+    assert verdicts[0].message == "97% of the outputs of act2 (Sigmoid) are pinned near a bound: in the outer tenth of its range, over every example and unit (median over step 1)"
+    assert verdicts[0].numbers["statistic"] == "outputs"
+    health.saturated = [[0.8]] * 10  # both: one verdict, both sentences
+    (both,) = diagnose(health)
+    assert both.message.startswith("80% of the units of act2 (Sigmoid) are saturated") and "; 97% of the outputs" in both.message
+    assert [v.name for v in diagnose(health, Thresholds(saturated_fraction=0.9, pinned_fraction=0.98))] == ["healthy"]
+
+
+def test_a_tanh_rnn_that_learns_nothing_is_not_called_healthy(tmp_path):
+    """The issue's case: the loss sits at chance, the gradients look fine. Through the store,
+    as 'gradbench diagnose' reads it."""
+    from gradbench.store import Store
+
+    overrides = {"tasks": ["mnist1d_rnn[width=16,num_samples=500]"], "lrs": [1e-6], "steps": [60], "record_every": 5, "detail_every": 20}
+    (cell,) = expand(parse_suite("").with_overrides(overrides))
+    result = run_cell(cell)
+    with Store.open(tmp_path / "r.db", create=True) as store:
+        store.save(result)
+        (run,) = store.runs()
+        health = store.health(run)
+    assert health.chance_loss == pytest.approx(result.chance_loss) and len(health.losses) == 60
+    names = [v.name for v in diagnose(health)]
+    assert "not_learning" in names and "healthy" not in names

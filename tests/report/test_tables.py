@@ -130,7 +130,7 @@ def test_diverged_runs_are_counted_never_averaged_and_never_best(report_db, tmp_
 def test_verdicts_as_the_metric(report_db):
     code, out, _ = run_cli("report", "--db", str(report_db), "--metric", "verdict", "--where", "task=mnist1d_mlp", "--where", "lr=0.01")
     assert code == 0 and "diagnosis" in out and "**" not in out  # no best for verdicts
-    assert re.search(r"\| sgd \| (healthy|vanishing|dead_units|saturated)", out)
+    assert re.search(r"\| sgd \| (healthy|vanishing|dead_units|saturated|not_learning)", out)
 
 
 def test_latex_escape_covers_every_special_character():
