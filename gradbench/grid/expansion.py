@@ -102,7 +102,7 @@ def _check_axis(key: str, values: list[Any]) -> list[Any]:
     if key == "batch_sizes":
         for value in values:
             if not (_integer(value, 1) or value is None or value == FULL_BATCH):
-                raise ValueError(f"invalid batch size {value!r}: must be an integer from 1 to 2**31-1, or {FULL_BATCH!r} (the whole training set)")
+                raise ValueError(f"invalid batch_size {value!r}: must be an integer from 1 to 2**31-1, or {FULL_BATCH!r} (the whole training set)")
         return values
     raise AssertionError(key)
 
