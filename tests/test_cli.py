@@ -260,6 +260,9 @@ BAD_INPUTS = [
     (["run", "--task", "linreg[order=random]"], r"--task: invalid knob order='random' for task 'linreg'; choose from: shuffled, fixed$"),
     (["run", "--jacobian-every", "-1"], r"--jacobian-every: invalid jacobian_every -1: must be an integer >= 0 \(0: no Jacobian statistics\)$"),
     (["export", "--what", "jacobian"], r"argument --what: invalid choice: 'jacobian'"),
+    (["run", "--task", "linreg", "--optimizer", "adagrad", "--schedule", "onecycle[cycle_momentum=true]"], r"--schedule: schedule onecycle\[cycle_momentum=true\] cannot drive adagrad\[eps=1e-10,lr=0.01\]: optimizer must support momentum"),
+    (["run", "--optimizer", "lbfgs[history_size=0]"], r"invalid lbfgs hyper-parameter history_size=0: expected a number >= 1$"),
+    (["run", "--task", "digits_mlp[test_size=0.99]"], r"batch size 64 is larger than the training set of digits_mlp.* \(17 examples\)$"),
     (["run", "--batch-size", "fool"], r"invalid --batch-size value 'fool': expected ints like 500,1000 or 'full'$"),
     (["run", "--optimizer", "lbfgs[line_search_fn=armijo]"], r"invalid lbfgs hyper-parameter line_search_fn='armijo'; choose from: strong_wolfe, none$"),
 ]

@@ -64,6 +64,8 @@ class OptimizerSpec:
         needs_closure: ``step(closure)`` must be given a closure that recomputes the loss and
             its gradients (L-BFGS evaluates it several times per step).
         choices: For hyper-parameters that take one of a few values, those values.
+        bounds: For number hyper-parameters torch's constructor does not check, ``(minimum,
+            maximum)`` (``None``: open).
     """
 
     name: str
@@ -73,6 +75,7 @@ class OptimizerSpec:
     full_batch: bool = False
     needs_closure: bool = False
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    bounds: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
     def signature_default(self, key: str) -> Any:
         """The optimizer class's own default for ``key`` (``None`` where it has none)."""
@@ -112,6 +115,7 @@ def register_optimizer(
     full_batch: bool = False,
     needs_closure: bool | None = None,
     choices: Mapping[str, tuple[Any, ...]] | None = None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
     overwrite: bool = False,
 ) -> OptimizerSpec:
     """Register ``optimizer_class`` under ``name``.
@@ -127,6 +131,8 @@ def register_optimizer(
             argument has no default, as L-BFGS's has none).
         choices: For hyper-parameters that take one of a few values, those values (checked
             before anything runs).
+        bounds: For number hyper-parameters, ``(minimum, maximum)`` (``None``: open), where
+            torch's constructor does not check them and a bad one would fail the run.
         overwrite: Replace an existing entry of the same name.
 
     Raises:
@@ -153,6 +159,7 @@ def register_optimizer(
         full_batch=full_batch,
         needs_closure=_step_needs_closure(optimizer_class) if needs_closure is None else needs_closure,
         choices=MappingProxyType(dict(choices or {})),
+        bounds=MappingProxyType(dict(bounds or {})),
     )
     return OPTIMIZERS.register(name, spec, overwrite=overwrite)
 
@@ -191,6 +198,12 @@ def _check_type(spec: OptimizerSpec, key: str, value: Any) -> Any:
             shown = ", ".join("none" if choice is None else str(choice) for choice in choices)
             raise ValueError(f"invalid {spec.name} hyper-parameter {key}={value!r}; choose from: {shown}")
         return value
+    bounds = spec.bounds.get(key)
+    if bounds is not None and value is not None:
+        low, high = bounds
+        if not _is_number(value) or (low is not None and value < low) or (high is not None and value > high):
+            limits = " and ".join(text for text in (f">= {low:g}" if low is not None else "", f"<= {high:g}" if high is not None else "") if text)
+            raise ValueError(f"invalid {spec.name} hyper-parameter {key}={value!r}: expected a number {limits}")
     registered = spec.defaults.get(key)
     default = registered if registered is not None else spec.signature_default(key)
     if default is None or isinstance(default, torch.Tensor):  # None: any value the class accepts
@@ -273,8 +286,8 @@ def _register_builtins() -> None:
     register_optimizer("radam", optim.RAdam, defaults={"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8}, description="Rectified Adam (Liu et al. 2019)")
     register_optimizer(
         "lbfgs", optim.LBFGS, defaults={"lr": 1.0, "max_iter": 20, "history_size": 10, "line_search_fn": "strong_wolfe"},
-        choices={"line_search_fn": ("strong_wolfe", None)},
-        description="L-BFGS (Nocedal 1980; Liu & Nocedal 1989): up to max_iter loss evaluations a step, strong-Wolfe line search",
+        choices={"line_search_fn": ("strong_wolfe", None)}, bounds={"max_iter": (1, None), "max_eval": (1, None), "history_size": (1, None)},
+        description="L-BFGS (Nocedal 1980; Liu & Nocedal 1989): up to max_iter iterations a step (max_eval, default 1.25 x max_iter, loss evaluations), strong-Wolfe line search",
     )
 
 

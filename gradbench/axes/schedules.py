@@ -11,15 +11,15 @@ was before schedules existed.
 | schedule | factor at step t (1-based), T steps in all |
 |---|---|
 | ``constant`` | 1 |
-| ``step[step_size, gamma=0.1]`` | gamma ** floor((t-1) / step_size); step_size T // 3 |
+| ``step[step_size, gamma=0.1]`` | gamma ** floor((t-1) / step_size); step_size ceil(T/3): two decays, at a third and two thirds |
 | ``multistep[milestones, gamma=0.1]`` | gamma ** (milestones passed); milestones (T/2, 3T/4) |
-| ``exponential[gamma]`` | gamma ** (t-1); gamma 0.01 ** (1/T): a hundredth at the end |
+| ``exponential[gamma]`` | gamma ** (t-1); gamma 0.01 ** (1/T): about a hundredth at the end |
 | ``cosine[t_max, eta_min=0]`` | eta_min/lr + (1 - eta_min/lr)(1 + cos(pi (t-1)/t_max))/2; t_max T |
 | ``cosine_restarts[t_0, t_mult=1, eta_min=0]`` | cosine restarted every t_0 steps (SGDR); t_0 T // 4 |
 | ``linear_warmup[warmup, end_factor=0]`` | t/warmup up to warmup, then linearly down to end_factor at T; warmup T // 10 |
 | ``cosine_warmup[warmup, eta_min=0]`` | t/warmup up to warmup, then cosine down to eta_min at T |
 | ``inverse_sqrt[warmup=0]`` | 1/sqrt(t) (Kingma & Ba's alpha/sqrt(t)); with warmup w: t/w up to w, then sqrt(w/t) |
-| ``polynomial[power=1, total]`` | (1 - (t-1)/total) ** power; total T |
+| ``polynomial[power=1, total]`` | (1 - (t-1)/total) ** power: (1/total) ** power at the last step; total T |
 | ``onecycle[max_factor=10, pct_start=0.3, cycle_momentum=false]`` | 1cycle up to max_factor x lr and down (cosine) |
 
 References:
@@ -40,7 +40,9 @@ from typing import Any
 
 from gradbench.axes.registry import Registry
 
-__all__ = ["ScheduleSpec", "SCHEDULES", "register_schedule", "list_schedules", "check_schedule", "schedule_defaults", "build_schedule", "CONSTANT"]
+__all__ = [
+    "ScheduleSpec", "SCHEDULES", "register_schedule", "list_schedules", "check_schedule", "check_schedule_on", "schedule_defaults", "build_schedule", "CONSTANT",
+]
 
 CONSTANT = "constant"
 
@@ -60,6 +62,8 @@ class ScheduleSpec:
         params: The parameters it accepts, with their defaults (``None``: derived from the
             run's steps).
         check: Rules on the parameters beyond their types: returns an error message or ``None``.
+        floats: Parameters whose default is ``None`` but whose values are numbers: an integer
+            is made a float, so ``gamma=1`` and ``gamma=1.0`` are one cell.
     """
 
     name: str
@@ -67,6 +71,7 @@ class ScheduleSpec:
     description: str
     params: Mapping[str, Any]
     check: Callable[[Mapping[str, Any]], str | None] | None = None
+    floats: frozenset[str] = frozenset()
 
 
 SCHEDULES: Registry[ScheduleSpec] = Registry("schedule")
@@ -79,9 +84,10 @@ def register_schedule(
     description: str,
     params: Mapping[str, Any] | None = None,
     check: Callable[[Mapping[str, Any]], str | None] | None = None,
+    floats: frozenset[str] = frozenset(),
     overwrite: bool = False,
 ) -> ScheduleSpec:
-    return SCHEDULES.register(name, ScheduleSpec(name, build, description, dict(params or {}), check), overwrite=overwrite)
+    return SCHEDULES.register(name, ScheduleSpec(name, build, description, dict(params or {}), check, floats), overwrite=overwrite)
 
 
 def list_schedules(pattern: str = "*") -> list[str]:
@@ -116,11 +122,27 @@ def check_schedule(name: str, params: Mapping[str, Any] | None = None) -> dict[s
             raise ValueError(f"invalid schedule {name} parameter {key}={value!r}: expected true or false")
         if value is not None and isinstance(default, float) and not _number(value):
             raise ValueError(f"invalid schedule {name} parameter {key}={value!r}: expected a number")
-        merged[key] = float(value) if isinstance(default, float) and _number(value) else value
+        number = isinstance(default, float) or key in spec.floats
+        merged[key] = float(value) if number and _number(value) else value
     problem = spec.check(merged) if spec.check is not None else None
     if problem is not None:
         raise ValueError(f"invalid schedule {name}: {problem}")
     return merged
+
+
+def check_schedule_on(spec: str, optimizer_name: str, optimizer: Any, steps: int) -> None:
+    """Build schedule ``spec`` for ``optimizer`` (a throwaway one over a dummy parameter) and a
+    run of ``steps`` steps, so that what torch refuses only then (``onecycle`` cycling the
+    momentum of an optimizer without one) is refused before anything runs.
+
+    Raises:
+        ValueError: naming the schedule, the optimizer and torch's reason.
+    """
+    try:
+        build_schedule(spec, optimizer, steps)
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"schedule {spec} cannot drive {optimizer_name}: {message}") from None
 
 
 def build_schedule(spec: str, optimizer: Any, steps: int) -> Any:
@@ -182,12 +204,15 @@ def _in(key: str, low: float, high: float, open_low: bool = False, open_high: bo
 def _step(optimizer: Any, steps: int, params: Mapping[str, Any]) -> Any:
     from torch.optim.lr_scheduler import StepLR
 
-    return StepLR(optimizer, step_size=params["step_size"] or max(1, steps // 3), gamma=params["gamma"])
+    # By default two decays, a third and two thirds of the way through the run.
+    return StepLR(optimizer, step_size=params["step_size"] or max(1, math.ceil(steps / 3)), gamma=params["gamma"])
 
 
 def _milestones(params: Mapping[str, Any], steps: int) -> list[int]:
     given = params["milestones"]
-    return sorted(int(m) for m in given) if given is not None else [max(1, steps // 2), max(1, 3 * steps // 4)]
+    if given is None:
+        return [max(1, steps // 2), max(1, 3 * steps // 4)]
+    return sorted(int(m) for m in (given if isinstance(given, tuple) else (given,)))
 
 
 def _check_milestones(params: Mapping[str, Any]) -> str | None:
@@ -212,15 +237,25 @@ def _exponential(optimizer: Any, steps: int, params: Mapping[str, Any]) -> Any:
     return ExponentialLR(optimizer, gamma=params["gamma"] if params["gamma"] is not None else 0.01 ** (1.0 / max(1, steps)))
 
 
+def _below_the_rate(optimizer: Any, eta_min: float) -> None:
+    """An annealing floor above the rate would raise it: refused (expansion builds every
+    schedule with its optimizer before anything runs)."""
+    rate = min(group["lr"] for group in optimizer.param_groups)
+    if eta_min > rate:
+        raise ValueError(f"eta_min={eta_min:g} is above the learning rate {rate:g}: annealing would raise it")
+
+
 def _cosine(optimizer: Any, steps: int, params: Mapping[str, Any]) -> Any:
     from torch.optim.lr_scheduler import CosineAnnealingLR
 
+    _below_the_rate(optimizer, params["eta_min"])
     return CosineAnnealingLR(optimizer, T_max=params["t_max"] or steps, eta_min=params["eta_min"])
 
 
 def _cosine_restarts(optimizer: Any, steps: int, params: Mapping[str, Any]) -> Any:
     from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts
 
+    _below_the_rate(optimizer, params["eta_min"])
     return CosineAnnealingWarmRestarts(optimizer, T_0=params["t_0"] or max(1, steps // 4), T_mult=params["t_mult"], eta_min=params["eta_min"])
 
 
@@ -248,6 +283,7 @@ def _linear_warmup(optimizer: Any, steps: int, params: Mapping[str, Any]) -> Any
 
 
 def _cosine_warmup(optimizer: Any, steps: int, params: Mapping[str, Any]) -> Any:
+    _below_the_rate(optimizer, params["eta_min"])
     warmup = _warmup_steps(params, steps)
     base = optimizer.param_groups[0]["lr"]
     floor = params["eta_min"] / base if base > 0 else 0.0
@@ -288,11 +324,11 @@ def _onecycle(optimizer: Any, steps: int, params: Mapping[str, Any]) -> Any:
 def _register_builtins() -> None:
     register_schedule(CONSTANT, None, description="the optimizer's learning rate throughout (no scheduler)")
     register_schedule("step", _step, params={"step_size": None, "gamma": 0.1}, check=_all(_steps_param("step_size"), _in("gamma", 0, 1, open_low=True)),
-                      description="multiply by gamma every step_size steps (default T // 3)")
+                      description="multiply by gamma every step_size steps (default: a third of the run, so twice)")
     register_schedule("multistep", _multistep, params={"milestones": None, "gamma": 0.1}, check=_all(_check_milestones, _in("gamma", 0, 1, open_low=True)),
                       description="multiply by gamma at each milestone step (default T/2 and 3T/4)")
-    register_schedule("exponential", _exponential, params={"gamma": None}, check=_in("gamma", 0, 1, open_low=True),
-                      description="multiply by gamma every step (default: a hundredth of the rate at the end)")
+    register_schedule("exponential", _exponential, params={"gamma": None}, check=_in("gamma", 0, 1, open_low=True), floats=frozenset({"gamma"}),
+                      description="multiply by gamma every step (default: about a hundredth of the rate at the end)")
     register_schedule("cosine", _cosine, params={"t_max": None, "eta_min": 0.0}, check=_all(_steps_param("t_max"), _in("eta_min", 0, math.inf)),
                       description="cosine annealing from the rate to eta_min over t_max steps (default T; Loshchilov & Hutter 2017)")
     register_schedule("cosine_restarts", _cosine_restarts, params={"t_0": None, "t_mult": 1, "eta_min": 0.0},
@@ -306,7 +342,7 @@ def _register_builtins() -> None:
     register_schedule("inverse_sqrt", _inverse_sqrt, params={"warmup": 0}, check=_steps_param("warmup", low=0),
                       description="rate / sqrt(t), Kingma & Ba's alpha/sqrt(t); with warmup w, linear up to w then sqrt(w/t)")
     register_schedule("polynomial", _polynomial, params={"power": 1.0, "total": None}, check=_all(_steps_param("total"), _in("power", 0, math.inf, open_low=True)),
-                      description="(1 - t/total) ** power down to 0 at total steps (default T)")
+                      description="(1 - t/total) ** power, down towards 0 over total steps (default T)")
     register_schedule("onecycle", _onecycle, params={"max_factor": 10.0, "pct_start": 0.3, "cycle_momentum": False},
                       check=_all(_in("max_factor", 1, math.inf), _in("pct_start", 0, 1, open_low=True, open_high=True)),
                       description="one cycle: up to max_factor x the rate over pct_start of the run, then down by cosine (Smith & Topin 2019)")

@@ -12,12 +12,14 @@ from collections.abc import Iterable, Mapping
 from itertools import product
 from typing import Any
 
+import torch
+
 from gradbench.axes.activations import ACTIVATIONS, check_activation
 from gradbench.axes.clipping import parse_clipping
 from gradbench.axes.devices import check_device, parse_device
 from gradbench.axes.inits import check_init_params, init_defaults
-from gradbench.axes.optimizers import get_optimizer, resolve_hyperparameters
-from gradbench.axes.schedules import check_schedule, schedule_defaults
+from gradbench.axes.optimizers import build_optimizer, get_optimizer, resolve_hyperparameters
+from gradbench.axes.schedules import CONSTANT, check_schedule, check_schedule_on, schedule_defaults
 from gradbench.axes.specs import format_spec, parse_spec
 from gradbench.grid.cell import Cell
 from gradbench.grid.suite import AXES, SETTINGS, Suite, SuiteError, suite_error
@@ -176,14 +178,20 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_device
         inits.append(format_spec(name, _canonical(params, init_defaults(name))))
     schedules = []
     for name, params in axes["schedules"]:
-        checked("schedules", check_schedule, name, params)
-        schedules.append(format_spec(name, _canonical(params, schedule_defaults(name))))
+        resolved = checked("schedules", check_schedule, name, params)
+        schedules.append(format_spec(name, _canonical({key: resolved[key] for key in params}, schedule_defaults(name))))
     optimizers = []
     for name, params in axes["optimizers"]:
         for lr in axes["lrs"]:
             overrides = dict(params) if lr is None else {**params, "lr": float(lr)}
             key = "lrs" if lr is not None else "optimizers"
             optimizers.append((name, checked(key, resolve_hyperparameters, name, overrides)))
+    for opt_name, hyper in optimizers:  # what torch refuses only with the optimizer in hand
+        for schedule in schedules:
+            if schedule != CONSTANT:
+                for steps in axes["steps"]:
+                    dummy = build_optimizer(opt_name, [torch.nn.Parameter(torch.zeros(1))], hyper)
+                    checked("schedules", check_schedule_on, schedule, format_spec(opt_name, hyper), dummy, steps)
     for task_name, knobs, task_batch_size in tasks:
         task = TASKS.get(task_name)
         for batch_size in axes["batch_sizes"]:

@@ -188,7 +188,8 @@ class ActivationRecorder:
             found = _counter(module)
             if found is not None:
                 self._watched.append((name or type(module).__name__, module, *found))
-                self._pinning.append(_pinning(module))
+                # ReLU6 is a Hardtanh to torch, but a rectifier here: no pinned fraction.
+                self._pinning.append(_pinning(module) if found[0] == "saturating" else None)
         self._buffer_steps = buffer_steps
         self._buffer: torch.Tensor | None = None
         self._pending: list[_Observation] = []

@@ -16,9 +16,10 @@ A run gets one or more of:
   outer tenth of its range, a layer pinned near one end for most examples (Glorot & Bengio's
   top sigmoid layer, whose outputs average 0.03) though no unit is saturated for every example.
 - ``not_learning``: the training loss (median over the last tenth of the steps) is not at least
-  ``learning_progress`` below the lower of its starting level (median over the first tenth)
-  and the chance level (the loss of the best constant prediction, where known), whatever the
-  gradients say: a tanh RNN stuck at chance is not healthy.
+  ``learning_progress`` below the lower of its starting level (the loss on the whole training
+  set before the first step where the run evaluated it, else the median of the first five
+  steps) and the chance level (the loss of the best constant prediction, where known), whatever
+  the gradients say: a tanh RNN stuck at chance is not healthy.
 - ``healthy``: none of the above.
 
 All thresholds live in ``Thresholds``, and the command line overrides them by name
@@ -129,6 +130,8 @@ class RunHealth:
         sites: Activation sites; ``activation_steps``, ``dead``, ``saturated``, ``pinned``:
             their records.
         losses: The training loss at every step (mini-batch losses as the run saw them).
+        initial_loss: The loss on the whole training set before the first step (``None``:
+            not evaluated; the first steps' losses stand in).
         chance_loss: The loss of the best constant prediction (``None``: unknown).
         nonfinite: Where NaN/Inf began, if anywhere.
     """
@@ -143,14 +146,15 @@ class RunHealth:
     saturated: list[list[float | None]] = field(default_factory=list)
     pinned: list[list[float | None]] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
+    initial_loss: float | None = None
     chance_loss: float | None = None
     nonfinite: NonFinite | None = None
 
 
-def health_from_history(history: MonitorHistory, chance_loss: float | None = None) -> RunHealth:
-    """What ``diagnose`` needs, from a monitor's history (and the loss of the best constant
-    prediction, where the caller knows it: ``ln C`` for ``C`` balanced classes under the
-    cross-entropy)."""
+def health_from_history(history: MonitorHistory, chance_loss: float | None = None, initial_loss: float | None = None) -> RunHealth:
+    """What ``diagnose`` needs, from a monitor's history, and where the caller knows them: the
+    loss of the best constant prediction (``ln C`` for ``C`` balanced classes under the
+    cross-entropy) and the loss on the whole training set before the first step."""
     return RunHealth(
         layer_names=list(history.layer_names),
         grad_steps=list(history.grad_steps),
@@ -162,6 +166,7 @@ def health_from_history(history: MonitorHistory, chance_loss: float | None = Non
         saturated=[list(row) for row in history.saturated_fraction],
         pinned=[list(row) for row in history.pinned_fraction],
         losses=list(history.losses),
+        initial_loss=initial_loss,
         chance_loss=chance_loss,
         nonfinite=history.nonfinite,
     )
@@ -262,23 +267,28 @@ def _units(health: RunHealth, thresholds: Thresholds) -> tuple[list[Verdict], li
     return verdicts, plain
 
 
-def _learning(health: RunHealth, thresholds: Thresholds) -> Verdict | None:
-    """``not_learning`` when the loss ends no lower than its start or chance, by the margin."""
+_FIRST_STEPS = 5  # the losses that stand in for the start where the run did not evaluate it
+
+
+def _learning(health: RunHealth, thresholds: Thresholds) -> tuple[Verdict | None, str | None]:
+    """``not_learning`` when the loss ends no lower than its start or chance, by the margin; or
+    what a learning run states instead."""
     losses = [loss for loss in health.losses if math.isfinite(loss)]
     if len(losses) < 2:
-        return None
-    start = float(statistics.median(losses[window(len(losses))]))
+        return None, None
+    initial = health.initial_loss
+    start = initial if initial is not None and math.isfinite(initial) else float(statistics.median(losses[:_FIRST_STEPS]))
     end = float(statistics.median(losses[window(len(losses), late=True)]))
     baselines = [start] + ([health.chance_loss] if health.chance_loss is not None and math.isfinite(health.chance_loss) else [])
     baseline = min(baselines)
     if end <= (1.0 - thresholds.learning_progress) * baseline:
-        return None
+        return None, f"the training loss fell from {start:.3g} to {end:.3g}"
     against = "its start" if baseline == start else f"chance ({health.chance_loss:.3g}, the best constant prediction)"
     message = (
         f"the training loss ends at {end:.3g} (median over the last tenth of the steps), not {thresholds.learning_progress:.0%} "
         f"below {against}: it started at {start:.3g}"
     )
-    return Verdict("not_learning", message, {"start": start, "end": end, "chance": health.chance_loss})
+    return Verdict("not_learning", message, {"start": start, "end": end, "chance": health.chance_loss}), None
 
 
 def diagnose(health: RunHealth, thresholds: Thresholds | None = None) -> list[Verdict]:
@@ -291,11 +301,11 @@ def diagnose(health: RunHealth, thresholds: Thresholds | None = None) -> list[Ve
     flow, flow_plain = _gradient_flow(health, thresholds)
     units, units_plain = _units(health, thresholds)
     verdicts += flow + units
-    learning = _learning(health, thresholds) if health.nonfinite is None else None  # a diverged run says so already
+    learning, learning_plain = _learning(health, thresholds) if health.nonfinite is None else (None, None)  # a diverged run says so already
     verdicts += [learning] if learning is not None else []
     if verdicts:
         return verdicts
-    said = ([flow_plain] if flow_plain else []) + units_plain
+    said = ([flow_plain] if flow_plain else []) + units_plain + ([learning_plain] if learning_plain else [])
     if not said:
         return []
     return [Verdict("healthy", "; ".join(said), {})]

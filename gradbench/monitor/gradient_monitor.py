@@ -133,7 +133,7 @@ class GradientMonitor:
         self._has_part = ([any(not is_bias(leaf) for leaf, _ in params) for _, _, params in layers], [any(is_bias(leaf) for leaf, _ in params) for _, _, params in layers])
         self._layer_norms = LayerNorms(layer_of_parameter, len(layers), device, {p.dtype for p in self._parameters}, biases)
         self._weights = weights
-        self._output_gradients = OutputGradients([module for _, module, _ in layers], device) if activations and detail_every else None
+        self._output_gradients = OutputGradients(model, [module for _, module, _ in layers], device) if activations and detail_every else None
         self._layout(optimizer is not None and detail_every > 0)
         self._buffer = torch.full((buffer_steps, self._width), math.nan, dtype=self._layer_norms.accumulate_dtype, device=device)
         self._views(buffer_steps)

@@ -19,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +98,14 @@ def jacobian_spectra(model: nn.Module, inputs: torch.Tensor, *, max_units: int =
 
 
 def _site_spectrum(name: str, output: torch.Tensor, previous: torch.Tensor, max_units: int) -> JacobianSpectrum | None:
+    try:
+        return _spectrum_of(name, output, previous, max_units)
+    except RuntimeError as error:  # an operation batched vector-Jacobian products cannot take: that site only
+        warnings.warn(f"Jacobian of {name} not taken: {str(error).splitlines()[0]}", stacklevel=3)
+        return None
+
+
+def _spectrum_of(name: str, output: torch.Tensor, previous: torch.Tensor, max_units: int) -> JacobianSpectrum | None:
     batch = output.shape[0]
     units, previous_units = output[0].numel(), previous[0].numel()
     if units > max_units or previous_units > max_units or previous.shape[0] != batch:

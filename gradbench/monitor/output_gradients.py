@@ -44,12 +44,17 @@ def first_tensor(output: Any) -> torch.Tensor | None:
 class OutputGradients:
     """Norms of the loss gradient with respect to the outputs of ``modules``, one value each.
 
+    Each forward pass with gradients starts the sums again (a closure optimizer evaluates the
+    loss several times a step; the first evaluation, the one the monitor records, is kept).
+
     Args:
+        model: The model (its forward pre-hook marks where a forward pass begins).
         modules: The modules whose outputs to watch.
         device: Where the running sums live.
     """
 
-    def __init__(self, modules: list[nn.Module], device: torch.device) -> None:
+    def __init__(self, model: nn.Module, modules: list[nn.Module], device: torch.device) -> None:
+        self._model = model
         self._modules = modules
         self._squares = torch.zeros(len(modules), dtype=torch.float64, device=device)
         self._received = [False] * len(modules)
@@ -65,10 +70,15 @@ class OutputGradients:
             return
         if on:
             self._handles = [module.register_forward_hook(partial(self._forward, index)) for index, module in enumerate(self._modules)]
+            self._handles.append(self._model.register_forward_pre_hook(self._restart))
         else:
             for handle in self._handles:
                 handle.remove()
             self._handles = []
+
+    def _restart(self, module: nn.Module, args: Any) -> None:
+        if torch.is_grad_enabled():
+            self.discard()
 
     def _forward(self, index: int, module: nn.Module, args: Any, output: Any) -> None:
         tensor = first_tensor(output)

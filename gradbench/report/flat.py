@@ -28,10 +28,10 @@ FORMATS = ("md", "csv")
 # Configuration columns, in display order; seed is what rows aggregate over.
 _CONFIG = (
     "task", "optimizer", "lr", "schedule", "activation", "init", "clip", "batch_size", "steps", "device", "threads", "eval_every", "record_every",
-    "detail_every", "validation",
+    "detail_every", "validation", "jacobian_every",
 )
 # Shown in the line of constants only when a run set them (the defaults say nothing new).
-_QUIET_DEFAULTS = {"schedule": "constant"}
+_QUIET_DEFAULTS = {"schedule": "constant", "jacobian_every": 0}
 _ALWAYS_SHOWN = ("optimizer", "activation", "clip")
 # (column, run field, how to aggregate)
 _METRICS = (
@@ -88,6 +88,7 @@ def _display(run: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any
     shown["detail_every"] = config.get("detail_every", 0)  # runs stored before details existed
     shown["validation"] = config.get("validation") or None  # shown only for runs that held one out
     shown["schedule"] = config.get("schedule", "constant")  # stored before schedules existed: constant
+    shown["jacobian_every"] = config.get("jacobian_every", 0)
     return shown
 
 

@@ -75,7 +75,7 @@ METRICS: dict[str, Metric] = {
 
 # Axes every run has, in display order; task knobs follow. Seeds are what cells aggregate over.
 _RUN_AXES = ("optimizer", "lr", "schedule", "activation", "init", "clip", "batch_size", "steps")
-_SETTINGS = ("device", "threads", "eval_every", "record_every", "detail_every", "validation")
+_SETTINGS = ("device", "threads", "eval_every", "record_every", "detail_every", "validation", "jacobian_every")
 
 
 def _optimizer_label(config: Mapping[str, Any]) -> str:
@@ -315,6 +315,8 @@ def build_pivots(
         constants.pop("validation", None)  # no split: the default, not worth a word
     if constants.get("schedule") == "constant":
         constants.pop("schedule")  # likewise no schedule
+    if not constants.get("jacobian_every"):
+        constants.pop("jacobian_every", None)  # and no Jacobians
     groups: dict[str, list[tuple[Mapping[str, Any], dict[str, Any]]]] = {}
     for run, axes in described:
         config = json.loads(run["config"])

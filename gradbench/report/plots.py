@@ -151,7 +151,7 @@ def training_curves(store: Store, runs: Sequence[Mapping[str, Any]], y: str = "t
     """
     if y not in CURVE_VALUES:
         raise ValueError(f"unknown --y {y!r}; choose from: {', '.join(CURVE_VALUES)}")
-    source, column, label = CURVE_VALUES[y]
+    source, column, measure = CURVE_VALUES[y]
     tasks = _by_task(_groups(runs, by))
     figure, panels = _figure(len(tasks), height=_panel_height(max(len(lines) for lines in tasks.values())))
     drawn = 0
@@ -185,10 +185,10 @@ def training_curves(store: Store, runs: Sequence[Mapping[str, Any]], y: str = "t
             axes.set_yscale("log")
         axes.set_title(task)
         axes.set_xlabel("step")
-        axes.set_ylabel(label)
+        axes.set_ylabel(measure)  # the measure, not a line's label
         _legend(axes)
     if not drawn:
-        raise ValueError(f"the selected runs have no {label} recorded" + (" (runs made without --validation have no validation split)" if "validation" in y else ""))
+        raise ValueError(f"the selected runs have no {measure} recorded" + (" (runs made without --validation have no validation split)" if "validation" in y else ""))
     return figure
 
 

@@ -32,7 +32,7 @@ from gradbench.run.timing import StepTimer
 from gradbench.tasks import TASKS, TaskConfig, TaskInstance
 from gradbench.tasks.base import BATCH_SIZE_KNOB, ORDER_CHOICES, ORDER_KNOB, LossFn, resolve_knobs
 from gradbench.tasks.blocks import constant_prediction_loss
-from gradbench.tasks.datasets import Dataset, on_device, validation_split
+from gradbench.tasks.datasets import Dataset, on_device, standardized, validation_split
 from gradbench.tasks.image_datasets import DataOptions
 
 __all__ = ["RunResult", "Evaluation", "Session", "Batches", "prepare", "train_step", "closure_step", "run_cell", "evaluate", "READBACK_STEPS"]
@@ -182,6 +182,8 @@ def _build(cell: Cell, device: torch.device, data_options: DataOptions | None = 
     if cell.validation:
         # Held out before the data goes to the device, so the device copy is of the split data.
         instance.data = validation_split(instance.data, cell.validation)
+    if instance.standardize:  # after the split: the held-out examples shape nothing
+        instance.data = standardized(instance.data)
     instance.model.to(device)
     instance.data = on_device(instance.data, device)
     return instance

@@ -466,6 +466,8 @@ class Store:
             nonfinite = NonFinite(run["nonfinite_step"], run["nonfinite_quantity"], run["nonfinite_layer"])
         health = RunHealth(layer_names=names, nonfinite=nonfinite, chance_loss=run.get("chance_loss"))
         health.losses = [loss for (loss,) in self.connection.execute("SELECT loss FROM steps WHERE run_key = ? AND loss IS NOT NULL ORDER BY step", (key,))]
+        initial = self.connection.execute("SELECT train_loss FROM evaluations WHERE run_key = ? AND step = 0", (key,)).fetchone()
+        health.initial_loss = initial[0] if initial is not None else None
 
         def number(value: float | None) -> float:
             return math.nan if value is None else value

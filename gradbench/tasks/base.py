@@ -80,6 +80,9 @@ class TaskInstance:
             the mean target): what a model that learned nothing from the inputs reaches.
             ``None``: the runner works it out for the losses it knows (cross-entropy, MSE on
             one-hot labels, MSE on targets), else there is none.
+        standardize: Scale every input feature to mean 0 and variance 1 over the training set,
+            which the runner does after holding out a validation split (whose statistics then
+            play no part).
     """
 
     model: nn.Module
@@ -88,6 +91,7 @@ class TaskInstance:
     metric: str
     target: float | None
     chance_loss: float | None = None
+    standardize: bool = False
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 from torch import nn
 
 from gradbench.axes.activations import build_activation
-from gradbench.tasks.base import Task, TaskConfig, TaskInstance, apply_init, register_task
+from gradbench.tasks.base import Task, TaskConfig, TaskInstance, apply_init, mnist1d_train_size, register_task
 from gradbench.tasks.blocks import MNIST1D_BOUNDS, MNIST1D_KNOBS, MNIST1D_UNKEYED, image_data, mnist1d_data
 from gradbench.tasks.datasets import Dataset
 
@@ -183,7 +183,7 @@ register_task(Task(
     build=_build_mnist1d_cnn,
     knobs={"channels": 25, **MNIST1D_KNOBS, "target": 0.85},
     batch_size=100,  # the MNIST-1D paper's batch size
-    unkeyed_defaults=MNIST1D_UNKEYED, knob_bounds=MNIST1D_BOUNDS,
+    unkeyed_defaults=MNIST1D_UNKEYED, knob_bounds=MNIST1D_BOUNDS, train_size=mnist1d_train_size,
 ))
 register_task(Task(
     name="mnist_2c2d",

@@ -36,7 +36,7 @@ import os
 import random
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ import torch
 __all__ = [
     "Dataset", "cache_dir", "load_mnist1d", "load_digits", "make_adding_problem", "load_quadratic_deep",
     "quadratic_deep_hessian", "make_linreg", "linreg_optimum", "on_device", "validation_split", "train_eval_subset", "standardized",
-    "mnist1d_train_count",
+    "mnist1d_train_count", "digits_train_size",
 ]
 
 
@@ -235,6 +235,14 @@ def load_mnist1d(num_samples: int = 5000, seed: int = 42, test_size: float = 0.2
     tensors = _cached(path, generate)
     options = (f",test_size={test_size!r}" if test_size != 0.2 else "") + (",shuffle_seq=true" if shuffle_seq else "")
     return Dataset(f"mnist1d[num_samples={num_samples},seed={seed}{options}]", num_classes=10, **tensors)
+
+
+DIGITS = 1797  # scikit-learn's 8x8 digits
+
+
+def digits_train_size(knobs: Mapping[str, Any]) -> int:
+    """Training examples of the digits split with ``test_size`` (the test set rounded up)."""
+    return DIGITS - math.ceil(knobs.get("test_size", 0.2) * DIGITS)
 
 
 def mnist1d_train_count(num_samples: int, test_size: float) -> int:

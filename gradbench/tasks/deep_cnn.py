@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional
 
 from gradbench.axes.activations import build_activation
-from gradbench.tasks.base import NORM_CHOICES, Task, TaskConfig, TaskInstance, apply_init, register_task
+from gradbench.tasks.base import NORM_CHOICES, Task, TaskConfig, TaskInstance, apply_init, mnist1d_train_size, register_task
 from gradbench.tasks.blocks import MNIST1D_BOUNDS, MNIST1D_KNOBS, MNIST1D_UNKEYED, image_data, map_norm, mnist1d_data
 from gradbench.tasks.datasets import Dataset
 
@@ -135,6 +135,7 @@ def _check_depth(knobs: Mapping[str, Any]) -> tuple[str, str] | None:
 def _deep_cnn_task(
     name: str, description: str, *, spatial_dims: int, load: Callable[[TaskConfig], Dataset], in_channels: int, knobs: Mapping[str, Any], batch_size: int,
     datasets: tuple[str, ...] = (), unkeyed_defaults: frozenset[str] = frozenset(), knob_bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    train_size: Callable[[Mapping[str, Any]], int] | None = None,
 ) -> Task:
     def build(config: TaskConfig) -> TaskInstance:
         assert config.activation is not None
@@ -151,7 +152,7 @@ def _deep_cnn_task(
         name=name, description=description, build=build,
         knobs={"depth": 20, "width": 16, "norm": "none", "residual": False, **knobs},
         batch_size=batch_size, knob_choices={"norm": NORM_CHOICES}, check_knobs=_check_depth, datasets=datasets,
-        unkeyed_defaults=unkeyed_defaults, knob_bounds=knob_bounds or {},
+        unkeyed_defaults=unkeyed_defaults, knob_bounds=knob_bounds or {}, train_size=train_size,
     )
 
 
@@ -159,7 +160,7 @@ register_task(_deep_cnn_task(
     "mnist1d_deep_cnn",
     "He et al.'s plain (or residual) 6n+2-layer CNN with 1-D convolutions on MNIST-1D, offline",
     spatial_dims=1, load=lambda config: mnist1d_data(config.knobs), in_channels=1,
-    knobs={**MNIST1D_KNOBS, "target": 0.8}, batch_size=100, unkeyed_defaults=MNIST1D_UNKEYED, knob_bounds=MNIST1D_BOUNDS,
+    knobs={**MNIST1D_KNOBS, "target": 0.8}, batch_size=100, unkeyed_defaults=MNIST1D_UNKEYED, knob_bounds=MNIST1D_BOUNDS, train_size=mnist1d_train_size,
 ))
 register_task(_deep_cnn_task(
     "cifar10_deep_cnn",

@@ -30,7 +30,7 @@ from torch import nn
 from gradbench.axes.activations import build_activation
 from gradbench.tasks.base import NORM_CHOICES, Task, TaskConfig, TaskInstance, apply_init, mnist1d_train_size, register_task
 from gradbench.tasks.blocks import LOSS_CHOICES, MNIST1D_BOUNDS, MNIST1D_KNOBS, MNIST1D_UNKEYED, Residual, classification_loss, feature_norm, image_data, mnist1d_data
-from gradbench.tasks.datasets import Dataset, load_digits, standardized
+from gradbench.tasks.datasets import Dataset, digits_train_size, load_digits
 
 __all__ = ["MLP"]
 
@@ -112,7 +112,7 @@ def _mlp_task(
 ) -> Task:
     def build(config: TaskConfig) -> TaskInstance:
         knobs = config.knobs
-        data = standardized(load(config)) if knobs["standardize"] else load(config)
+        data = load(config)
         assert config.activation is not None and data.num_classes is not None
         model = MLP(
             in_features, data.num_classes, depth=knobs["depth"], width=knobs["width"],
@@ -120,7 +120,8 @@ def _mlp_task(
             norm=knobs["norm"], residual=knobs["residual"], bias=knobs["bias"],
         )
         apply_init(model, config)
-        return TaskInstance(model, data, classification_loss(knobs["loss"]), metric="accuracy", target=knobs["target"])
+        loss = classification_loss(knobs["loss"])
+        return TaskInstance(model, data, loss, metric="accuracy", target=knobs["target"], standardize=knobs["standardize"])
 
     return Task(
         name=name, description=description, build=build, knobs={**_MLP_KNOBS, **knobs}, batch_size=batch_size,
@@ -142,7 +143,7 @@ register_task(_mlp_task(
     "deep MLP on scikit-learn's 8x8 digits (1437/360 split), bundled offline",
     lambda config: load_digits(test_size=config.knobs["test_size"]),
     in_features=64, knobs={"target": 0.9, "test_size": 0.2}, batch_size=64,
-    unkeyed_defaults=frozenset({"test_size"}), knob_bounds={"test_size": (0.01, 0.99)},
+    unkeyed_defaults=frozenset({"test_size"}), knob_bounds={"test_size": (0.01, 0.99)}, train_size=digits_train_size,
 ))
 register_task(_mlp_task(
     "mnist_mlp",

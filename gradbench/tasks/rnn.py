@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from gradbench.axes.activations import activation_gain
-from gradbench.tasks.base import Task, TaskConfig, TaskInstance, apply_init, register_task
+from gradbench.tasks.base import Task, TaskConfig, TaskInstance, apply_init, mnist1d_train_size, register_task
 from gradbench.tasks.blocks import MNIST1D_BOUNDS, MNIST1D_KNOBS, MNIST1D_UNKEYED, mnist1d_data
 from gradbench.tasks.datasets import Dataset, make_adding_problem
 
@@ -100,6 +100,7 @@ def _recurrent_task(
     check_knobs: Callable[[Mapping[str, Any]], tuple[str, str] | None] | None = None,
     unkeyed_defaults: frozenset[str] = frozenset(),
     knob_bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    train_size: Callable[[Mapping[str, Any]], int] | None = None,
 ) -> Task:
     def build(config: TaskConfig) -> TaskInstance:
         knobs_ = config.knobs
@@ -114,7 +115,7 @@ def _recurrent_task(
     return Task(
         name=name, description=description, build=build, knobs=all_knobs, uses_activation=False, batch_size=batch_size,
         knob_choices={"nonlinearity": ("tanh", "relu")} if cell == "rnn" else {}, check_knobs=check_knobs,
-        unkeyed_defaults=unkeyed_defaults, knob_bounds=knob_bounds or {},
+        unkeyed_defaults=unkeyed_defaults, knob_bounds=knob_bounds or {}, train_size=train_size,
     )
 
 
@@ -140,5 +141,5 @@ for _cell, _cell_name in _CELL_NAMES.items():
         mnist1d_data,
         in_features=1, out_features=10, loss_fn=nn.functional.cross_entropy, metric="accuracy",
         knobs={"depth": 1, "width": 64, **MNIST1D_KNOBS, "target": 0.6},
-        batch_size=100, unkeyed_defaults=MNIST1D_UNKEYED, knob_bounds=MNIST1D_BOUNDS,
+        batch_size=100, unkeyed_defaults=MNIST1D_UNKEYED, knob_bounds=MNIST1D_BOUNDS, train_size=mnist1d_train_size,
     ))

@@ -35,7 +35,7 @@ def _rates(scheduler: object, optimizer: torch.optim.Optimizer, steps: int = STE
 
 # spec -> torch's own scheduler with the arguments the spec's defaults stand for (T = 40 steps).
 AGAINST_TORCH = {
-    "step": lambda o: lr_scheduler.StepLR(o, step_size=13, gamma=0.1),
+    "step": lambda o: lr_scheduler.StepLR(o, step_size=14, gamma=0.1),  # ceil(40 / 3): two decays
     "step[step_size=5,gamma=0.5]": lambda o: lr_scheduler.StepLR(o, step_size=5, gamma=0.5),
     "multistep": lambda o: lr_scheduler.MultiStepLR(o, milestones=[20, 30], gamma=0.1),
     "multistep[milestones=(5,25),gamma=0.3]": lambda o: lr_scheduler.MultiStepLR(o, milestones=[5, 25], gamma=0.3),
@@ -115,6 +115,26 @@ def test_bad_specs_are_one_suite_error_naming_the_value(spec, pattern):
         from gradbench.axes.specs import parse_spec
 
         check_schedule(*parse_spec(spec))
+
+
+@pytest.mark.parametrize("optimizer, spec, pattern", [
+    ("adagrad", "onecycle[cycle_momentum=true]", r"schedule onecycle\[cycle_momentum=true\] cannot drive adagrad\[.*\]: optimizer must support momentum"),
+    ("sgd", "cosine[eta_min=0.5]", r"cannot drive sgd\[lr=0.1\]: eta_min=0.5 is above the learning rate 0.1: annealing would raise it"),
+    ("sgd", "cosine_warmup[eta_min=1.0]", r"eta_min=1 is above the learning rate 0.1"),
+])
+def test_what_torch_refuses_only_with_the_optimizer_is_refused_before_anything_runs(optimizer, spec, pattern):
+    """These failed every run; now the grid builds each schedule with its optimizer first."""
+    with pytest.raises(SuiteError, match=pattern):
+        expand(parse_suite(f'tasks = ["linreg"]\noptimizers = ["{optimizer}"]\nschedules = ["{spec}"]'))
+    (cell,) = expand(parse_suite('tasks = ["linreg"]\noptimizers = ["momentum"]\nschedules = ["onecycle[cycle_momentum=true]"]'))
+    assert cell.schedule == "onecycle[cycle_momentum=true]"  # an optimizer with momentum takes it
+
+
+def test_one_milestone_alone_and_integer_floats_canonicalise():
+    optimizer = _optimizer()
+    assert _rates(build_schedule("multistep[milestones=5]", optimizer, 10), optimizer, 10) == pytest.approx([LR] * 5 + [LR / 10] * 5)
+    keys = {cell.key for cell in expand(parse_suite('tasks = ["linreg"]\nschedules = ["exponential[gamma=1]", "exponential[gamma=1.0]"]'))}
+    assert len(keys) == 1
 
 
 def test_every_registered_schedule_has_a_description_and_list_shows_it():

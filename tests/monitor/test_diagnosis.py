@@ -201,3 +201,28 @@ def test_a_tanh_rnn_that_learns_nothing_is_not_called_healthy(tmp_path):
     assert health.chance_loss == pytest.approx(result.chance_loss) and len(health.losses) == 60
     names = [v.name for v in diagnose(health)]
     assert "not_learning" in names and "healthy" not in names
+
+
+def test_a_run_that_learns_within_its_first_tenth_is_learning():
+    """The start is the loss before the first step (or the first five steps' losses), not the
+    first tenth's median: linreg reaches its target by step 200 of 2000."""
+    fast = [20.0, 10.0, 5.0, 2.0, 1.0] + [0.0119] * 95
+    assert [v.name for v in diagnose(_learning_health(fast))] == ["healthy"]
+    assert [v.name for v in diagnose(_learning_health([0.0119] * 100))] == ["not_learning"]
+    health = _learning_health([0.0119] * 100)
+    health.initial_loss = 22.0  # the loss on the whole training set before the first step
+    (verdict,) = diagnose(health)
+    assert verdict.name == "healthy" and verdict.message.endswith("the training loss fell from 22 to 0.0119")
+
+
+def test_a_single_layer_model_that_learned_is_healthy_not_silent(tmp_path):
+    """Logistic regression has no gradient ratio and no activations: the loss is what says so."""
+    from gradbench.store import Store
+
+    (cell,) = expand(parse_suite("").with_overrides({"tasks": ["mnist1d_mlp[depth=0,num_samples=1000]"], "optimizers": ["adam[lr=0.01]"], "steps": [200]}))
+    result = run_cell(cell)
+    with Store.open(tmp_path / "r.db", create=True) as store:
+        store.save(result)
+        (run,) = store.runs()
+        (verdict,) = diagnose(store.health(run))
+    assert verdict.name == "healthy" and "the training loss fell from" in verdict.message

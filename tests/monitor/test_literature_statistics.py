@@ -140,3 +140,32 @@ def test_back_propagated_gradients_only_at_detailed_steps_and_no_hooks_in_betwee
     history = monitor.history()
     assert [row is not None for row in history.layer_output_grad_norms] == [True, False, False, True]
     assert len(history.activation_output_grad_norms) == 2  # steps 1 and 4
+
+
+def test_a_closure_optimizers_back_propagated_gradients_are_those_of_its_first_evaluation():
+    """L-BFGS evaluates the loss several times a step; the monitor records the first evaluation,
+    and the later ones must not add to the next detailed step's sums (they did: 2.3x)."""
+    from gradbench.run.train import closure_step
+
+    x, y = _batch()
+    model = _model()
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=5)
+    monitor = GradientMonitor(model, every=1, detail_every=2)
+    expected = {}
+    for step in range(1, 6):
+        import copy
+
+        expected[step] = _reference(copy.deepcopy(model), x, y)["pre_activation"]
+        closure_step(model, nn.functional.cross_entropy, optimizer, monitor, x, y)
+    history = monitor.history()
+    recorded = {step: row for step, row in zip(history.grad_steps, history.layer_output_grad_norms) if row is not None}
+    assert sorted(recorded) == [1, 3, 5]
+    for step, row in recorded.items():
+        assert row == pytest.approx(expected[step], rel=1e-5), step
+
+
+def test_relu6_is_a_rectifier_with_no_pinned_fraction():
+    """ReLU6 subclasses Hardtanh in torch; its outputs at 0 and 6 are not a saturation."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU6(), nn.Linear(8, 2))
+    history = _monitored(model, 10 * torch.randn(32, 4), torch.randint(0, 2, (32,)))
+    assert history.activation_sites[0].kind == "rectifier" and history.pinned_fraction == [[None]]

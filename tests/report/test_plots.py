@@ -215,3 +215,15 @@ def test_curves_turn_dashed_where_a_seed_stops_and_the_legend_says_so(report_db,
     assert same_color(solid.get_color(), dashed.get_color())
     (text,) = [t.get_text() for t in axes.get_legend().get_texts()]
     assert text.endswith("(n=2; dashed after step 10: n=1)")
+
+
+def test_the_curves_y_axis_names_the_measure_not_a_line(report_db):
+    """It was labelled with the last legend entry."""
+    from gradbench.report.plots import CURVE_VALUES, training_curves
+    from gradbench.store import Store
+
+    with Store.open(report_db, readonly=True) as store:
+        runs = store.runs()
+        for y in ("train_loss", "lr"):
+            figure = training_curves(store, runs, y=y)
+            assert {axes.get_ylabel() for axes in figure.axes if axes.get_title()} == {CURVE_VALUES[y][2]}

@@ -125,3 +125,20 @@ def test_bad_values_of_the_new_knobs_name_the_valid_ones(knob, value, pattern):
 
     with pytest.raises(ValueError, match=pattern):
         resolve_knobs("mnist1d_mlp", {knob: value})
+
+
+def test_standardize_takes_its_statistics_from_the_examples_trained_on_after_the_validation_split():
+    task = _build(_cell("digits_mlp[standardize=true]", validation=0.25), torch.device("cpu"))
+    flat = task.data.x_train.reshape(task.data.num_train, -1).double()
+    varying = flat.std(dim=0) > 1e-9
+    assert torch.allclose(flat.mean(dim=0), torch.zeros(64, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(flat.std(dim=0, unbiased=False)[varying], torch.ones(int(varying.sum()), dtype=torch.float64), atol=1e-5)
+    assert task.data.x_val is not None and abs(float(task.data.x_val.double().mean())) > 1e-4  # the held-out part: its own mean
+
+
+@pytest.mark.parametrize("spec", ["digits_mlp[test_size=0.99]", "mnist1d_cnn[test_size=0.99,num_samples=100]", "mnist1d_gru[num_samples=100]", "mnist1d_deep_cnn[num_samples=100]"])
+def test_a_split_leaving_fewer_examples_than_a_batch_is_refused_up_front(spec):
+    from gradbench.grid import SuiteError
+
+    with pytest.raises(SuiteError, match=r"batch size \d+ is larger than the training set of .* \(\d+ examples\)"):
+        _cell(spec)
