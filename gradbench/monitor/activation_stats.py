@@ -47,6 +47,7 @@ from torch import nn
 
 from gradbench.axes.activations import ACTIVATIONS
 from gradbench.monitor.history import ActivationSite
+from gradbench.monitor.pass_hooks import PassHooks
 
 __all__ = ["SATURATION_SLOPE", "PINNED_BAND", "ActivationRecorder", "ActivationRecord", "activation_kind"]
 
@@ -181,7 +182,6 @@ class ActivationRecorder:
     """
 
     def __init__(self, model: nn.Module, buffer_steps: int) -> None:
-        self._model = model
         self._watched: list[tuple[str, nn.Module, str, Counter | None]] = []
         self._pinning: list[Callable[[torch.Tensor], torch.Tensor] | None] = []
         for name, module in model.named_modules():
@@ -193,7 +193,7 @@ class ActivationRecorder:
         self._buffer_steps = buffer_steps
         self._buffer: torch.Tensor | None = None
         self._pending: list[_Observation] = []
-        self._handles: list[Any] = []
+        self._hooks = PassHooks(model, [module for _, module, _, _ in self._watched], self._observe, self._restart)
         self._site_keys: list[int] | None = None
         self._observations: list[_Observation] = []  # the first row's, for the sites' layout
         # Per buffer row, each site's (units, elements): the batch may change size from step to step.
@@ -203,25 +203,16 @@ class ActivationRecorder:
 
     @property
     def armed(self) -> bool:
-        return bool(self._handles)
+        return self._hooks.armed
 
     def arm(self, on: bool) -> None:
-        """Register the hooks (``on``) or remove them. A registered hook costs every forward
-        pass a Python call per module, so the monitor registers them only for the forward
-        passes of detailed steps."""
-        if on == self.armed or not self._watched:
-            return
-        if on:
-            self._handles = [module.register_forward_hook(partial(self._observe, index)) for index, (_, module, _, _) in enumerate(self._watched)]
-            self._handles.append(self._model.register_forward_pre_hook(self._restart))
-        else:
-            for handle in self._handles:
-                handle.remove()
-            self._handles = []
+        """Register the hooks (``on``) or remove them (``gradbench.monitor.pass_hooks``)."""
+        self._hooks.arm(on)
 
-    def _restart(self, module: nn.Module, args: Any) -> None:
-        if torch.is_grad_enabled():
-            self._pending = []
+    def _restart(self) -> None:
+        """A new forward pass with gradients: the last one's observations are dropped (with
+        gradient accumulation the last micro-batch is recorded)."""
+        self._pending = []
 
     def _observe(self, index: int, module: nn.Module, args: Any, output: Any) -> None:
         if not torch.is_grad_enabled() or not isinstance(output, torch.Tensor) or output.numel() == 0:

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradbench.monitor.pass_hooks import PassHooks
+
 __all__ = ["OutputGradients", "first_tensor"]
 
 
@@ -54,31 +56,18 @@ class OutputGradients:
     """
 
     def __init__(self, model: nn.Module, modules: list[nn.Module], device: torch.device) -> None:
-        self._model = model
         self._modules = modules
         self._squares = torch.zeros(len(modules), dtype=torch.float64, device=device)
         self._received = [False] * len(modules)
-        self._handles: list[Any] = []
+        self._hooks = PassHooks(model, modules, self._forward, self.discard)
 
     @property
     def armed(self) -> bool:
-        return bool(self._handles)
+        return self._hooks.armed
 
     def arm(self, on: bool) -> None:
         """Register the forward hooks (``on``) or remove them."""
-        if on == self.armed or not self._modules:
-            return
-        if on:
-            self._handles = [module.register_forward_hook(partial(self._forward, index)) for index, module in enumerate(self._modules)]
-            self._handles.append(self._model.register_forward_pre_hook(self._restart))
-        else:
-            for handle in self._handles:
-                handle.remove()
-            self._handles = []
-
-    def _restart(self, module: nn.Module, args: Any) -> None:
-        if torch.is_grad_enabled():
-            self.discard()
+        self._hooks.arm(on)
 
     def _forward(self, index: int, module: nn.Module, args: Any, output: Any) -> None:
         tensor = first_tensor(output)
