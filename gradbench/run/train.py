@@ -30,7 +30,7 @@ from gradbench.run.environment import environment
 from gradbench.run.result import Evaluation, RunResult, now
 from gradbench.run.timing import StepTimer
 from gradbench.tasks import TASKS, TaskConfig, TaskInstance
-from gradbench.tasks.base import BATCH_SIZE_KNOB, ORDER_CHOICES, ORDER_KNOB, LossFn, resolve_knobs
+from gradbench.tasks.base import ORDER_CHOICES, ORDER_KNOB, RUNNER_KNOBS, LossFn, resolve_knobs
 from gradbench.tasks.blocks import constant_prediction_loss
 from gradbench.tasks.datasets import Dataset, on_device, standardized, validation_split
 from gradbench.tasks.image_datasets import DataOptions
@@ -175,8 +175,8 @@ def _build(cell: Cell, device: torch.device, data_options: DataOptions | None = 
     init, init_params = parse_spec(cell.init) if cell.init else (None, {})
     # A cell stores only the knobs of its identity (grid.keyed_knobs): fill in the rest.
     knobs = resolve_knobs(cell.task, dict(cell.task_knobs))
-    knobs.pop(BATCH_SIZE_KNOB)  # the cell's own batch_size field is what counts
-    knobs.pop(ORDER_KNOB)  # the runner's (Batches), not the task's
+    for knob in RUNNER_KNOBS:  # the cell's batch_size field and Batches' order: not the task's
+        knobs.pop(knob)
     config = TaskConfig(knobs, activation, activation_params, init, init_params, data_options or DataOptions.from_environment())
     instance = TASKS.get(cell.task).build(config)
     if cell.validation:
@@ -203,6 +203,8 @@ class Session:
             and the batch source.
         scheduler: The learning-rate scheduler, stepped after each optimizer step outside the
             timed step (``None``: a constant learning rate).
+        step_function: ``train_step``, or ``closure_step`` for an optimizer that re-evaluates
+            the loss itself (chosen once, not in every step).
     """
 
     cell: Cell
@@ -213,7 +215,7 @@ class Session:
     monitor: GradientMonitor
     batches: Batches
     scheduler: Any = None
-    needs_closure: bool = False
+    step_function: Callable[..., torch.Tensor] = train_step
 
     @property
     def lr(self) -> float:
@@ -222,8 +224,7 @@ class Session:
 
     def step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """One training step (the timed code)."""
-        step = closure_step if self.needs_closure else train_step
-        return step(self.model, self.task.loss_fn, self.optimizer, self.monitor, inputs, targets)
+        return self.step_function(self.model, self.task.loss_fn, self.optimizer, self.monitor, inputs, targets)
 
 
 def prepare(cell: Cell, *, compile_model: bool = False, data_options: DataOptions | None = None) -> Session:
@@ -259,7 +260,8 @@ def prepare(cell: Cell, *, compile_model: bool = False, data_options: DataOption
     )
     batches = Batches(task.data, cell.batch_size, cell.seed, device, dict(cell.task_knobs).get(ORDER_KNOB, ORDER_CHOICES[0]))
     scheduler = build_schedule(cell.schedule, optimizer, cell.steps)
-    return Session(cell, device, task, model, optimizer, monitor, batches, scheduler, get_optimizer(cell.optimizer).needs_closure)
+    step_function = closure_step if get_optimizer(cell.optimizer).needs_closure else train_step
+    return Session(cell, device, task, model, optimizer, monitor, batches, scheduler, step_function)
 
 
 def run_cell(cell: Cell, *, data_options: DataOptions | None = None, on_steps: Callable[[int], None] | None = None) -> RunResult:
@@ -304,8 +306,7 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
     result.chance_loss = constant_prediction_loss(task)
     result.num_params = _layer_sizes(task.model, monitor)
     timer = StepTimer(session.device)
-    jacobians_due = _jacobian_steps(cell)
-    _record_jacobians(session, result, 0, jacobians_due)
+    _record_jacobians(session, result, 0)
     last_lr = session.lr
     result.evaluations.append(replace(evaluate(task.model, task.data, task.loss_fn, 0, 0.0), lr=last_lr))
     reported = 0
@@ -318,7 +319,7 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
             last_lr = session.lr
             if step < cell.steps:
                 session.scheduler.step()
-        _record_jacobians(session, result, step, jacobians_due)
+        _record_jacobians(session, result, step)
         if monitor.flush_due or step % cell.eval_every == 0 or step == cell.steps:
             history = monitor.flush()
             result.step_times += timer.collect()
@@ -340,17 +341,12 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
     result.status = "done"
 
 
-def _jacobian_steps(cell: Cell) -> Callable[[int], bool]:
-    """Whether the layer Jacobians are due after ``step`` steps: at 0, every ``jacobian_every``
-    and at the end, where the cell asks for them at all."""
-    every = cell.jacobian_every
-    return lambda step: bool(every) and (step % every == 0 or step == cell.steps)
-
-
-def _record_jacobians(session: Session, result: RunResult, step: int, due: Callable[[int], bool]) -> None:
+def _record_jacobians(session: Session, result: RunResult, step: int) -> None:
     """The Jacobians' singular values on the probe batch (the first training examples), with
-    the monitor's hooks off (the probe's vector-Jacobian products would reach them)."""
-    if not due(step):
+    the monitor's hooks off (the probe's vector-Jacobian products would reach them), where the
+    cell asks for them: after step 0, every ``jacobian_every`` steps and the last."""
+    every, last = session.cell.jacobian_every, session.cell.steps
+    if not every or (step % every != 0 and step != last):
         return
     probe = session.task.data.x_train[:PROBE_EXAMPLES]
     with session.monitor.paused():

@@ -26,10 +26,12 @@ from torch import nn
 from gradbench.axes.activations import activation_gain
 from gradbench.axes.inits import initialise
 from gradbench.axes.registry import Registry
+from gradbench.axes.specs import bounds_text, outside
 from gradbench.tasks.datasets import Dataset, mnist1d_train_count
 from gradbench.tasks.image_datasets import DataOptions
 
 __all__ = [
+    "RUNNER_KNOBS", "default_knobs",
     "Task", "TaskConfig", "TaskInstance", "TASKS", "BATCH_SIZE_KNOB", "ORDER_KNOB", "ORDER_CHOICES", "register_task", "list_tasks",
     "resolve_knobs", "keyed_knobs", "apply_init",
 ]
@@ -40,7 +42,7 @@ BATCH_SIZE_KNOB = "batch_size"
 # The other knob every task accepts: how the runner draws batches (the first is the default).
 ORDER_KNOB = "order"
 ORDER_CHOICES = ("shuffled", "fixed")
-_RUNNER_KNOBS = (BATCH_SIZE_KNOB, ORDER_KNOB)  # the runner's, not the task builder's
+RUNNER_KNOBS = (BATCH_SIZE_KNOB, ORDER_KNOB)  # the runner's, not the task builder's
 NORM_CHOICES = ("none", "batch", "layer")
 
 
@@ -197,16 +199,20 @@ def _check_value(name: str, task: Task, key: str, value: Any) -> Any:
         integer = isinstance(default, int)
         low, high = task.knob_bounds.get(key, (1 if integer else 0, None))
         number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-        ok = number and (low is None or value >= low) and (high is None or value <= high) and (integer or math.isfinite(value))
-        kind = "an integer" if integer else "a number"
-        bounds = [f">= {low:g}" if low is not None else "", f"<= {high:g}" if high is not None else ""]
-        expected = f"{kind} {' and '.join(b for b in bounds if b)}".strip()
+        ok = number and not outside(value, low, high) and (integer or math.isfinite(value))
+        expected = f"{'an integer' if integer else 'a number'} {bounds_text(low, high)}".strip()
         value = float(value) if ok and not integer else value
     else:
         ok, expected = isinstance(value, type(default)), type(default).__name__
     if not ok:
         raise ValueError(f"invalid knob {key}={value!r} for task {name!r}: expected {expected}")
     return value
+
+
+def default_knobs(name: str) -> dict[str, Any]:
+    """Task ``name``'s knobs at their defaults, with the batch ``order`` every task has
+    (``batch_size``, a field of the cell, is not among them)."""
+    return {**TASKS.get(name).knobs, ORDER_KNOB: ORDER_CHOICES[0]}
 
 
 def resolve_knobs(name: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
