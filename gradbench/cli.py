@@ -258,7 +258,7 @@ def _db_path(args: argparse.Namespace) -> Path:
     return Path(args.db if args.db is not None else DEFAULT_DB)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+def _overrides(args: argparse.Namespace, max_cells: int) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for flag, key in (("task", "tasks"), ("optimizer", "optimizers"), ("schedule", "schedules"), ("activation", "activations"), ("clip", "clips"), ("init", "inits")):
         value = getattr(args, flag)
@@ -267,7 +267,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.lr is not None:
         overrides["lrs"] = _numbers("--lr", args.lr, float)
     if args.seeds is not None:
-        overrides["seeds"] = _numbers("--seeds", args.seeds, int, allow_ranges=True, max_count=_max_cells(args))
+        overrides["seeds"] = _numbers("--seeds", args.seeds, int, allow_ranges=True, max_count=max_cells)
     if args.steps is not None:
         overrides["steps"] = _numbers("--steps", args.steps, int)
     if args.batch_size is not None:
@@ -299,7 +299,8 @@ def _run(args: argparse.Namespace) -> int:
     # Everything is validated before the store is opened, so bad input writes nothing.
     plugins = _load_plugins(args)
     executor = _make_executor(args)
-    overrides = _overrides(args)
+    max_cells = _max_cells(args)
+    overrides = _overrides(args, max_cells)
     if args.suite:
         suite = load_suite(args.suite)  # flags replace their axis in every grid of the file
     elif set(overrides) & set(AXES):
@@ -307,7 +308,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         suite = default_suite()  # nothing but settings: the built-in suite
     # Ray runs cells on the cluster's nodes: a driver without a GPU may send CUDA cells there.
-    cells = expand(suite.with_overrides(overrides), local_devices=args.executor != "ray", max_cells=_max_cells(args))
+    cells = expand(suite.with_overrides(overrides), local_devices=args.executor != "ray", max_cells=max_cells)
     db = _db_path(args)
     data_options = _data_options(args)
     if args.dry_run:
@@ -625,13 +626,13 @@ def _list(args: argparse.Namespace) -> int:
         elif kind == "optimizers":
             rows = [(o.name, f"{o.description}; defaults {format_spec('', dict(o.defaults))[1:-1]}") for _, o in OPTIMIZERS.items()]
         elif kind == "schedules":
-            rows = [(s.name + (f"[{format_spec('', dict(s.params))[1:-1]}]" if s.params else ""), s.description) for _, s in SCHEDULES.items()]
+            rows = [(format_spec(s.name, dict(s.params)), s.description) for _, s in SCHEDULES.items()]
         elif kind == "activations":
             rows = [(a.name, a.description) for _, a in ACTIVATIONS.items()]
         elif kind == "clips":
             rows = [(c.name if c.name == "none" else f"{c.name}:C", c.description) for _, c in CLIPS.items()]
         else:
-            rows = [(i.name + (f"[{format_spec('', params)[1:-1]}]" if (params := init_defaults(i.name)) else ""), i.description) for _, i in INITS.items()]
+            rows = [(format_spec(i.name, init_defaults(i.name)), i.description) for _, i in INITS.items()]
         width = max(len(name) for name, _ in rows)
         for name, description in rows:
             print(f"  {name:<{width}}  {description}")

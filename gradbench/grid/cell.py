@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gradbench.axes.schedules import CONSTANT
 from gradbench.axes.specs import format_spec
 
 __all__ = ["Cell"]
@@ -62,7 +63,7 @@ class Cell:
     record_every: int
     detail_every: int
     validation: float = 0.0
-    schedule: str = "constant"
+    schedule: str = CONSTANT
     jacobian_every: int = 0
 
     @property
@@ -105,7 +106,7 @@ class Cell:
             # Left out at 0 (no validation split, as before it existed): stored keys stay.
             **({"validation": self.validation} if self.validation else {}),
             # Left out while constant (no schedule, as before schedules existed): keys stay.
-            **({"schedule": self.schedule} if self.schedule != "constant" else {}),
+            **({"schedule": self.schedule} if self.schedule != CONSTANT else {}),
             # Left out at 0 (none, as before they existed): keys stay.
             **({"jacobian_every": self.jacobian_every} if self.jacobian_every else {}),
         }
@@ -118,7 +119,7 @@ class Cell:
         fields = dict(config)
         fields.setdefault("detail_every", 0)  # stored before detail records existed
         fields.setdefault("validation", 0.0)  # stored before validation splits existed
-        fields.setdefault("schedule", "constant")  # stored before schedules existed
+        fields.setdefault("schedule", CONSTANT)  # stored before schedules existed
         fields.setdefault("jacobian_every", 0)  # stored before Jacobian statistics existed
         fields["task_knobs"] = items(config["task_knobs"])
         fields["hyperparameters"] = items(config["hyperparameters"])
@@ -132,7 +133,7 @@ class Cell:
     @property
     def label(self) -> str:
         parts = [self.task_label, self.optimizer_label]
-        parts += [f"schedule={self.schedule}"] if self.schedule != "constant" else []
+        parts += [f"schedule={self.schedule}"] if self.schedule != CONSTANT else []
         parts += [p for p in (self.activation, self.init) if p]
         parts += [f"clip={self.clip}", f"seed={self.seed}"]
         return " ".join(parts)

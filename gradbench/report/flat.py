@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gradbench.axes.optimizers import OPTIMIZERS
+from gradbench.axes.schedules import CONSTANT
 from gradbench.axes.specs import format_spec
 
 __all__ = ["Table", "build_table", "render", "FORMATS", "cell_texts", "config_text", "constants_text", "verdict_text"]
@@ -31,7 +32,7 @@ _CONFIG = (
     "detail_every", "validation", "jacobian_every",
 )
 # Shown in the line of constants only when a run set them (the defaults say nothing new).
-_QUIET_DEFAULTS = {"schedule": "constant", "jacobian_every": 0}
+QUIET_DEFAULTS = {"validation": 0, "schedule": CONSTANT, "jacobian_every": 0}
 _ALWAYS_SHOWN = ("optimizer", "activation", "clip")
 # (column, run field, how to aggregate)
 _METRICS = (
@@ -87,8 +88,8 @@ def _display(run: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any
     shown["eval_every"], shown["record_every"] = config["eval_every"], config["record_every"]
     shown["detail_every"] = config.get("detail_every", 0)  # runs stored before details existed
     shown["validation"] = config.get("validation") or None  # shown only for runs that held one out
-    shown["schedule"] = config.get("schedule", "constant")  # stored before schedules existed: constant
-    shown["jacobian_every"] = config.get("jacobian_every", 0)
+    shown["schedule"] = config.get("schedule", QUIET_DEFAULTS["schedule"])  # stored before schedules existed: constant
+    shown["jacobian_every"] = config.get("jacobian_every", QUIET_DEFAULTS["jacobian_every"])
     return shown
 
 
@@ -202,7 +203,7 @@ def config_text(value: Any) -> str:
 
 def constants_text(table: Table) -> str:
     """The values every row shares, as one line."""
-    return "; ".join(f"{k} {config_text(v)}" for k, v in table.constants.items() if v is not None and _QUIET_DEFAULTS.get(k) != v)
+    return "; ".join(f"{k} {config_text(v)}" for k, v in table.constants.items() if v is not None and QUIET_DEFAULTS.get(k) != v)
 
 
 def cell_texts(table: Table) -> list[list[str]]:

@@ -29,9 +29,9 @@ from typing import Any
 
 from gradbench.axes.optimizers import OPTIMIZERS
 from gradbench.axes.specs import format_spec, parse_spec, shown
-from gradbench.report.flat import config_text, verdict_text
+from gradbench.report.flat import QUIET_DEFAULTS, config_text, verdict_text
 from gradbench.tasks import TASKS, resolve_knobs
-from gradbench.tasks.base import BATCH_SIZE_KNOB, ORDER_CHOICES, ORDER_KNOB
+from gradbench.tasks.base import BATCH_SIZE_KNOB, default_knobs
 
 __all__ = ["Metric", "METRICS", "CellStats", "Pivot", "PivotReport", "run_axes", "build_pivots", "axis_choices", "select_runs", "task_label", "aggregate", "knobs_of"]
 
@@ -94,7 +94,7 @@ def _optimizer_label(config: Mapping[str, Any]) -> str:
 def knobs_of(config: Mapping[str, Any]) -> dict[str, Any]:
     """The task's knobs, defaults filled in (a cell's key leaves some out at their default)."""
     name = config["task"]
-    defaults = {**TASKS.get(name).knobs, ORDER_KNOB: ORDER_CHOICES[0]} if name in TASKS else {}
+    defaults = default_knobs(name) if name in TASKS else {}
     return {**defaults, **config["task_knobs"]}
 
 
@@ -104,7 +104,7 @@ def run_axes(run: Mapping[str, Any]) -> dict[str, Any]:
     axes: dict[str, Any] = {
         "optimizer": _optimizer_label(config),
         "lr": float(config["hyperparameters"]["lr"]),
-        "schedule": config.get("schedule", "constant"),  # stored before schedules existed: constant
+        "schedule": config.get("schedule", QUIET_DEFAULTS["schedule"]),  # stored before schedules existed: constant
         "activation": config["activation"],
         "init": config["init"],
         "clip": config["clip"],
@@ -119,7 +119,7 @@ def run_axes(run: Mapping[str, Any]) -> dict[str, Any]:
 
 def task_label(task: str, knobs: Mapping[str, Any]) -> str:
     """``task[knob=value]`` for the knobs that differ from the task's defaults."""
-    defaults = {**TASKS.get(task).knobs, ORDER_KNOB: ORDER_CHOICES[0]} if task in TASKS else {}
+    defaults = default_knobs(task) if task in TASKS else {}
     return format_spec(task, {k: v for k, v in knobs.items() if defaults.get(k, object()) != v})
 
 
@@ -311,12 +311,8 @@ def build_pivots(
         for name in (*_RUN_AXES, *_SETTINGS)
         if described and name in every and name not in varying and name not in shown and name not in knob_names
     }
-    if not constants.get("validation"):
-        constants.pop("validation", None)  # no split: the default, not worth a word
-    if constants.get("schedule") == "constant":
-        constants.pop("schedule")  # likewise no schedule
-    if not constants.get("jacobian_every"):
-        constants.pop("jacobian_every", None)  # and no Jacobians
+    # No split, no schedule, no Jacobians: the defaults, not worth a word.
+    constants = {name: value for name, value in constants.items() if name not in QUIET_DEFAULTS or QUIET_DEFAULTS[name] != value}
     groups: dict[str, list[tuple[Mapping[str, Any], dict[str, Any]]]] = {}
     for run, axes in described:
         config = json.loads(run["config"])

@@ -149,7 +149,7 @@ _MIGRATIONS = ((2, _TABLES_2, _COLUMNS_2), (3, _TABLES_3, _COLUMNS_3), (4, _TABL
 # each (a file older than that reads them as NULL).
 LAYER_STATISTICS = ("grad_norm_after_clip", "weight_norm", "update_ratio", "weight_grad_norm", "bias_grad_norm", "output_grad_norm")
 ACTIVATION_STATISTICS = ("dead_fraction", "saturated_fraction", "mean", "std", "pinned_fraction", "output_grad_norm")
-STATISTIC_ADDED_IN = {"weight_grad_norm": 4, "bias_grad_norm": 4, "output_grad_norm": 4, "pinned_fraction": 4}
+STATISTIC_ADDED_IN = {column: version for version, _, columns in _MIGRATIONS for table, column, _ in columns if table in ("layer_stats", "activation_stats")}
 
 _SCHEMA = f"""
 CREATE TABLE runs (

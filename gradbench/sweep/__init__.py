@@ -2,7 +2,7 @@
 
 Modules: ``driver`` (``run_sweep``: the store's only writer, the progress bar), ``executor``
 (the interface every executor has, and ``serial``), ``process_pool`` (worker processes on this
-machine, one per core or GPU), ``ray_executor`` (Ray tasks on a cluster) and ``executors``
+machine, one per core or GPU), ``ray_executor`` (Ray tasks on a cluster) and ``executor_names``
 (them by name).
 """
 
