@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from gradbench.axes.registry import Registry
-from gradbench.axes.specs import plain_value
+from gradbench.axes.specs import bounds_text, outside, plain_value
 
 __all__ = [
     "OptimizerSpec",
@@ -201,9 +201,8 @@ def _check_type(spec: OptimizerSpec, key: str, value: Any) -> Any:
     bounds = spec.bounds.get(key)
     if bounds is not None and value is not None:
         low, high = bounds
-        if not _is_number(value) or (low is not None and value < low) or (high is not None and value > high):
-            limits = " and ".join(text for text in (f">= {low:g}" if low is not None else "", f"<= {high:g}" if high is not None else "") if text)
-            raise ValueError(f"invalid {spec.name} hyper-parameter {key}={value!r}: expected a number {limits}")
+        if not _is_number(value) or outside(value, low, high):
+            raise ValueError(f"invalid {spec.name} hyper-parameter {key}={value!r}: expected a number {bounds_text(low, high)}")
     registered = spec.defaults.get(key)
     default = registered if registered is not None else spec.signature_default(key)
     if default is None or isinstance(default, torch.Tensor):  # None: any value the class accepts

@@ -12,7 +12,7 @@ import re
 import warnings
 from typing import Any
 
-__all__ = ["parse_spec", "format_spec", "format_value", "split_top_level", "parse_value", "plain_value", "shown", "MAX_VALUE_CHARS"]
+__all__ = ["parse_spec", "format_spec", "format_value", "split_top_level", "parse_value", "plain_value", "shown", "outside", "bounds_text", "MAX_VALUE_CHARS"]
 
 # Longer values are refused before Python's parser sees them (a long enough nesting overflows
 # its stack: MemoryError); no hyper-parameter or knob needs more.
@@ -28,6 +28,17 @@ def shown(text: str, limit: int = 80) -> str:
     if len(text) <= limit:
         return repr(text)
     return repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
+def outside(value: float, low: float | None, high: float | None) -> bool:
+    """``value < low`` or ``value > high``, a ``None`` bound open (knob and hyper-parameter
+    bounds; NaN is outside nothing: finiteness is the caller's to check)."""
+    return (low is not None and value < low) or (high is not None and value > high)
+
+
+def bounds_text(low: float | None, high: float | None) -> str:
+    """``>= low and <= high`` for an error line, a ``None`` bound left out (``""``: neither)."""
+    return " and ".join(text for text in (f">= {low:g}" if low is not None else "", f"<= {high:g}" if high is not None else "") if text)
 
 
 def split_top_level(text: str, separator: str = ",") -> list[str]:

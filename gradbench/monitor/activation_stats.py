@@ -49,7 +49,7 @@ from gradbench.axes.activations import ACTIVATIONS
 from gradbench.monitor.history import ActivationSite
 from gradbench.monitor.pass_hooks import PassHooks
 
-__all__ = ["SATURATION_SLOPE", "PINNED_BAND", "ActivationRecorder", "ActivationRecord", "activation_kind"]
+__all__ = ["SATURATION_SLOPE", "PINNED_BAND", "ActivationRecorder", "ActivationRecord", "activation_kind", "site_label"]
 
 SATURATION_SLOPE = 0.1
 
@@ -144,6 +144,12 @@ def activation_kind(module: nn.Module) -> str | None:
     """``"rectifier"``, ``"saturating"`` or ``None`` (not an activation the recorder watches)."""
     found = _counter(module)
     return found[0] if found else None
+
+
+def site_label(name: str, call: int) -> str:
+    """An activation site's name: the module's, with ``#k`` for its ``k``-th call (k >= 2) in
+    one forward pass (a module used several times)."""
+    return name if call == 1 else f"{name}#{call}"
 
 
 @dataclass(frozen=True)
@@ -276,8 +282,7 @@ class ActivationRecorder:
         for o in observations:
             calls[o.module_index] = calls.get(o.module_index, 0) + 1
             name, module, kind, _ = self._watched[o.module_index]
-            label = name if calls[o.module_index] == 1 else f"{name}#{calls[o.module_index]}"
-            self.sites.append(ActivationSite(label, type(module).__name__, kind, o.units))
+            self.sites.append(ActivationSite(site_label(name, calls[o.module_index]), type(module).__name__, kind, o.units))
         counted = sum(1 for o in observations if o.count is not None) + sum(1 for o in observations if o.pinned is not None)
         width = counted + 3 * len(observations)
         self._buffer = torch.full((self._buffer_steps, width), math.nan, dtype=torch.float64, device=observations[0].mean.device)

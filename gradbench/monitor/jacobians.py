@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradbench.monitor.activation_stats import activation_kind
+from gradbench.monitor.activation_stats import activation_kind, site_label
 from gradbench.monitor.output_gradients import first_tensor
 
 __all__ = ["JacobianSpectrum", "jacobian_spectra", "MAX_UNITS", "PROBE_EXAMPLES"]
@@ -76,7 +76,7 @@ def jacobian_spectra(model: nn.Module, inputs: torch.Tensor, *, max_units: int =
         if tensor is not None and tensor.requires_grad:
             name = names[id(module)]
             calls[name] = calls.get(name, 0) + 1
-            outputs.append((name if calls[name] == 1 else f"{name}#{calls[name]}", tensor))
+            outputs.append((site_label(name, calls[name]), tensor))
 
     handles = [module.register_forward_hook(keep) for module in model.modules() if id(module) in names]
     was_training = model.training

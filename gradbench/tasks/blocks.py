@@ -21,11 +21,11 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
-
-from collections.abc import Callable, Mapping
-from typing import Any
 
 from gradbench.tasks.base import NORM_CHOICES, LossFn, TaskConfig, TaskInstance
 from gradbench.tasks.datasets import Dataset, load_mnist1d, train_eval_subset
@@ -36,7 +36,6 @@ __all__ = [
     "MNIST1D_KNOBS", "MNIST1D_UNKEYED", "MNIST1D_BOUNDS", "mnist1d_data", "constant_prediction_loss",
 ]
 
-LOSS_CHOICES = ("cross_entropy", "mse")
 # MNIST-1D's knobs, the same on every task that reads it: its size, the fraction held out for
 # testing, and the paper's shuffled variant (one fixed permutation of the 40 positions).
 MNIST1D_KNOBS: Mapping[str, Any] = {"num_samples": 5000, "test_size": 0.2, "shuffle_seq": False}
@@ -54,6 +53,10 @@ def one_hot_mse(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     output of every example (``mse_loss`` on one-hot targets), as deep-linear-network studies
     train classifiers."""
     return nn.functional.mse_loss(outputs, nn.functional.one_hot(labels, outputs.shape[1]).to(outputs.dtype))
+
+
+_LOSSES: dict[str, LossFn] = {"cross_entropy": nn.functional.cross_entropy, "mse": one_hot_mse}
+LOSS_CHOICES = tuple(_LOSSES)
 
 
 def constant_prediction_loss(instance: TaskInstance) -> float | None:
@@ -77,10 +80,9 @@ def constant_prediction_loss(instance: TaskInstance) -> float | None:
 
 def classification_loss(name: str) -> LossFn:
     """``cross_entropy`` (softmax and negative log-likelihood) or ``mse`` on one-hot labels."""
-    losses: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"cross_entropy": nn.functional.cross_entropy, "mse": one_hot_mse}
-    if name not in losses:
+    if name not in _LOSSES:
         raise ValueError(f"invalid loss {name!r}; choose from: {', '.join(LOSS_CHOICES)}")
-    return losses[name]
+    return _LOSSES[name]
 
 
 def feature_norm(kind: str, features: int) -> nn.Module | None:

@@ -94,7 +94,7 @@ class Dataset:
             y_val=moved(self.y_val),
         )
 
-    def standardized(self, _: object = None) -> Dataset:
+    def standardized(self) -> Dataset:
         """This dataset with every input feature (each element of an example) shifted and
         scaled to mean 0 and standard deviation 1 over the training set; the test set and the
         validation split take the training set's statistics. A constant feature is only
@@ -418,18 +418,18 @@ DEVICE_CACHE_SIZE = 4
 
 # (id of the host dataset, method, argument) -> (the host dataset, the derived one): as for
 # device copies, holding the host dataset keeps its id from being reused while the entry lives.
-_derived: OrderedDict[tuple[int, str, Any], tuple[Dataset, Dataset]] = OrderedDict()
+_derived: OrderedDict[tuple[int, str, tuple[Any, ...]], tuple[Dataset, Dataset]] = OrderedDict()
 
 
-def _memoised(dataset: Dataset, method: str, argument: Any) -> Dataset:
-    """``getattr(dataset, method)(argument)``, made once per dataset and argument and reused by
-    later runs of the process: the same object each time, so ``on_device`` copies it to a GPU
+def _memoised(dataset: Dataset, method: str, *arguments: Any) -> Dataset:
+    """``getattr(dataset, method)(*arguments)``, made once per dataset and arguments and reused
+    by later runs of the process: the same object each time, so ``on_device`` copies it to a GPU
     once, not once per run."""
-    key = (id(dataset), method, argument)
+    key = (id(dataset), method, arguments)
     if key in _derived:
         _derived.move_to_end(key)
     else:
-        _derived[key] = (dataset, getattr(dataset, method)(argument))
+        _derived[key] = (dataset, getattr(dataset, method)(*arguments))
         while len(_derived) > DEVICE_CACHE_SIZE:
             _derived.popitem(last=False)
     return _derived[key][1]
@@ -442,7 +442,7 @@ def validation_split(dataset: Dataset, fraction: float) -> Dataset:
 
 def standardized(dataset: Dataset) -> Dataset:
     """``dataset.standardized()``, made once per dataset (see ``_memoised``)."""
-    return _memoised(dataset, "standardized", None)
+    return _memoised(dataset, "standardized")
 
 
 def train_eval_subset(dataset: Dataset, size: int) -> Dataset:
