@@ -179,10 +179,20 @@ class RayExecutor:
                         result = crashed_result(cell, f"{type(error).__name__}{cause} (after {self.max_retries + 1} attempts)", started)
                     yield result
         finally:
-            for ref in pending:  # Ctrl-C or an error in the driver: stop what is still running
-                ray.cancel(ref, force=True)
+            # Ctrl-C or an error in the driver: stop what is still running. A cluster this
+            # executor started goes down whole in close(), so its tasks are not cancelled one
+            # by one: ray.cancel racing a task that is just completing aborts the driver (a Ray
+            # core check, "Tried to complete task that was not pending", seen with Ray 2.60),
+            # and the claims would then never be released. On a joined cluster only the tasks
+            # not yet finished are cancelled, which narrows that window.
+            if pending and not self._started_ray:
+                _, unfinished = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+                for ref in unfinished:
+                    ray.cancel(ref, force=True)
 
     def close(self) -> None:
+        """Shut down the Ray this executor started, and with it every task still running (a
+        cluster it joined stays up)."""
         if self._started_ray:
             import ray
 

@@ -156,6 +156,52 @@ def test_an_error_raised_in_a_ray_task_is_stored_with_its_cause(cluster, tmp_pat
     assert result.error == f"PluginError: plugin file {str(tmp_path / 'gone.py')!r} does not exist"
 
 
+def test_closing_the_results_on_a_joined_cluster_cancels_the_tasks_still_running(cluster, tmp_path, monkeypatch):
+    """Ctrl-C or a driver error closes map's generator: on a cluster the executor joined (and
+    close() leaves up) the task still running is cancelled, the finished one is not, and the
+    CPU is free at once. (Ray may also stop a task whose result nobody holds: the calls are
+    what tells.)"""
+    import time
+    from pathlib import Path
+
+    from gradbench.run import RunResult
+
+    class Job:  # defined here: pickled by value for the Ray workers
+        def __init__(self, started: Path) -> None:
+            self.started = started
+
+        def start(self) -> None:
+            pass
+
+        def alongside(self, runs: int) -> Job:
+            return self
+
+        def __call__(self, cell, on_steps=None):
+            if cell.seed == 1:
+                self.started.touch()
+                time.sleep(120)
+            return RunResult(cell, "done")
+
+    started = tmp_path / "started"
+    cancelled = []
+    cancel = ray.cancel
+    monkeypatch.setattr(ray, "cancel", lambda ref, **options: (cancelled.append(ref), cancel(ref, **options)))
+    cells = expand(parse_suite(f'tasks = ["{SMALL}"]\nsteps = 5\nseeds = [0, 1]'))
+    executor = RayExecutor()
+    executor.check(cells)
+    results = executor.map(Job(started), iter(cells))
+    assert next(results).cell.seed == 0
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:  # running, not merely queued
+        time.sleep(0.05)
+    assert started.exists()
+    results.close()
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(cancelled) == 1 and ray.available_resources().get("CPU", 0) == 2 and ray.is_initialized()
+
+
 def test_the_cli_runs_on_ray_and_refuses_what_the_cluster_lacks_writing_nothing(cluster, tmp_path, capsys):
     from gradbench.cli import main
 
