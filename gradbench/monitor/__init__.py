@@ -2,8 +2,8 @@
 
 Modules: ``gradient_monitor`` (``GradientMonitor``: the loss, per-layer gradient norms, clipping,
 weight norms, update ratios and activation statistics, kept on the device and read back in one
-transfer per buffer), ``layer_norms`` (a model's layers and their norms in a few device
-operations), ``activation_stats`` (forward hooks on activations: dead and saturated fractions,
+transfer per buffer), ``layer_norms`` (a model's layers, and per-layer norms combined on the host
+from the per-tensor norms of one fused device operation), ``activation_stats`` (forward hooks on activations: dead and saturated fractions,
 mean, std), ``history`` (the records on the host, where NaN/Inf began) and ``diagnosis``
 (verdicts such as ``vanishing`` or ``dead_units``, with their numbers).
 """

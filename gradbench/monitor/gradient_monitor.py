@@ -22,12 +22,14 @@ follows (a copy of the weights and three more passes over them), the back-propag
 at each layer's output (``gradbench.monitor.output_gradients``), and activation statistics from
 forward hooks (``gradbench.monitor.activation_stats``): weights change slowly and these cost more.
 
-At a recorded step one fused ``_foreach_norm`` computes the norms of all gradients (and, at a
-detailed step, weights) together and three more operations combine them per layer (``gradbench.monitor.layer_norms``), straight
-into a preallocated device buffer. Nothing is read back until ``flush()`` (one transfer for the
-buffer, a second for activation statistics), which the caller runs outside its timed region;
-``step()`` and the optimizer hooks never synchronise. Quantities derived from recorded ones
-(norms after norm clipping, global norms, ratios) are computed on the host at the read-back.
+At a recorded step one fused ``_foreach_norm`` computes the norm of every gradient (and, at a
+detailed step, every weight) and that is all the device does for the record: the list of norm
+tensors is kept as it is, like the loss tensor, and ``flush()`` stacks everything kept and reads
+it back in one transfer (a second one for activation statistics), which the caller runs outside
+its timed region. ``step()`` and the optimizer hooks never synchronise. The host then combines
+the per-tensor norms per layer (``gradbench.monitor.layer_norms``) and derives the rest (norms
+after norm clipping, global norms, ratios). Norm clipping takes its global norm from the same
+per-tensor norms, as ``clip_grad_norm_`` does.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -42,7 +45,7 @@ from torch import nn
 from gradbench.axes.clipping import Clipping, parse_clipping
 from gradbench.monitor.activation_stats import ActivationRecorder
 from gradbench.monitor.history import ActivationSite, MonitorHistory, NonFinite
-from gradbench.monitor.layer_norms import LayerNorms, is_bias, layer_modules, model_layers
+from gradbench.monitor.layer_norms import LayerGroups, LayerNorms, is_bias, layer_modules, model_layers, norm_dtype
 from gradbench.monitor.output_gradients import OutputGradients
 
 __all__ = ["GradientMonitor", "MonitorHistory", "NonFinite", "model_layers", "DEFAULT_EVERY", "DETAIL_FACTOR"]
@@ -53,6 +56,58 @@ DEFAULT_EVERY = 10
 # Weight norms, update ratios and activation statistics at every 10th record: together they cost
 # 30-40% of a small CPU step when recorded (see bench/test_health_overhead.py).
 DETAIL_FACTOR = 10
+
+
+@dataclass
+class _Record:
+    """One recorded step's device tensors, kept as they come until ``flush()`` reads them back.
+
+    Attributes:
+        offset: The step's place among the buffered steps.
+        detailed: A detailed step (weights, updates, output gradients, activations).
+        groups: How the gradients present at this step group into layers.
+        norms: Per-tensor norms: the gradients present, then (detailed, weights on) every weight.
+        clip_total: The global norm that norm clipping scaled by.
+        fired: Value clipping: whether some element was beyond the threshold.
+        after: Value clipping: the gradients' per-tensor norms after it.
+        updates: Per-parameter norms of ``W_before - W_after`` over the optimizer step.
+        outputs: Per-layer norms of the back-propagated gradient at the layers' outputs.
+    """
+
+    offset: int
+    detailed: bool
+    groups: LayerGroups
+    norms: list[torch.Tensor]
+    clip_total: torch.Tensor | None = None
+    fired: torch.Tensor | None = None
+    after: list[torch.Tensor] | None = None
+    updates: list[torch.Tensor] | None = None
+    outputs: torch.Tensor | None = None
+
+    def scalars(self) -> list[torch.Tensor]:
+        """Its 0-d tensors in reading order: norms, [clip_total], [fired], [after], [updates]
+        (``outputs``, a vector, apart)."""
+        kept = list(self.norms)
+        for extra in (self.clip_total, self.fired):
+            if extra is not None:
+                kept.append(extra)
+        return kept + (self.after or []) + (self.updates or [])
+
+
+@dataclass
+class _Decoded:
+    """One record read back: per-tensor norms combined per layer (``LayerGroups.combine`` rows:
+    layers, weight parts, bias parts, global norm), and the values that need no combining."""
+
+    offset: int
+    detailed: bool
+    gradients: list[float] = field(default_factory=list)
+    weights: list[float] | None = None
+    after: list[float] | None = None
+    updates: list[float] | None = None
+    clip_total: float | None = None
+    fired: bool | None = None
+    outputs: list[float] | None = None
 
 
 def _check_count(name: str, value: object, minimum: int) -> None:
@@ -131,77 +186,36 @@ class GradientMonitor:
         biases = [is_bias(leaf) for _, _, params in layers for leaf, _ in params]
         # Which layers have a weight part and a bias part (the other reads as None, not 0).
         self._has_part = ([any(not is_bias(leaf) for leaf, _ in params) for _, _, params in layers], [any(is_bias(leaf) for leaf, _ in params) for _, _, params in layers])
-        self._layer_norms = LayerNorms(layer_of_parameter, len(layers), device, {p.dtype for p in self._parameters}, biases)
+        self._groups = LayerNorms(layer_of_parameter, len(layers), biases)
+        self._all_present = self._groups.groups()
+        self._norm_dtype = norm_dtype({p.dtype for p in self._parameters})
         self._weights = weights
         self._output_gradients = OutputGradients(model, [module for _, module, _ in layers], device) if activations and detail_every else None
-        self._layout(optimizer is not None and detail_every > 0)
-        self._buffer = torch.full((buffer_steps, self._width), math.nan, dtype=self._layer_norms.accumulate_dtype, device=device)
-        self._views(buffer_steps)
-        self._row = 0
-        self._buffer_first_step = 1  # steps count from 1: step k is the k-th call of step()
-        self._recorded: list[bool] = []
-        self._detailed: list[bool] = []
         self._losses: list[torch.Tensor | None] = []
+        self._records: list[_Record] = []
         self._activations_recorded: list[bool] = []
-        self._updated = [False] * buffer_steps
-        self._update_row: int | None = None  # the row whose optimizer step is to be measured
+        self._buffer_first_step = 1  # steps count from 1: step k is the k-th call of step()
+        self._update_record: _Record | None = None  # the record whose optimizer step is to be measured
         self._inside_update = False  # between the optimizer's pre- and post-step hooks
-        self._snapshot_row: int | None = None  # ... and whose weights have been copied
+        self._snapshot_record: _Record | None = None  # ... and whose weights have been copied
         self.steps = 0
         self._record_next = every > 0  # step 1 is recorded
         self._detail_next = detail_every > 0
         self._history = MonitorHistory(layer_names=list(self.layer_names))
-        self._hooks = []
+        # Update ratios: the optimizer's step hooks copy the weights before a detailed step's
+        # update and measure the change after it. They are registered only around detailed
+        # steps (from the step before one): a registered hook costs every optimizer step a call.
+        self._optimizer = optimizer if detail_every else None
+        self._update_hooks: list[torch.utils.hooks.RemovableHandle] = []
         self._snapshots: list[torch.Tensor] = []
-        if optimizer is not None and detail_every:
+        if self._optimizer is not None:
             self._snapshots = [torch.empty_like(p, memory_format=torch.preserve_format) for p in self._parameters]
-            self._hooks = [optimizer.register_step_pre_hook(self._before_update), optimizer.register_step_post_hook(self._after_update)]
+            self._arm_update_hooks(self._detail_next)
         self._activations = ActivationRecorder(model, buffer_steps) if activations and detail_every else None
         if self._activations is not None:
             self._activations.arm(self._detail_next)
         if self._output_gradients is not None:
             self._output_gradients.arm(self._detail_next)
-        # Built now, not inside the first step: a host-to-device copy would synchronise there.
-        self._detail_assignment = self._layer_norms.assignment(None, weights, with_total=True, with_split=True)
-        self._full_assignment = self._layer_norms.assignment(None, False, with_total=True, with_split=True)
-        self._layer_norms.assignment()  # updates, and norms after value clipping
-
-    def _layout(self, updates: bool) -> None:
-        """Columns of a buffer row: loss, gradient norms, global gradient norm, the gradient
-        norms of the weights and of the biases apart, [weight norms], [output gradient norms],
-        [update norms], [gradient norms after value clipping, value clipping fired]. The
-        gradient norms, their global norm, their parts and the weight norms are adjacent, in
-        the order of the assignment's rows, so that one operation writes them all."""
-        num_layers = len(self.layer_names)
-        self._total_column = 1 + num_layers
-        self._split_column = self._total_column + 1
-        self._weight_column = self._split_column + 2 * num_layers
-        column = self._weight_column + (num_layers if self._weights else 0)
-        self._update_column = self._after_column = self._fired_column = self._output_column = -1
-        if self._output_gradients is not None:
-            self._output_column, column = column, column + num_layers
-        if updates:
-            self._update_column, column = column, column + num_layers
-        if self._clip_kind == "value":
-            self._after_column, self._fired_column, column = column, column + num_layers, column + num_layers + 1
-        self._width = column
-
-    def _views(self, rows: int) -> None:
-        """Views of each row's slots, made once: slicing costs microseconds a step."""
-        buffer = self._buffer
-
-        def views(column: int, width: int | None) -> list[torch.Tensor]:
-            if column < 0:
-                return []
-            return [buffer[row, column] if width is None else buffer[row, column : column + width] for row in range(rows)]
-
-        self._norm_views = views(1, self.num_layers * (4 if self._weights else 3) + 1)
-        self._grad_norm_views = views(1, self.num_layers * 3 + 1)
-        self._output_views = views(self._output_column, self.num_layers)
-        self._update_views = views(self._update_column, self.num_layers)
-        self._after_views = views(self._after_column, self.num_layers)
-        self._total_views = views(self._total_column, None)
-        self._fired_views = views(self._fired_column, None)
 
     @property
     def num_layers(self) -> int:
@@ -210,7 +224,7 @@ class GradientMonitor:
     @property
     def flush_due(self) -> bool:
         """True when the device buffer is full: call ``flush()`` before the next ``step()``."""
-        return self._row >= self.buffer_steps
+        return len(self._losses) >= self.buffer_steps
 
     @property
     def activation_sites(self) -> list[ActivationSite]:
@@ -223,9 +237,9 @@ class GradientMonitor:
         Never synchronises with the device, except to flush a full buffer the caller did not
         flush.
         """
-        if self._row >= self.buffer_steps:
+        if len(self._losses) >= self.buffer_steps:
             self.flush()
-        row = self._row
+        offset = len(self._losses)
         # The loss tensor itself is kept (a detached view, no copy; nothing writes into a loss
         # after backward): flush() stacks them, which saves an operation every step.
         self._losses.append(loss.detach() if loss is not None else None)
@@ -233,6 +247,7 @@ class GradientMonitor:
         self.steps += 1
         self._record_next = self.every > 0 and self.steps % self.every == 0
         self._detail_next = self.detail_every > 0 and self.steps % self.detail_every == 0
+        written: _Record | None = None
         if record or self._clip_kind is not None:
             parameters = self._parameters
             if parameters[0].device != self._device:
@@ -241,36 +256,49 @@ class GradientMonitor:
                     f"{parameters[0].device}: create the monitor after model.to(device)"
                 )
             grads = [grad for p in parameters if (grad := p.grad) is not None]
-            record = record and bool(grads)  # no gradients (no backward yet): nothing to record
-            if grads:
-                with torch.no_grad():
-                    if record:
-                        self._record(row, grads, detail and self._weights)
-                    else:
+            if grads:  # no gradients (no backward yet): nothing to record or clip
+                if record:
+                    written = self._record(offset, grads, detail)
+                else:
+                    with torch.no_grad():
                         self.clipping.clip_(grads)
-        detail = detail and record
+        detail = detail and written is not None
         activations_recorded = False
         if self._activations is not None:
             if detail:
-                activations_recorded = self._activations.write(row)
+                activations_recorded = self._activations.write(offset)
             else:
                 self._activations.discard()
             self._activations.arm(self._detail_next)
         if self._output_gradients is not None:
             if detail:
-                self._output_gradients.write(self._output_views[row])
+                assert written is not None
+                written.outputs = torch.empty(self.num_layers, dtype=torch.float64, device=self._device)
+                self._output_gradients.write(written.outputs)
             else:
                 self._output_gradients.discard()
             self._output_gradients.arm(self._detail_next)
         self._activations_recorded.append(activations_recorded)
-        self._recorded.append(record)
-        self._detailed.append(detail)
-        self._update_row = row if detail and self._snapshots else None
-        if self._inside_update and self._update_row is not None:
-            # step() ran inside optimizer.step (a closure optimizer's first evaluation), after
-            # the pre-step hook: the weights have not moved yet, so the snapshot is taken now.
-            self._before_update(None, None, None)  # type: ignore[arg-type]
-        self._row += 1
+        if self._optimizer is not None:
+            self._update_record = written if detail and self._weights else None
+            if self._inside_update and self._update_record is not None:
+                # step() ran inside optimizer.step (a closure optimizer's first evaluation),
+                # after the pre-step hook: the weights have not moved yet, so the copy is now.
+                self._before_update(None, None, None)  # type: ignore[arg-type]
+            self._arm_update_hooks(self._detail_next or self._update_record is not None or self._snapshot_record is not None)
+
+    def _arm_update_hooks(self, on: bool) -> None:
+        """Register the optimizer step hooks (``on``) or remove them."""
+        if on == bool(self._update_hooks) or self._optimizer is None:
+            return
+        if on:
+            optimizer = self._optimizer
+            self._update_hooks = [optimizer.register_step_pre_hook(self._before_update), optimizer.register_step_post_hook(self._after_update)]
+        else:
+            for handle in self._update_hooks:
+                handle.remove()
+            self._update_hooks = []
+            self._inside_update = False  # the post-step hook that would say so is gone
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
@@ -296,83 +324,147 @@ class GradientMonitor:
             with torch.no_grad():
                 self.clipping.clip_(grads)
 
-    def _record(self, row: int, grads: list[torch.Tensor], weights: bool) -> None:
-        """Gradient norms (and with ``weights`` weight norms) into buffer row ``row``, then
-        clipping (and, for value clipping, whether it fired and the norms after it)."""
+    def _norms(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per-tensor L2 norms, one fused operation (``gradbench.monitor.layer_norms``)."""
+        if self._norm_dtype is None:
+            return list(torch._foreach_norm(tensors))
+        return list(torch._foreach_norm(tensors, 2, dtype=self._norm_dtype))
+
+    def _record(self, offset: int, grads: list[torch.Tensor], detail: bool) -> _Record:
+        """The gradients' norms (and, at a detailed step with weights on, the weights'), kept
+        as device tensors; then clipping (with, for value clipping, whether it fired and the
+        norms after it)."""
         parameters = self._parameters
-        present = None if len(grads) == len(parameters) else tuple(p.grad is not None for p in parameters)
-        tensors = grads + parameters if weights else grads
-        if present is None:
-            assignment = self._detail_assignment if weights else self._full_assignment
-        else:
-            assignment = self._layer_norms.assignment(present, weights, with_total=True, with_split=True)
-        self._layer_norms(tensors, assignment, (self._norm_views if weights else self._grad_norm_views)[row])
+        groups = self._all_present if len(grads) == len(parameters) else self._groups.groups(tuple(p.grad is not None for p in parameters))
+        weights = detail and self._weights
+        if weights or self._clip_kind is not None or grads[0].requires_grad:  # no autograd graph of norms
+            with torch.no_grad():
+                record = self._record_and_clip(offset, grads, detail, groups, weights)
+        else:  # the common case, without the no_grad context's cost
+            record = _Record(offset, detail, groups, self._norms(grads))
+        self._records.append(record)
+        return record
+
+    def _record_and_clip(self, offset: int, grads: list[torch.Tensor], detail: bool, groups: LayerGroups, weights: bool) -> _Record:
+        norms = self._norms(grads + self._parameters if weights else grads)
+        record = _Record(offset, detail, groups, norms)
         if self._clip_kind == "norm":
-            self.clipping.clip_(grads, self._total_views[row])
+            # The global norm of the per-tensor norms, as clip_grad_norm_ computes it.
+            record.clip_total = torch.linalg.vector_norm(torch.stack(norms[: len(grads)]))
+            self.clipping.clip_(grads, record.clip_total)
         elif self._clip_kind == "value":
             # Fired: some element beyond the threshold (an exact test; norms could not tell a
             # barely clipped element from rounding). aminmax reads each gradient once.
             extremes = torch.stack([value for pair in map(torch.aminmax, grads) for value in pair])
             threshold = self.clipping.threshold
             assert threshold is not None  # value clipping always has one
-            self._fired_views[row].copy_(extremes.abs().amax() > threshold)
+            record.fired = extremes.abs().amax() > threshold
             self.clipping.clip_(grads)
-            self._layer_norms(grads, self._layer_norms.assignment(present), self._after_views[row])
+            record.after = self._norms(grads)
+        return record
 
     def _before_update(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
-        """Optimizer pre-step hook: at a recorded step, copy the weights the update will change."""
+        """Optimizer pre-step hook: at a detailed step, copy the weights the update will change."""
         self._inside_update = True
-        if self._update_row is None:
+        if self._update_record is None:
             return
         with torch.no_grad():
             torch._foreach_copy_(self._snapshots, self._parameters)
-        self._snapshot_row, self._update_row = self._update_row, None
+        self._snapshot_record, self._update_record = self._update_record, None
 
     def _after_update(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
-        """Optimizer post-step hook: the norm of the update, per layer, into the recorded row."""
+        """Optimizer post-step hook: the norm of each parameter's update, kept."""
         self._inside_update = False
-        row = self._snapshot_row
-        if row is None:
+        record = self._snapshot_record
+        if record is None:
             return
-        self._snapshot_row = None
+        self._snapshot_record = None
         with torch.no_grad():
             torch._foreach_sub_(self._snapshots, self._parameters)  # now W_before - W_after
-            self._layer_norms(self._snapshots, self._layer_norms.assignment(), self._update_views[row])
-        self._updated[row] = True
+            record.updates = self._norms(self._snapshots)
 
     def flush(self) -> MonitorHistory:
         """Read the buffered steps back in one transfer and append them to the history."""
-        if self._row == 0:
+        count = len(self._losses)
+        if count == 0:
             return self._history
-        self._update_row = self._snapshot_row = None  # an update not yet measured is dropped
-        given = [loss for loss in self._losses if loss is not None]
-        if given:  # the loss column, filled now rather than by a copy inside every step
-            try:  # one stack for losses of one shape, () or (1,), as they come
-                losses = torch.stack(given).reshape(len(given))
-            except RuntimeError:
-                losses = torch.stack([loss.reshape(()) for loss in given])
-            if len(given) == self._row:
-                self._buffer[: self._row, 0] = losses
-            else:
-                self._buffer[[index for index, loss in enumerate(self._losses) if loss is not None], 0] = losses.to(self._buffer.dtype)
-        rows = self._buffer[: self._row].tolist()
-        activation_rows = self._activations.read(self._row) if self._activations is not None and any(self._activations_recorded) else []
-        for offset, values in enumerate(rows):
+        self._update_record = self._snapshot_record = None  # an update not yet measured is dropped
+        values, losses = self._read_back()
+        activation_rows = self._activations.read(count) if self._activations is not None and any(self._activations_recorded) else []
+        decoded = iter(self._decode(values))
+        pending = next(decoded, None)
+        for offset in range(count):
             step = self._buffer_first_step + offset
             if self._losses[offset] is not None:
-                self._add_loss(step, values[0])
-            if self._recorded[offset]:
-                self._add_record(step, offset, values, self._detailed[offset])
+                self._add_loss(step, losses[offset])
+            if pending is not None and pending.offset == offset:
+                self._add_record(step, pending)
+                pending = next(decoded, None)
             if self._activations_recorded[offset]:
                 self._add_activations(step, offset, activation_rows[offset])
-        self._buffer_first_step += self._row
-        self._row = 0
-        self._recorded.clear()
-        self._detailed.clear()
+        self._buffer_first_step += count
         self._losses.clear()
+        self._records.clear()
         self._activations_recorded.clear()
-        self._updated = [False] * self.buffer_steps
         return self._history
+
+    def _read_back(self) -> tuple[list[float], dict[int, float]]:
+        """Everything kept since the last flush, in one transfer: each record's 0-d tensors
+        (then its output gradient norms), and the losses by step offset."""
+        parts: list[torch.Tensor] = []
+        for record in self._records:
+            parts.append(torch.stack(record.scalars()).to(self._device, torch.float64))
+            if record.outputs is not None:
+                parts.append(record.outputs)
+        given = [(offset, loss) for offset, loss in enumerate(self._losses) if loss is not None]
+        if given:
+            try:  # one stack for losses of one shape, () or (1,), as they come
+                stacked = torch.stack([loss for _, loss in given]).reshape(len(given))
+            except RuntimeError:
+                stacked = torch.stack([loss.reshape(()) for _, loss in given])
+            parts.append(stacked.to(self._device, torch.float64))
+        flat = torch.cat(parts).tolist() if parts else []
+        tail = len(flat) - len(given)
+        return flat[:tail], {offset: flat[tail + index] for index, (offset, _) in enumerate(given)}
+
+    def _decode(self, values: list[float]) -> list[_Decoded]:
+        """Split the read-back values by record (in ``_Record.scalars`` order), then combine
+        every row of per-tensor norms per layer, one batch per grouping pattern."""
+        decoded: list[_Decoded] = []
+        rows: dict[int, tuple[LayerGroups, list[list[float]], list[tuple[_Decoded, str]]]] = {}
+
+        def combine_later(groups: LayerGroups, row: list[float], item: _Decoded, name: str) -> None:
+            _, batch, targets = rows.setdefault(id(groups), (groups, [], []))
+            batch.append(row)
+            targets.append((item, name))
+
+        position = 0
+        for record in self._records:
+            present = record.groups.present
+            item = _Decoded(record.offset, record.detailed)
+            combine_later(record.groups, values[position : position + present], item, "gradients")
+            position += present
+            weights = len(record.norms) - present
+            if weights:
+                combine_later(self._all_present, values[position : position + weights], item, "weights")
+                position += weights
+            if record.clip_total is not None:
+                item.clip_total, position = values[position], position + 1
+            if record.fired is not None:
+                item.fired, position = values[position] > 0.5, position + 1
+            if record.after is not None:
+                combine_later(record.groups, values[position : position + present], item, "after")
+                position += present
+            if record.updates is not None:
+                combine_later(self._all_present, values[position : position + len(record.updates)], item, "updates")
+                position += len(record.updates)
+            if record.outputs is not None:
+                item.outputs, position = values[position : position + self.num_layers], position + self.num_layers
+            decoded.append(item)
+        for groups, batch, targets in rows.values():
+            for combined, (item, name) in zip(groups.combine(batch), targets):
+                setattr(item, name, combined)
+        return decoded
 
     def _add_loss(self, step: int, loss: float) -> None:
         history = self._history
@@ -381,35 +473,34 @@ class GradientMonitor:
         if history.nonfinite is None and not math.isfinite(loss):
             history.nonfinite = NonFinite(step, "loss")
 
-    def _add_record(self, step: int, offset: int, values: list[float], detailed: bool) -> None:
-        history, num_layers = self._history, self.num_layers
-        norms = values[1 : 1 + num_layers]
-        total = values[self._total_column]
+    def _add_record(self, step: int, item: _Decoded) -> None:
+        history, layers = self._history, self.num_layers
+        combined = item.gradients
+        norms, total = combined[:layers], combined[3 * layers]
         fired: bool | None = None
-        if self._clip_kind == "norm":
-            coefficient = self.clipping.coefficient(total)
+        if self._clip_kind == "norm" and item.clip_total is not None:
+            # The coefficient from the global norm the device scaled by, as it computed it.
+            coefficient = self.clipping.coefficient(item.clip_total)
             assert coefficient is not None
             after, total_after, fired = [norm * coefficient for norm in norms], total * coefficient, coefficient < 1.0
-        elif self._clip_kind == "value":
-            after = values[self._after_column : self._after_column + num_layers]
-            total_after, fired = math.sqrt(sum(norm * norm for norm in after)), values[self._fired_column] > 0.5
+        elif item.after is not None:
+            after, total_after, fired = item.after[:layers], item.after[3 * layers], item.fired
         else:
             after, total_after = list(norms), total
         history.grad_steps.append(step)
         history.layer_grad_norms.append(norms)
-        parts = values[self._split_column : self._weight_column]
         has_weight, has_bias = self._has_part
-        history.layer_weight_grad_norms.append([value if here else None for value, here in zip(parts[:num_layers], has_weight)])
-        history.layer_bias_grad_norms.append([value if here else None for value, here in zip(parts[num_layers:], has_bias)])
-        outputs = values[self._output_column : self._output_column + num_layers] if detailed and self._output_column >= 0 else None
+        history.layer_weight_grad_norms.append([value if here else None for value, here in zip(combined[layers : 2 * layers], has_weight)])
+        history.layer_bias_grad_norms.append([value if here else None for value, here in zip(combined[2 * layers : 3 * layers], has_bias)])
+        outputs = item.outputs
         history.layer_output_grad_norms.append(None if outputs is None else [None if math.isnan(value) else value for value in outputs])
         history.layer_grad_norms_after.append(after)
         history.total_norm_before.append(total)
         history.total_norm_after.append(total_after)
         history.clip_fired.append(fired)
-        weights = values[self._weight_column : self._weight_column + num_layers] if self._weights and detailed else None
+        weights = item.weights[:layers] if item.weights is not None else None
         history.layer_weight_norms.append(weights)
-        updates = values[self._update_column : self._update_column + num_layers] if weights is not None and self._updated[offset] else None
+        updates = item.updates[:layers] if item.updates is not None and weights is not None else None
         ratios = None if updates is None else [update / weight if weight != 0 else None for update, weight in zip(updates, weights or [])]
         history.layer_update_ratios.append(ratios)
         if history.nonfinite is None:
@@ -419,8 +510,8 @@ class GradientMonitor:
             if bad:
                 history.nonfinite = NonFinite(step, "gradient", self.layer_names[max(bad)])
                 return
-            weight_values = (weights or []) + (updates or [])
-            bad = [index % num_layers for index, value in enumerate(weight_values) if not math.isfinite(value)]
+            weight_norms = (weights or []) + (updates or [])
+            bad = [index % layers for index, value in enumerate(weight_norms) if not math.isfinite(value)]
             if bad:
                 history.nonfinite = NonFinite(step, "weight", self.layer_names[min(bad)])
 
@@ -445,9 +536,8 @@ class GradientMonitor:
 
     def close(self) -> None:
         """Remove the monitor's optimizer and forward hooks (the records stay)."""
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks = []
+        self._arm_update_hooks(False)
+        self._optimizer = None
         self._snapshots = []
         if self._activations is not None:
             self._activations.close()

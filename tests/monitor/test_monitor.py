@@ -561,3 +561,72 @@ def test_losses_of_either_scalar_shape_and_missing_ones_read_back_in_order():
     history = monitor.history()
     assert history.loss_steps == [1, 2, 4, 5]
     assert history.losses == [1.5, 2.5, 3.5, 4.5]
+
+
+class _OperationLog(torch.utils._python_dispatch.TorchDispatchMode):
+    """Every aten operation dispatched while active, by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.names.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_recorded_step_costs_the_device_one_fused_norm_and_nothing_else():
+    """The record is the per-tensor norms of one _foreach_norm, kept as they come: no stack,
+    gather or per-layer reduction inside step() (they run on the host at the read-back)."""
+    model = _mlp(depth=4)
+    monitor = GradientMonitor(model, every=1, detail_every=0, weights=False, activations=False)
+    loss = _backward(model)
+    with _OperationLog() as log:
+        monitor.step(loss)
+    assert [name for name in log.names if name != "detach.default"] == ["_foreach_norm.Scalar"]
+    assert monitor.history().layer_grad_norms[0] == pytest.approx(list(_layer_norms_reference(model).values()), rel=1e-6)
+
+
+def test_norm_clipping_adds_only_the_global_norm_and_the_scaling():
+    model = _mlp(depth=4)
+    monitor = GradientMonitor(model, clip="norm:0.01", every=1, detail_every=0, weights=False, activations=False)
+    loss = _backward(model)
+    with _OperationLog() as log:
+        monitor.step(loss)
+    operations = [name for name in log.names if name != "detach.default"]
+    assert operations[0] == "_foreach_norm.Scalar" and operations.count("_foreach_norm.Scalar") == 1
+    assert len(operations) <= 8, operations  # stack, vector_norm, the coefficient, one _foreach_mul_
+
+
+def test_the_optimizer_hooks_are_registered_only_around_detailed_steps():
+    """A registered step hook costs every optimizer step a call: the monitor's are there from
+    the step before a detailed step until its update is measured, and gone otherwise."""
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    monitor = GradientMonitor(model, every=2, detail_every=6, optimizer=optimizer)
+    registered = []
+    for step in range(1, 14):
+        registered.append((step, bool(optimizer._optimizer_step_pre_hooks), bool(optimizer._optimizer_step_post_hooks)))
+        monitor.step(_backward(model, seed=step))
+        optimizer.step()
+    # Detailed steps: 1, 7, 13; hooks from the step before each (the monitor's step() of step
+    # 6 knows step 7 is detailed) through the detailed step's optimizer step.
+    assert [step for step, pre, post in registered if pre and post] == [1, 2, 7, 8, 13]
+    assert all(pre == post for _, pre, post in registered)
+    history = monitor.history()
+    ratios = {step: ratio for step, ratio in zip(history.grad_steps, history.layer_update_ratios) if ratio is not None}
+    assert sorted(ratios) == [1, 7, 13]
+
+
+def test_half_precision_gradients_get_float32_norms():
+    """bfloat16 norms would keep three significant digits: the monitor asks for float32."""
+    torch.manual_seed(0)
+    model = _mlp(depth=3).to(torch.bfloat16)
+    monitor = GradientMonitor(model, every=1, detail_every=0, weights=False, activations=False)
+    x, y = _batch()
+    nn.functional.cross_entropy(model(x.to(torch.bfloat16)).float(), y).backward()
+    monitor.step()
+    reference = [math.sqrt(sum(float(p.grad.float().square().sum()) for p in module.parameters(recurse=False))) for module in model.layers if any(True for _ in module.parameters(recurse=False))]
+    recorded = monitor.history().layer_grad_norms[0]
+    assert recorded == pytest.approx(reference, rel=1e-5)
+    assert any(value != float(torch.tensor(value).to(torch.bfloat16)) for value in recorded)  # not bfloat16-rounded
