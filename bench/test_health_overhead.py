@@ -10,9 +10,12 @@ round in 10 holds the detailed record) and averaged over the phases (``phase_med
 ratio of the plain step to a second identical copy of itself (A/A) is the noise floor: a ratio
 no further from 1 than it means nothing.
 
-Models: the 20-layer 256-wide MLP of ``mnist1d_mlp[depth=20,width=256]`` on random 40-sample
-inputs, and a small CNN defined here (gradbench's task library has no CNN task on this branch),
-both with batch 64, under SGD and Adam. On the CPU the clock is this thread's CPU time by
+Models, all with batch 64 on random inputs, under SGD (and the 20x256 MLP under Adam too): the
+default suite's own MLP (8 hidden layers of 64, ``mnist1d_mlp[depth=8,width=64]``), the 20-layer
+256-wide MLP of ``mnist1d_mlp[depth=20,width=256]``, a small CNN defined here, and the GRU of
+``mnist1d_gru`` (MNIST-1D read as a 40-step sequence). Besides the A/A row, each model has a
+"bare _foreach_norm" row: the plain loop plus one fused norm over all gradients, the least any
+per-layer gradient record can cost; the monitor's every-step record is reported against it. On the CPU the clock is this thread's CPU time by
 default (``--gb-clock cpu``): a shared machine's other processes then add no noise of their own.
 
     pytest bench/test_health_overhead.py -s                 # every model and optimizer
@@ -32,6 +35,7 @@ from torch import nn
 from gradbench.monitor import DEFAULT_EVERY, DETAIL_FACTOR, GradientMonitor
 from gradbench.run.benchmark import interleaved_times, overhead_ratios
 from gradbench.tasks.mlp import MLP
+from gradbench.tasks.rnn import RecurrentNet
 
 BATCH = 64
 
@@ -57,7 +61,9 @@ class SmallCNN(nn.Module):
 
 MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "mlp": (lambda: MLP(40, 10, depth=20, width=256, activation="relu"), (40,)),
+    "mlp8x64": (lambda: MLP(40, 10, depth=8, width=64, activation="sigmoid"), (40,)),
     "cnn": (SmallCNN, (1, 28, 28)),
+    "gru": (lambda: RecurrentNet("gru", 1, 10, depth=1, width=64), (40, 1)),
 }
 OPTIMIZERS: dict[str, Callable[[Any], torch.optim.Optimizer]] = {
     "sgd": lambda params: torch.optim.SGD(params, lr=0.01),
@@ -66,9 +72,11 @@ OPTIMIZERS: dict[str, Callable[[Any], torch.optim.Optimizer]] = {
 # Variant -> GradientMonitor arguments (None: no monitor); "optimizer": True passes the loop's own.
 NONE = {"weights": False, "detail_every": 0, "activations": False}
 EVERY_STEP = {"every": 1, "detail_every": 1}
+BARE_NORM = "bare _foreach_norm, every step"
 VARIANTS: dict[str, dict[str, Any] | None] = {
     "plain": None,
     "plain (A/A)": None,
+    BARE_NORM: {},  # not a monitor: the plain loop plus one fused norm of all gradients
     "loss only": {**NONE, "every": 0},
     "grad norms, every step": {**NONE, "every": 1},
     f"grad norms, every {DEFAULT_EVERY}": NONE,
@@ -80,8 +88,10 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "clip norm:1 + grad norms, every step": {**NONE, "every": 1, "clip": "norm:1"},
     f"clip norm:1 + grad norms, every {DEFAULT_EVERY}": {**NONE, "clip": "norm:1"},
 }
-# Each variant's reference: the plain step, but clipping with statistics against clipping alone.
+# Each variant's reference: the plain step, but clipping with statistics against clipping alone;
+# the every-step record also against the bare fused norm (a second row).
 PAIRS = {name: ("clip norm:1 alone" if name.startswith("clip norm:1 +") else "plain") for name in VARIANTS if name != "plain"}
+AGAINST_BARE = "grad norms, every step (vs bare _foreach_norm)"
 
 
 def _loop(model_name: str, optimizer_name: str, monitor_arguments: dict[str, Any] | None, base: nn.Module, device: torch.device) -> Callable[[int], None]:
@@ -90,7 +100,9 @@ def _loop(model_name: str, optimizer_name: str, monitor_arguments: dict[str, Any
     model = copy.deepcopy(base).to(device)
     optimizer = OPTIMIZERS[optimizer_name](model.parameters())
     monitor = None
-    if monitor_arguments is not None:
+    parameters = list(model.parameters())
+    bare_norm = monitor_arguments == {}
+    if monitor_arguments:
         arguments = dict(monitor_arguments)
         if arguments.pop("optimizer", False):
             arguments["optimizer"] = optimizer
@@ -110,6 +122,8 @@ def _loop(model_name: str, optimizer_name: str, monitor_arguments: dict[str, Any
             optimizer.zero_grad(set_to_none=True)
             loss = nn.functional.cross_entropy(model(inputs), targets)
             loss.backward()
+            if bare_norm:
+                torch._foreach_norm([p.grad for p in parameters if p.grad is not None])
             if monitor is not None:
                 monitor.step(loss)
             optimizer.step()
@@ -126,13 +140,15 @@ def measure(model_name: str, optimizer_name: str, *, steps: int, rounds: int, de
     for run in loops.values():  # warm-up, untimed: one block, so every block holds one record
         run(steps)
     times = interleaved_times(loops, steps=steps, rounds=rounds, device=device, clock=clock)
+    times[AGAINST_BARE] = times["grad norms, every step"]  # timed once, compared twice
     period = min(DETAIL_FACTOR, rounds)  # rounds in one detail period (fewer when smoke-testing)
-    return {"clock": clock, "steps": steps, "rounds": rounds, "period": period, "ratios": overhead_ratios(times, PAIRS, period), "times": times}
+    pairs = {**PAIRS, AGAINST_BARE: BARE_NORM}
+    return {"clock": clock, "steps": steps, "rounds": rounds, "period": period, "ratios": overhead_ratios(times, pairs, period), "times": times}
 
 
 @pytest.mark.parametrize(
     "model_name, optimizer_name",
-    [pytest.param("mlp", "sgd", marks=pytest.mark.quick), ("mlp", "adam"), ("cnn", "sgd"), ("cnn", "adam")],
+    [pytest.param("mlp8x64", "sgd", marks=pytest.mark.quick), ("mlp", "sgd"), ("mlp", "adam"), ("cnn", "sgd"), ("gru", "sgd")],
 )
 def test_health_overhead(benchmark, record_overhead, gb_device, gb_clock, model_name, optimizer_name, request):
     disabled = getattr(benchmark, "disabled", False)
