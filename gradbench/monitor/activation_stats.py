@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -175,8 +175,9 @@ class _Observation:
     centered_norm: torch.Tensor
     units: int
     elements: int
-    grad_square: torch.Tensor  # the output gradient's squared norm, filled by a tensor hook
-    grad_received: bool = False
+    # The output gradient's norm from a tensor hook (one per backward pass through the output;
+    # several are combined at write): kept as computed, not summed into a tensor of its own.
+    grad_norms: list[torch.Tensor] = field(default_factory=list)
 
 
 class ActivationRecorder:
@@ -228,20 +229,18 @@ class ActivationRecorder:
         count, counts_stuck = counter(y) if counter is not None else (None, True)
         pinning = self._pinning[index]
         mean = y.mean()
+        # ||y - mean|| rather than torch.var_mean, which takes 4x as long on the CPU, or
+        # E[y^2] - mean^2, which cancels to noise in float32 for a saturated layer.
         centered_norm = torch.linalg.vector_norm(y - mean)
         units = y.numel() // y.shape[0] if y.dim() >= 2 else y.numel()  # not y[0]: an operation
-        observation = _Observation(
-            index, count, counts_stuck, pinning(y) if pinning is not None else None, mean, centered_norm, units, y.numel(),
-            torch.zeros((), dtype=torch.float64, device=y.device),
-        )
+        observation = _Observation(index, count, counts_stuck, pinning(y) if pinning is not None else None, mean, centered_norm, units, y.numel())
         if output.requires_grad:
             output.register_hook(partial(self._backward, observation))
         self._pending.append(observation)
 
     @staticmethod
     def _backward(observation: _Observation, grad: torch.Tensor) -> None:
-        observation.grad_square += torch.linalg.vector_norm(grad, dtype=torch.float64).square()
-        observation.grad_received = True
+        observation.grad_norms.append(torch.linalg.vector_norm(grad, dtype=torch.float32 if grad.dtype in (torch.float16, torch.bfloat16) else None))
 
     def write(self, row: int) -> bool:
         """Store the pending observations in buffer row ``row``; returns whether there were any
@@ -267,9 +266,18 @@ class ActivationRecorder:
         buffer_row = self._buffer[row]
         if counts:
             buffer_row[: len(counts)].copy_(torch.stack(counts))
-        gradients = [o.grad_square.sqrt() if o.grad_received else o.grad_square.fill_(math.nan) for o in pending]
+        gradients = [self._combined(o.grad_norms) for o in pending]
         buffer_row[len(counts) :].copy_(torch.stack([o.mean for o in pending] + [o.centered_norm for o in pending] + gradients))
         return True
+
+    def _combined(self, norms: list[torch.Tensor]) -> torch.Tensor:
+        """One gradient norm of several (NaN for none: the output got no gradient)."""
+        if len(norms) == 1:
+            return norms[0]
+        if not norms:
+            assert self._buffer is not None
+            return self._nan
+        return torch.linalg.vector_norm(torch.stack(norms))
 
     def discard(self) -> None:
         """Drop the pending observations (a step that records nothing)."""
@@ -286,6 +294,7 @@ class ActivationRecorder:
         counted = sum(1 for o in observations if o.count is not None) + sum(1 for o in observations if o.pinned is not None)
         width = counted + 3 * len(observations)
         self._buffer = torch.full((self._buffer_steps, width), math.nan, dtype=torch.float64, device=observations[0].mean.device)
+        self._nan = torch.full((), math.nan, device=self._buffer.device)
 
     def read(self, rows: int) -> list[list[float]]:
         """The first ``rows`` buffer rows on the host (one transfer)."""

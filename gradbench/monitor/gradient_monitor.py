@@ -273,8 +273,7 @@ class GradientMonitor:
         if self._output_gradients is not None:
             if detail:
                 assert written is not None
-                written.outputs = torch.empty(self.num_layers, dtype=torch.float64, device=self._device)
-                self._output_gradients.write(written.outputs)
+                written.outputs = self._output_gradients.collect()
             else:
                 self._output_gradients.discard()
             self._output_gradients.arm(self._detail_next)
@@ -415,7 +414,7 @@ class GradientMonitor:
         for record in self._records:
             parts.append(torch.stack(record.scalars()).to(self._device, torch.float64))
             if record.outputs is not None:
-                parts.append(record.outputs)
+                parts.append(record.outputs.to(torch.float64))
         given = [(offset, loss) for offset, loss in enumerate(self._losses) if loss is not None]
         if given:
             try:  # one stack for losses of one shape, () or (1,), as they come

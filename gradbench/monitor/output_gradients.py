@@ -4,9 +4,10 @@ The parameter gradients say how much each layer's weights move; Glorot & Bengio'
 gradient is the *back-propagated* one, ``dL/dz`` for a layer's output ``z``, whose size at each
 layer is what the backward pass carries down. ``OutputGradients`` measures it with tensor hooks:
 a forward hook on each watched module registers a hook on the module's output tensor, which
-receives ``dL/dz`` during the backward pass and adds its squared L2 norm (over the whole batch:
-examples x units) to a device buffer. A module called several times in one forward pass (a
-shared layer) adds each call's, so its norm is that of all its outputs' gradients together.
+receives ``dL/dz`` during the backward pass and computes its L2 norm (over the whole batch:
+examples x units), kept on the device as it is. A module called several times in one forward
+pass (a shared layer) gets one norm per call, combined at collection, so its norm is that of all
+its outputs' gradients together.
 
 For an affine layer (``Linear``, a convolution) the output is the *pre-activation*; the
 activation modules' outputs are the layers' outputs in Glorot & Bengio's sense (their
@@ -57,8 +58,10 @@ class OutputGradients:
 
     def __init__(self, model: nn.Module, modules: list[nn.Module], device: torch.device) -> None:
         self._modules = modules
-        self._squares = torch.zeros(len(modules), dtype=torch.float64, device=device)
-        self._received = [False] * len(modules)
+        # Each output's gradient norms, as the tensor hooks compute them (one per backward pass
+        # through the output, combined at write): no running sum to update on the device.
+        self._norms: list[list[torch.Tensor]] = [[] for _ in modules]
+        self._nan = torch.full((), math.nan, device=device)
         self._hooks = PassHooks(model, modules, self._forward, self.discard)
 
     @property
@@ -75,23 +78,19 @@ class OutputGradients:
             tensor.register_hook(partial(self._backward, index))
 
     def _backward(self, index: int, grad: torch.Tensor) -> None:
-        self._squares[index] += torch.linalg.vector_norm(grad, dtype=torch.float64).square()
-        self._received[index] = True
+        self._norms[index].append(torch.linalg.vector_norm(grad, dtype=torch.float32 if grad.dtype in (torch.float16, torch.bfloat16) else None))
 
-    def write(self, out: torch.Tensor) -> None:
-        """The norms since the last write into ``out`` (NaN for a module whose output got no
-        gradient), then start again."""
-        out.copy_(self._squares.sqrt())
-        for index, received in enumerate(self._received):
-            if not received:
-                out[index] = math.nan
+    def collect(self) -> torch.Tensor:
+        """The norms since the last collection, one per module (NaN for a module whose output
+        got no gradient; several backward passes combined), then start again."""
+        combined = [norms[0] if len(norms) == 1 else self._nan if not norms else torch.linalg.vector_norm(torch.stack(norms)) for norms in self._norms]
         self.discard()
+        return torch.stack(combined)
 
     def discard(self) -> None:
-        """Forget what was summed (a step that records nothing)."""
-        if any(self._received):
-            self._squares.zero_()
-            self._received = [False] * len(self._modules)
+        """Forget what was computed (a step that records nothing)."""
+        for norms in self._norms:
+            norms.clear()
 
     def close(self) -> None:
         self.arm(False)
