@@ -9,9 +9,10 @@ where torch runs the step's operations:
   thread, so ``time.thread_time`` (this thread only) is exact and sees nothing else;
 - more threads: the work is spread over torch's pool threads, which ``thread_time`` would
   miss, so ``time.process_time`` (every thread of this process). It also counts whatever else
-  runs threads in the process while the step runs: the pool threads' spin-waiting between
-  parallel regions, a serial sweep's claim heartbeat (one SQLite update a minute), Ray's
-  worker threads (gRPC and event loops) under the ``ray`` executor.
+  runs threads in the process while the step runs: a serial sweep's claim heartbeat (one
+  SQLite update every 30 s), Ray's worker threads under the ``ray`` executor (about 2 ms of
+  CPU a second), and the pool threads' spinning while they wait for each other, which grows
+  when other processes hold the cores: only the one-thread CPU time is blind to them.
 
 ``StepTimer.cpu_clock`` names the clock it chose; the runner stores it in the run's environment
 (``step_cpu_clock``). Each CPU clock read costs about half a microsecond (a system call; the
