@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -45,7 +46,7 @@ def test_run_prints_the_table_and_a_rerun_trains_nothing(db, capsys):
     assert "ran 0 (nothing new), 2 already stored" in err
     lines = out.splitlines()
     header = next(line for line in lines if line.startswith("| optimizer"))
-    for column in ("final train loss", "test acc %", "steps to target", "step ms", "grad first/last", "clip", "activation"):
+    for column in ("final train loss", "test acc %", "steps to target", "wall step ms", "cpu step ms", "grad first/last", "clip", "activation"):
         assert column in header
     assert any(line.startswith("| sgd |") for line in lines) and any(line.startswith("| adam |") for line in lines)
 
@@ -61,6 +62,41 @@ def test_report_reads_the_store_alone(db, capsys):
     for row in rows:
         assert float(row["final_train_loss_mean"]) == pytest.approx(by_optimizer[row["optimizer"]]["final_train_loss"])
         assert row["done"] == "1"
+
+
+def test_export_and_reports_give_cpu_step_times_beside_wall_step_times(db, capsys, tmp_path):
+    connection = sqlite3.connect(db)
+    medians = {}
+    for key in [row[0] for row in connection.execute("SELECT key FROM runs")]:
+        cpu = [row[0] for row in connection.execute("SELECT step_cpu_s FROM steps WHERE run_key = ? ORDER BY step", (key,))]
+        assert len(cpu) == 30 and all(value > 0 for value in cpu)
+        medians[key] = statistics.median(cpu)
+    connection.close()
+    code, out, _ = run_cli(capsys, "export", "--db", str(db), "--what", "runs")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == 2
+    columns = list(rows[0])
+    assert columns.index("median_step_cpu_s") == columns.index("median_step_time_s") + 1
+    for row in rows:
+        assert float(row["median_step_cpu_s"]) == medians[row["key"]]
+        assert json.loads(row["env"])["step_cpu_clock"] == "thread_time"
+    code, out, _ = run_cli(capsys, "report", "--db", str(db), "--format", "csv")
+    assert code == 0
+    assert sorted(float(row["median_step_cpu_s_mean"]) for row in csv.DictReader(io.StringIO(out))) == sorted(medians.values())
+    code, out, _ = run_cli(capsys, "report", "--db", str(db), "--metric", "step_cpu_time", "--rows", "optimizer")
+    assert code == 0 and "median CPU step time (ms)" in out
+    code, out, _ = run_cli(capsys, "report", "--db", str(db), "--metric", "step_time", "--rows", "optimizer")
+    assert code == 0 and "median wall step time (ms)" in out and "CPU" not in out
+    # Runs stored before CPU times (or on CUDA): the flat table shows the wall time alone.
+    older = tmp_path / "older.db"
+    shutil.copy(db, older)
+    connection = sqlite3.connect(older)
+    connection.execute("UPDATE runs SET median_step_cpu_s = NULL")
+    connection.commit()
+    connection.close()
+    code, out, _ = run_cli(capsys, "report", "--db", str(older))
+    header = next(line for line in out.splitlines() if line.startswith("| optimizer"))
+    assert code == 0 and "wall step ms" in header and "cpu step ms" not in header
 
 
 def test_export_layers_is_long_format_and_matches_the_store(db, capsys, tmp_path):

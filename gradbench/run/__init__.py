@@ -3,7 +3,7 @@
 Modules: ``train`` (``prepare`` a cell's model, data and optimizer; ``train_step``, the only
 timed code; ``run_cell``), ``result`` (``RunResult`` and its summary metrics), ``context``
 (``RunContext``: plugins and data options, what an executor hands each worker), ``timing``
-(per-step timers: ``perf_counter`` or CUDA events), ``environment`` (what a timing was measured
+(per-step timers: wall and CPU clocks, or CUDA events), ``environment`` (what a timing was measured
 on) and ``benchmark`` (the training step as a pytest-benchmark target).
 """
 

@@ -50,7 +50,12 @@ class RunResult:
             for the ``not_learning`` verdict.
         evaluations: Train/test metrics at step 0, every ``eval_every`` steps, and at the end.
         history: The monitor's loss curve and per-layer gradient norms.
-        step_times: Seconds per training step, in step order.
+        step_times: Seconds per training step, in step order: wall time on the CPU, CUDA-event
+            time on CUDA.
+        step_cpu_times: The CPU time of each step in seconds, in step order, on CPU runs
+            (``env["step_cpu_clock"]`` names the clock: ``thread_time`` with one torch thread,
+            ``process_time`` with more); empty on CUDA. Other processes on the machine do not
+            inflate it as they do the wall time.
         nonfinite: Where a NaN or Inf first appeared (``diverged`` runs).
         error: ``ExceptionType: message`` for ``failed`` runs.
         env: The environment (torch version, device name, threads, dtype, ...).
@@ -67,6 +72,7 @@ class RunResult:
     evaluations: list[Evaluation] = field(default_factory=list)
     history: MonitorHistory | None = None
     step_times: list[float] = field(default_factory=list)
+    step_cpu_times: list[float] = field(default_factory=list)
     num_params: list[int] = field(default_factory=list)
     nonfinite: NonFinite | None = None
     error: str | None = None
@@ -81,8 +87,8 @@ class RunResult:
         return len(self.step_times)
 
     def metrics(self) -> dict[str, float | int | None]:
-        """Summary numbers: final losses and accuracy, steps and time to target, step time,
-        first-to-last-layer gradient ratio."""
+        """Summary numbers: final losses and accuracy, steps and time to target, step time (wall
+        and, on the CPU, CPU), first-to-last-layer gradient ratio."""
         final = self.evaluations[-1] if self.evaluations and self.status == "done" else None
         steps_to_target = time_to_target = None
         for evaluation in self.evaluations:
@@ -99,6 +105,7 @@ class RunResult:
             "steps_to_target": steps_to_target,
             "time_to_target_s": time_to_target,
             "median_step_time_s": statistics.median(self.step_times) if self.step_times else None,
+            "median_step_cpu_s": statistics.median(self.step_cpu_times) if self.step_cpu_times else None,
             "total_train_time_s": sum(self.step_times),
             "grad_ratio_first_last": self.grad_ratio_first_last(),
             "final_validation_loss": final.validation_loss if final else None,

@@ -305,7 +305,8 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
     result.metric, result.target = task.metric, task.target
     result.chance_loss = constant_prediction_loss(task)
     result.num_params = _layer_sizes(task.model, monitor)
-    timer = StepTimer(session.device)
+    timer = StepTimer(session.device)  # after prepare: its CPU clock follows the run's threads
+    result.env["step_cpu_clock"] = timer.cpu_clock
     _record_jacobians(session, result, 0)
     last_lr = session.lr
     result.evaluations.append(replace(evaluate(task.model, task.data, task.loss_fn, 0, 0.0), lr=last_lr))
@@ -322,7 +323,9 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
         _record_jacobians(session, result, step)
         if monitor.flush_due or step % cell.eval_every == 0 or step == cell.steps:
             history = monitor.flush()
-            result.step_times += timer.collect()
+            wall, cpu = timer.collect()
+            result.step_times += wall
+            result.step_cpu_times += cpu
             if on_steps:
                 on_steps(step - reported)
                 reported = step
@@ -361,6 +364,7 @@ def _end_diverged(result: RunResult, history: MonitorHistory) -> None:
     last = nonfinite.step
     history.truncate(last)
     del result.step_times[last:]  # step k's time is step_times[k - 1]
+    del result.step_cpu_times[last:]
     result.jacobians = [record for record in result.jacobians if record[0] <= last]
     result.history = history
     result.nonfinite = nonfinite

@@ -284,11 +284,12 @@ class Store:
             columns = ", ".join(row)
             self.connection.execute(f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
             losses = dict(zip(history.loss_steps, history.losses)) if history else {}
+            cpu_times = result.step_cpu_times
             step_rows = [
-                (key, step, _finite(losses.get(step)), seconds)
+                (key, step, _finite(losses.get(step)), seconds, cpu_times[step - 1] if step <= len(cpu_times) else None)
                 for step, seconds in enumerate(result.step_times, start=1)
             ]
-            self.connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", step_rows)
+            self.connection.executemany("INSERT INTO steps (run_key, step, loss, step_time_s, step_cpu_s) VALUES (?, ?, ?, ?, ?)", step_rows)
             self.connection.executemany(
                 "INSERT INTO evaluations (run_key, step, train_loss, test_loss, test_accuracy, train_time_s, validation_loss, validation_accuracy, lr)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -385,8 +386,12 @@ class Store:
         return {row[0] for row in self.connection.execute("SELECT key FROM runs")}
 
     def runs(self, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        """Run rows as dicts, in insertion order, optionally only those with ``keys``."""
+        """Run rows as dicts, in insertion order, optionally only those with ``keys``. Every
+        ``METRIC_COLUMNS`` name is a key, ``None`` where an older file (read as it is) lacks it."""
         rows = [dict(row) for row in self.connection.execute("SELECT * FROM runs ORDER BY rowid")]
+        for row in rows:
+            for name in METRIC_COLUMNS:
+                row.setdefault(name, None)
         if keys is not None:
             wanted = set(keys)
             rows = [row for row in rows if row["key"] in wanted]
@@ -498,7 +503,11 @@ class Store:
         return health
 
     def curve(self, key: str) -> list[dict[str, Any]]:
-        return [dict(row) for row in self.connection.execute("SELECT step, loss, step_time_s FROM steps WHERE run_key = ? ORDER BY step", (key,))]
+        """One run's steps: step, loss, wall (or CUDA-event) step time, and CPU step time
+        (``None`` on CUDA and in files older than schema 5)."""
+        cpu = "step_cpu_s" if self.version >= 5 else "NULL AS step_cpu_s"
+        query = f"SELECT step, loss, step_time_s, {cpu} FROM steps WHERE run_key = ? ORDER BY step"
+        return [dict(row) for row in self.connection.execute(query, (key,))]
 
     def evaluations(self, key: str) -> list[dict[str, Any]]:
         return [dict(row) for row in self.connection.execute("SELECT * FROM evaluations WHERE run_key = ? ORDER BY step", (key,))]

@@ -5,7 +5,7 @@ Tables (``step`` k is the k-th optimizer step; evaluation step 0 is the initiali
          init, clip, seed, steps, batch_size, device, threads, config, metric, target,
          <metrics>, nonfinite_step, nonfinite_quantity, nonfinite_layer, error, env,
          started_at, finished_at, wall_time_s, schedule, chance_loss)
-    steps(run_key, step, loss, step_time_s)
+    steps(run_key, step, loss, step_time_s, step_cpu_s)
     evaluations(run_key, step, train_loss, test_loss, test_accuracy, train_time_s,
                 validation_loss, validation_accuracy, lr)
     layers(run_key, layer_index, layer_name, num_params)
@@ -29,11 +29,17 @@ Schema versions: 1 had neither ``clip_fired`` nor the layer and activation stati
 ``evaluations.lr``) and none of the statistics of the literature (the weight and bias
 gradient norms apart and the back-propagated gradients, ``layer_stats.weight_grad_norm``,
 ``bias_grad_norm``, ``output_grad_norm``; ``activation_stats.pinned_fraction``,
-``output_grad_norm``). Opening an older file for writing adds what it lacks
+``output_grad_norm``); 4 had no CPU step times (``steps.step_cpu_s``,
+``runs.median_step_cpu_s``). Opening an older file for writing adds what it lacks
 (``migrate``: additive, in one transaction, older rows untouched, their new columns NULL; it
 checks every table and column whatever the file's version says, so a file that claims version 3
 but lacks some of it is repaired too);
-reading one leaves it as it is, and its runs read as having no such statistics. A file from a
+reading one leaves it as it is, and its runs read as having no such statistics.
+
+``steps.step_time_s`` is the wall time of a CPU step (``perf_counter``) or the CUDA-event time
+of a GPU step; ``steps.step_cpu_s`` the CPU time of a CPU step, by the clock the run's ``env``
+names as ``step_cpu_clock`` (``thread_time`` with one torch thread, ``process_time`` with more),
+NULL on CUDA. A file from a
 newer gradbench is refused.
 """
 
@@ -47,7 +53,7 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x47424E43  # "GBNC"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 METRIC_COLUMNS = (
     "steps_run",
     "final_train_loss",
@@ -56,6 +62,7 @@ METRIC_COLUMNS = (
     "steps_to_target",
     "time_to_target_s",
     "median_step_time_s",
+    "median_step_cpu_s",  # schema 5
     "total_train_time_s",
     "grad_ratio_first_last",
     "final_validation_loss",  # schema 3
@@ -143,8 +150,11 @@ _COLUMNS_4 = (
     ("activation_stats", "pinned_fraction", "REAL"),
     ("activation_stats", "output_grad_norm", "REAL"),
 )
+# Added in schema version 5: each CPU step's CPU time beside its wall time (NULL: a CUDA run, or a
+# run stored before them), and its median.
+_COLUMNS_5 = (("steps", "step_cpu_s", "REAL"), ("runs", "median_step_cpu_s", "REAL"))
 # Each version's additions, in order; migrate checks every one on each open for writing.
-_MIGRATIONS = ((2, _TABLES_2, _COLUMNS_2), (3, _TABLES_3, _COLUMNS_3), (4, _TABLES_4, _COLUMNS_4))
+_MIGRATIONS = ((2, _TABLES_2, _COLUMNS_2), (3, _TABLES_3, _COLUMNS_3), (4, _TABLES_4, _COLUMNS_4), (5, "", _COLUMNS_5))
 # Per-layer and per-site statistics beyond the gradient norm, with the schema version that added
 # each (a file older than that reads them as NULL).
 LAYER_STATISTICS = ("grad_norm_after_clip", "weight_norm", "update_ratio", "weight_grad_norm", "bias_grad_norm", "output_grad_norm")
@@ -189,6 +199,7 @@ CREATE TABLE steps (
     step INTEGER NOT NULL,
     loss REAL,
     step_time_s REAL,
+    step_cpu_s REAL,
     PRIMARY KEY (run_key, step)
 ) WITHOUT ROWID;
 CREATE TABLE evaluations (

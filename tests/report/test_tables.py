@@ -28,7 +28,7 @@ def csv_cells(db, *args: str) -> list[dict]:
 
 @pytest.mark.parametrize(
     "metric, column",
-    [("train_loss", "final_train_loss"), ("test_accuracy", "final_test_accuracy"), ("validation_loss", "final_validation_loss"), ("step_time", "median_step_time_s")],
+    [("train_loss", "final_train_loss"), ("test_accuracy", "final_test_accuracy"), ("validation_loss", "final_validation_loss"), ("step_time", "median_step_time_s"), ("step_cpu_time", "median_step_cpu_s")],
 )
 def test_csv_means_and_stds_match_sqlite(report_db, metric, column):
     rows = csv_cells(report_db, "--metric", metric, "--rows", "optimizer,lr", "--columns", "activation,clip")

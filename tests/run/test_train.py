@@ -100,7 +100,7 @@ def test_huge_learning_rate_is_stored_as_diverged_with_its_first_step(small_mlp_
     # Records stop at the first non-finite step; everything before it is finite.
     assert result.history.loss_steps[-1] == nonfinite.step
     assert all(math.isfinite(loss) for loss in result.history.losses[:-1])
-    assert len(result.step_times) == nonfinite.step
+    assert len(result.step_times) == len(result.step_cpu_times) == nonfinite.step
     assert result.metrics()["final_train_loss"] is None
 
 

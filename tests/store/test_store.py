@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -133,8 +136,8 @@ def test_opening_a_version_1_file_for_writing_migrates_it_additively(tmp_path, r
     path = tmp_path / "old.db"
     _version_1_file(path)
     with Store.open(path) as store:
-        assert store.version == SCHEMA_VERSION == 4
-        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert store.version == SCHEMA_VERSION == 5
+        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 5
         assert store.live_claims() == {}  # version 3's claims table is there, empty
         store.save(results[0])  # the new tables and columns take the new run
         old = [r for r in store.layer_rows(["old"])]
@@ -144,7 +147,7 @@ def test_opening_a_version_1_file_for_writing_migrates_it_additively(tmp_path, r
         old_run = store.runs(["old"])[0]
         assert old_run["final_validation_loss"] is None and old_run["final_validation_accuracy"] is None
     with Store.open(path) as store:  # a second open finds nothing to migrate
-        assert store.version == 4 and len(store.runs()) == 2
+        assert store.version == 5 and len(store.runs()) == 2
 
 
 def test_a_migrated_file_has_the_tables_and_columns_of_a_new_one(tmp_path):
@@ -189,14 +192,33 @@ ALTER TABLE runs ADD COLUMN final_validation_accuracy REAL;
 """
 
 
+# Version 4 added the Jacobians' table, schedules, the chance loss and the literature's statistics.
+_ADDED_4 = """
+CREATE TABLE jacobian_stats (run_key TEXT NOT NULL, step INTEGER NOT NULL, site_index INTEGER NOT NULL, site_name TEXT NOT NULL,
+    sv_mean REAL, sv_min REAL, sv_max REAL, PRIMARY KEY (run_key, step, site_index)) WITHOUT ROWID;
+ALTER TABLE runs ADD COLUMN schedule TEXT;
+ALTER TABLE runs ADD COLUMN chance_loss REAL;
+ALTER TABLE evaluations ADD COLUMN lr REAL;
+ALTER TABLE layer_stats ADD COLUMN weight_grad_norm REAL;
+ALTER TABLE layer_stats ADD COLUMN bias_grad_norm REAL;
+ALTER TABLE layer_stats ADD COLUMN output_grad_norm REAL;
+ALTER TABLE activation_stats ADD COLUMN pinned_fraction REAL;
+ALTER TABLE activation_stats ADD COLUMN output_grad_norm REAL;
+INSERT INTO steps VALUES ('old', 1, 0.7, 0.004), ('old', 2, 0.6, 0.005);
+PRAGMA user_version = 4;
+"""
+
+
 def _older_file(path: Path, version: str) -> None:
     _version_1_file(path)
     connection = sqlite3.connect(path)
-    connection.executescript(_ADDED_2 + (_PARTIAL_3 if version in ("partial 3", "3") else "") + (_REST_OF_3 if version == "3" else ""))
+    connection.executescript(
+        _ADDED_2 + (_PARTIAL_3 if version in ("partial 3", "3", "4") else "") + (_REST_OF_3 if version in ("3", "4") else "") + (_ADDED_4 if version == "4" else "")
+    )
     connection.close()
 
 
-@pytest.mark.parametrize("version", ["1", "2", "partial 3", "3"])
+@pytest.mark.parametrize("version", ["1", "2", "partial 3", "3", "4"])
 def test_opening_for_writing_repairs_whatever_the_current_schema_lacks(tmp_path, results, version):
     path, fresh = tmp_path / "old.db", tmp_path / "new.db"
     if version == "1":
@@ -214,6 +236,47 @@ def test_opening_for_writing_repairs_whatever_the_current_schema_lacks(tmp_path,
     assert _layout(path) == _layout(fresh)
     with Store.open(path) as store:  # idempotent: a second open finds nothing to add
         assert store.version == SCHEMA_VERSION and len(store.runs()) == 2
+    assert _layout(path) == _layout(fresh)
+
+
+def test_cpu_step_times_are_stored_beside_wall_times(tmp_path, results):
+    result = results[0]
+    assert len(result.step_cpu_times) == 30
+    with Store.open(tmp_path / "r.db", create=True) as store:
+        store.save(result)
+        curve = store.curve(result.cell.key)
+        assert [row["step_time_s"] for row in curve] == result.step_times
+        assert [row["step_cpu_s"] for row in curve] == result.step_cpu_times
+        assert store.runs()[0]["median_step_cpu_s"] == statistics.median(result.step_cpu_times)
+        assert json.loads(store.runs()[0]["env"])["step_cpu_clock"] == "thread_time"
+
+
+def test_a_run_without_cpu_times_stores_null(tmp_path, results):
+    """A CUDA run times its steps with CUDA events only."""
+    event_timed = replace(results[0], step_cpu_times=[])
+    with Store.open(tmp_path / "r.db", create=True) as store:
+        store.save(event_timed)
+        assert [row["step_cpu_s"] for row in store.curve(event_timed.cell.key)] == [None] * 30
+        assert store.runs()[0]["median_step_cpu_s"] is None and store.runs()[0]["median_step_time_s"] is not None
+
+
+def test_a_version_4_file_reads_no_cpu_times_and_migrates_with_its_rows_null(tmp_path, results):
+    path, fresh = tmp_path / "old.db", tmp_path / "new.db"
+    _older_file(path, "4")
+    before = path.read_bytes()
+    with Store.open(path, readonly=True) as store:  # read as it is
+        assert store.version == 4
+        assert store.curve("old") == [{"step": 1, "loss": 0.7, "step_time_s": 0.004, "step_cpu_s": None}, {"step": 2, "loss": 0.6, "step_time_s": 0.005, "step_cpu_s": None}]
+        assert store.runs()[0]["median_step_cpu_s"] is None
+    assert path.read_bytes() == before
+    with Store.open(path) as store:
+        assert store.version == 5
+        store.save(results[0])
+        assert [row["step_cpu_s"] for row in store.curve("old")] == [None, None]
+        assert [row["step_time_s"] for row in store.curve("old")] == [0.004, 0.005]
+        assert store.runs(["old"])[0]["median_step_cpu_s"] is None
+        assert [row["step_cpu_s"] for row in store.curve(results[0].cell.key)] == results[0].step_cpu_times
+    Store.open(fresh, create=True).close()
     assert _layout(path) == _layout(fresh)
 
 
@@ -348,7 +411,7 @@ def test_a_hot_journal_left_by_a_killed_writer_does_not_block_reading(tmp_path, 
     store.connection.execute("PRAGMA journal_mode = DELETE")
     store.connection.execute("PRAGMA cache_size = 1")  # make the writer spill to the file
     store.connection.execute("BEGIN IMMEDIATE")
-    store.connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", [("zz", i, 0.0, 0.0) for i in range(20000)])
+    store.connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?, ?)", [("zz", i, 0.0, 0.0, 0.0) for i in range(20000)])
     copy = tmp_path / "killed.db"
     shutil.copy(path, copy)
     journal = Path(str(path) + "-journal")
@@ -383,7 +446,7 @@ from gradbench.store import Store
 store = Store.open({str(path)!r})
 store.connection.execute("PRAGMA cache_size = 1")
 store.connection.execute("BEGIN IMMEDIATE")
-store.connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", [("zz", i, 0.0, 0.0) for i in range(20000)])
+store.connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?, ?)", [("zz", i, 0.0, 0.0, 0.0) for i in range(20000)])
 print("ready", flush=True)
 time.sleep(120)
 """
