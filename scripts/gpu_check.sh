@@ -194,7 +194,7 @@ write_summary() {
     echo "# gradbench GPU check: $overall"
     echo
     echo "- device: **$device**$( ((dry_run)) || [[ $device == cpu ]] && echo ' (dry run: every part on the CPU with tiny sizes; the CUDA tests skip)')"
-    echo "- when: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), on $(hostname)"
+    echo "- when: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), on $(hostname 2>/dev/null || uname -n)"
     echo "- commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
     echo "- gradbench command: \`${gb[*]}\`; python: \`$PY\`; PYTHONPATH=\`$PYTHONPATH\`"
     echo "- elapsed: $((SECONDS - start)) s of a budget of $budget s; full logs: \`$logs\`"

@@ -162,12 +162,16 @@ def test_the_monitored_step_never_synchronises(model, optimizer, clip):
     session = prepare(_cell(MODELS[model], optimizers=[optimizer], clips=[clip], steps=[steps], record_every=1, detail_every=5))
     timer = StepTimer(session.device)
     times: list[float] = []
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         inputs, targets = session.batches.next()
-        with _synchronisation_is_an_error():
-            timer.start()
-            session.step(inputs, targets)
-            timer.stop()
+        try:
+            with _synchronisation_is_an_error():
+                timer.start()
+                session.step(inputs, targets)
+                timer.stop()
+        except RuntimeError as error:  # the traceback above this one names the synchronising call
+            kind = "a detailed step" if step % 5 == 1 else "a gradient-norm step"
+            raise AssertionError(f"step {step} ({kind}) synchronised: {error}") from error
         if session.monitor.flush_due:
             session.monitor.flush()
             times += timer.collect()
