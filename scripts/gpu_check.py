@@ -2,6 +2,7 @@
 
     python3 scripts/gpu_check.py environment                  # versions, GPUs, mnist1d, gradbench
     python3 scripts/gpu_check.py sync-timing --device cuda    # synchronised vs unsynchronised host clock
+    python3 scripts/gpu_check.py bench-table BENCH.json       # pytest-benchmark's JSON as one table
     python3 scripts/gpu_check.py store DB [--expect N] [--expect-gpus G]   # runs, wall time, worker -> GPU
 
 Run from the repository root with the repository on PYTHONPATH (gradbench need not be installed).
@@ -125,6 +126,22 @@ def sync_timing(device_name: str, steps: int, repeats: int) -> int:
     return 0
 
 
+def bench_table(path: Path) -> int:
+    """pytest-benchmark's JSON as one Markdown table: median step time and spread per benchmark."""
+    if not path.is_file():
+        print(f"no benchmark JSON at {path} (the benchmarks did not finish, or ran untimed)")
+        return 1
+    data = json.loads(path.read_text())
+    info = data.get("machine_info", {}).get("gradbench", {})  # bench/conftest.py's environment record
+    print(f"device {info.get('device')} ({info.get('device_name')}), torch {info.get('torch')}, CUDA {info.get('cuda')}\n")
+    print("| group | benchmark | median (ms) | IQR (ms) | min (ms) | rounds |\n|---|---|---:|---:|---:|---:|")
+    for bench in sorted(data.get("benchmarks", []), key=lambda b: (str(b.get("group")), b["name"])):
+        stats = bench["stats"]
+        group = str(bench.get("group")).replace("|", "/")  # groups read "optimizer | mlp"
+        print(f"| {group} | {bench['name']} | {1e3 * stats['median']:.3f} | {1e3 * stats['iqr']:.3f} | {1e3 * stats['min']:.3f} | {stats['rounds']} |")
+    return 0
+
+
 def store(path: Path, expect: int | None, expect_gpus: int | None, allow_diverged: bool) -> int:
     """A store's runs, read with sqlite3 alone: status counts, wall time, which worker ran on
     which GPU (the environment each run stored), median step time, errors. Passes when every run
@@ -181,6 +198,8 @@ def main() -> int:
     timing.add_argument("--device", default="cuda")
     timing.add_argument("--steps", type=int, default=20)
     timing.add_argument("--repeats", type=int, default=3)
+    table = commands.add_parser("bench-table", help="pytest-benchmark's JSON as one Markdown table")
+    table.add_argument("json", type=Path)
     reading = commands.add_parser("store", help="a store's runs: status, wall time, worker -> GPU")
     reading.add_argument("db", type=Path)
     reading.add_argument("--expect", type=int, default=None, help="the number of runs there should be")
@@ -191,6 +210,8 @@ def main() -> int:
         return environment()
     if args.command == "sync-timing":
         return sync_timing(args.device, args.steps, args.repeats)
+    if args.command == "bench-table":
+        return bench_table(args.json)
     return store(args.db, args.expect, args.expect_gpus, args.allow_diverged)
 
 
