@@ -199,7 +199,8 @@ write_summary() {
     echo "- when: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), on $(hostname 2>/dev/null || uname -n)"
     echo "- commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
     echo "- gradbench command: \`${gb[*]}\`; python: \`$PY\`; PYTHONPATH=\`$PYTHONPATH\`"
-    echo "- elapsed: $((SECONDS - start)) s of a budget of $budget s; full logs: \`$logs\`"
+    echo "- elapsed: $((SECONDS - start)) s of a budget of $budget s; full logs: \`$logs\` (with the stores"
+    echo "  suite.db and pool.db, copied there at the end: \`gradbench report --db .../suite.db\`)"
     echo
     echo "| part | result | seconds | key numbers |"
     echo "|---|---|---:|---|"
@@ -526,6 +527,10 @@ else
   done
 fi
 write_summary
+# The stores travel with the logs (gradbench report --db LOGS/suite.db reads them anywhere); a
+# temporary work folder (dataset cache, sections) goes.
+cp -f "$work"/suite.db "$work"/pool.db "$logs"/ 2>/dev/null
+[[ -z ${GB_CHECK_WORK:-} ]] && rm -rf "$work"
 cat "$summary"
 echo
 status=0
