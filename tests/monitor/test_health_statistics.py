@@ -259,6 +259,7 @@ def test_the_monitor_reads_back_only_at_its_cadence(monkeypatch):
     assert monitor.history().activation_steps == [1, 5, 9, 13, 17]
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("clip", ["none", "norm:0.01", "value:0.01"])
 def test_no_synchronisation_inside_a_cuda_training_step(clip):

@@ -56,6 +56,7 @@ def test_runner_comparison_reports_both_times_and_their_ratio():
     assert result["ratio_q1"] <= result["ratio_q3"] and result["aa_ratio"] > 0
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: shows why the timed call synchronises")
 def test_unsynchronised_cuda_steps_look_faster_than_they_are():
     the_cell = cell(tasks=["mnist1d_mlp[depth=20,width=2048]"], device="cuda", batch_sizes=[1024], record_every=0)
