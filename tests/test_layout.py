@@ -239,6 +239,31 @@ def test_every_lazy_export_resolves_and_is_listed(init):
         package.no_such_name  # noqa: B018
 
 
+def test_a_deferred_function_imports_its_module_on_the_first_call_only():
+    code = (
+        "import sys\n"
+        "from gradbench._lazy import Deferred\n"
+        "shorten = Deferred('textwrap:shorten', width=12, placeholder='...')\n"
+        "assert 'textwrap' not in sys.modules, 'imported before the call'\n"
+        "assert shorten('the quick brown fox') == 'the quick...'\n"
+        "assert repr(shorten) == \"Deferred('textwrap:shorten', width=12, placeholder='...')\"\n"
+    )
+    process = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60)
+    assert process.returncode == 0, process.stderr
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("torch.optim.SGD", r"invalid path 'torch.optim.SGD': expected 'package.module:attribute'"),
+    ("no_such_module_here:thing", r"cannot import 'no_such_module_here:thing': No module named 'no_such_module_here'"),
+    ("json:no_such_name", r"cannot import 'json:no_such_name': module 'json' has no attribute 'no_such_name'"),
+])
+def test_a_bad_path_is_one_value_error_naming_it(path, message):
+    from gradbench._lazy import resolve
+
+    with pytest.raises(ValueError, match=message):
+        resolve(path)
+
+
 # The public names of gradbench 0.1's modules (their __all__), each still importable from the
 # module's old path.
 OLD_PUBLIC = {
