@@ -1,5 +1,6 @@
-"""Pieces the task families share: normalisation layers by name, a residual wrapper, real data,
-the classification losses by name, and MNIST-1D's knobs.
+"""Pieces the task families share: normalisation layers by name, a residual wrapper, the data
+a task reads by name, the classification losses by name, and (declared torch-free in
+``base``, for the catalog) MNIST-1D's knobs and the norm and loss names.
 
 ``norm`` knobs take ``none``, ``batch`` or ``layer``:
 
