@@ -130,6 +130,100 @@ def test_light_imports_do_not_import_torch(statement):
     assert process.returncode == 0, process.stderr
 
 
+# Every command that reads the store or the registries, in every form (each list, each report
+# format, each export, each plot), and bad input to report: none of them needs torch.
+_LISTS = ["tasks", "optimizers", "schedules", "activations", "clips", "inits"]
+TORCH_FREE_COMMANDS = [
+    ["--help"], ["--version"], ["list"], *(["list", kind] for kind in _LISTS),
+    ["report"], ["report", "--format", "csv"], ["report", "--format", "latex"], ["report", "--format", "html", "-o", "{out}/r.html"],
+    ["report", "--rows", "optimizer", "--columns", "dim", "--metric", "verdict"], ["report", "--profiles"],
+    ["report", "--tuned", "--tune-on", "train_loss"], ["report", "--where", "task=linreg[dim=4,num_train=64]", "--where", "optimizer=sgd,adam[lr=0.1]"],
+    *(["export", "--what", what] for what in ("runs", "layers", "activations", "jacobians")), ["export", "--what", "runs", "--format", "json"],
+    ["diagnose"],
+    ["plot", "curves", "-o", "{out}/c.png"], ["plot", "heatmap", "--where", "optimizer=sgd", "--where", "seed=0", "--where", "clip=none", "-o", "{out}/h.png"],
+    ["plot", "depth", "-o", "{out}/d.png"], ["plot", "clip", "-o", "{out}/k.png"], ["plot", "profile", "-o", "{out}/p.svg"],
+]
+BAD_INPUT = [  # one line, exit 2, as before: the names, defaults and bounds behind them need no torch
+    ["report", "--where", "optimizer=adamm"],
+    ["report", "--where", "optimizer=lbfgs[line_search_fn=nope]"],
+    ["report", "--where", "task=linreg[dim=0]"],
+    ["report", "--where", "task=mnist1d_deep_cnn[depth=9]"],
+    ["report", "--where", "task=nope"],
+    ["list", "optimisers"],
+]
+
+
+@pytest.fixture(scope="module")
+def torch_free_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight linreg runs (two optimizers, two clips, two seeds; they reach the target, so
+    profiles have something to show), written by a tiny ``gradbench run``."""
+    import contextlib
+    import io
+
+    from gradbench.cli import main
+
+    db = tmp_path_factory.mktemp("light") / "light.db"
+    grid = ["--task", "linreg[dim=4,num_train=64]", "--optimizer", "sgd,adam", "--lr", "0.1", "--clip", "none,norm:1", "--seeds", "0,1", "--steps", "100", "--record-every", "2"]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["run", *grid, "--no-progress", "--db", str(db)]) == 0
+    return db
+
+
+def _run_cli_fresh(argv: list[str], cwd: Path) -> tuple[int, bool, str]:
+    """``gradbench.cli.main(argv)`` in a fresh interpreter: its exit code, whether torch was
+    imported, and what it wrote to stderr."""
+    code = (
+        "import sys\n"
+        "from gradbench.cli import main\n"
+        "try:\n    code = main(sys.argv[1:])\n"
+        "except SystemExit as exit:  # --help\n    code = exit.code\n"
+        "sys.stdout.flush()\n"
+        "print('torch' in sys.modules, code, file=sys.stderr)\n"
+    )
+    process = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120, cwd=cwd)
+    *message, last = process.stderr.rstrip("\n").split("\n")
+    imported, exit_code = last.split()
+    return int(exit_code), imported == "True", "\n".join(message)
+
+
+@pytest.mark.parametrize("argv", TORCH_FREE_COMMANDS, ids=" ".join)
+def test_commands_that_read_the_store_or_the_registries_do_not_import_torch(argv, torch_free_store):
+    out = torch_free_store.parent
+    argv = [arg.format(out=out) for arg in argv] + (["--db", str(torch_free_store)] if argv[0] in ("report", "export", "diagnose", "plot") else [])
+    exit_code, imported, stderr = _run_cli_fresh(argv, out)
+    assert exit_code == 0, stderr
+    assert not imported, f"gradbench {' '.join(argv)} imported torch"
+
+
+@pytest.mark.parametrize("argv", BAD_INPUT, ids=" ".join)
+def test_bad_input_to_light_commands_is_one_line_exit_2_without_torch(argv, torch_free_store):
+    argv = [*argv, "--db", str(torch_free_store)] if argv[0] == "report" else argv
+    exit_code, imported, stderr = _run_cli_fresh(argv, torch_free_store.parent)
+    assert exit_code == 2 and len(stderr.splitlines()) == 1 and stderr.startswith("gradbench: error: "), stderr
+    assert not imported, f"gradbench {' '.join(argv)} imported torch"
+
+
+def test_a_plugin_registering_by_path_adds_entries_without_importing_torch(tmp_path):
+    """A plugin may name its factories by path ("module:attribute"): gradbench lists them, and
+    imports them only when a run builds one."""
+    plugin = tmp_path / "lazy_plugin.py"
+    plugin.write_text(
+        "from gradbench.axes.activations import register_activation\n"
+        "from gradbench.axes.optimizers import register_optimizer\n"
+        "register_optimizer('sgd_plain', 'torch.optim:SGD', defaults={'lr': 0.05}, description='SGD, registered by path', needs_closure=False)\n"
+        "register_activation('tanhshrink', 'torch.nn:Tanhshrink', gain=1.0, kind='saturating', description='x - tanh(x), by path')\n",
+        encoding="utf-8",
+    )
+    for kind, name in (("optimizers", "sgd_plain"), ("activations", "tanhshrink")):
+        process = subprocess.run(
+            [sys.executable, "-c", "import sys; from gradbench.cli import main; code = main(sys.argv[1:]); assert 'torch' not in sys.modules; sys.exit(code)",
+             "list", kind, "--plugin", str(plugin)],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert process.returncode == 0, process.stderr
+        assert name in process.stdout
+
+
 PACKAGES = sorted(str(path) for path in PACKAGE.rglob("__init__.py") if "TYPE_CHECKING" in path.read_text(encoding="utf-8"))
 
 
@@ -143,6 +237,31 @@ def test_every_lazy_export_resolves_and_is_listed(init):
     assert set(exports) <= set(dir(package)) and sorted(exports) == package.__all__
     with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
         package.no_such_name  # noqa: B018
+
+
+def test_a_deferred_function_imports_its_module_on_the_first_call_only():
+    code = (
+        "import sys\n"
+        "from gradbench._lazy import Deferred\n"
+        "shorten = Deferred('textwrap:shorten', width=12, placeholder='...')\n"
+        "assert 'textwrap' not in sys.modules, 'imported before the call'\n"
+        "assert shorten('the quick brown fox') == 'the quick...'\n"
+        "assert repr(shorten) == \"Deferred('textwrap:shorten', width=12, placeholder='...')\"\n"
+    )
+    process = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60)
+    assert process.returncode == 0, process.stderr
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("torch.optim.SGD", r"invalid path 'torch.optim.SGD': expected 'package.module:attribute'"),
+    ("no_such_module_here:thing", r"cannot import 'no_such_module_here:thing': No module named 'no_such_module_here'"),
+    ("json:no_such_name", r"cannot import 'json:no_such_name': module 'json' has no attribute 'no_such_name'"),
+])
+def test_a_bad_path_is_one_value_error_naming_it(path, message):
+    from gradbench._lazy import resolve
+
+    with pytest.raises(ValueError, match=message):
+        resolve(path)
 
 
 # The public names of gradbench 0.1's modules (their __all__), each still importable from the

@@ -11,6 +11,9 @@ gradients).
 ``min(1, C / (norm + 1e-6))``. Like torch, it multiplies by the clamped coefficient instead of
 testing ``if coefficient < 1``, which would force a device-to-host synchronisation every step.
 
+The transforms import torch when they run, not when this module is imported, so listing the
+clips and parsing ``norm:C`` need no torch (``none`` never imports it).
+
 References:
     Pascanu, Mikolov & Bengio, "On the difficulty of training recurrent neural networks",
     ICML 2013, https://arxiv.org/abs/1211.5063 (clipping by norm).
@@ -22,18 +25,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from gradbench.axes.registry import Registry
 from gradbench.axes.specs import shown
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = ["Clipping", "CLIPS", "parse_clipping", "list_clips", "global_norm"]
 
 # (gradients, threshold, norm before) -> norm after; gradients are clipped in place.
-ClipTransform = Callable[[Sequence[torch.Tensor], float, torch.Tensor], torch.Tensor]
+ClipTransform = Callable[[Sequence["torch.Tensor"], float, "torch.Tensor"], "torch.Tensor"]
 # (gradients, threshold, norm before or None) -> anything (ignored); gradients are clipped in place.
-ClipInPlace = Callable[[Sequence[torch.Tensor], float, "torch.Tensor | None"], object]
+ClipInPlace = Callable[[Sequence["torch.Tensor"], float, "torch.Tensor | None"], object]
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ CLIPS: Registry[ClipKind] = Registry("clip")
 
 def global_norm(grads: Sequence[torch.Tensor]) -> torch.Tensor:
     """The L2 norm of all gradients together, as a device tensor (no synchronisation)."""
+    import torch  # already imported by whoever made the gradients: a dictionary look-up
+
     if not grads:
         return torch.zeros(())
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(grads))))
@@ -67,6 +74,8 @@ def global_norm(grads: Sequence[torch.Tensor]) -> torch.Tensor:
 
 def _scale_by_norm_(grads: Sequence[torch.Tensor], max_norm: float, norm_before: torch.Tensor | None) -> torch.Tensor:
     """Scale ``grads`` by ``min(1, C / (norm + 1e-6))`` in place; returns the coefficient."""
+    import torch
+
     assert norm_before is not None
     coefficient = torch.clamp(max_norm / (norm_before + 1e-6), max=1.0)
     torch._foreach_mul_(list(grads), coefficient.to(grads[0].dtype))
@@ -78,6 +87,8 @@ def _clip_by_norm(grads: Sequence[torch.Tensor], max_norm: float, norm_before: t
 
 
 def _clamp_by_value_(grads: Sequence[torch.Tensor], clip_value: float, norm_before: torch.Tensor | None = None) -> None:
+    import torch
+
     torch._foreach_clamp_min_(list(grads), -clip_value)
     torch._foreach_clamp_max_(list(grads), clip_value)
 

@@ -18,6 +18,9 @@ Gains: Kaiming and orthogonal initialisation take the activation's gain (``activ
 Xavier uses gain 1 as Glorot & Bengio did (``xavier_uniform[gain=...]`` overrides it); LeCun
 normal is the variance-1/fan_in Gaussian that SELU needs, with gain 1 whatever the activation.
 
+torch is imported by the functions that set weights, not by this module: listing the
+initialisers and checking their parameters need none.
+
 References:
     LeCun et al., "Efficient BackProp", 1998 (LeCun normal).
     Glorot & Bengio, "Understanding the difficulty of training deep feedforward neural networks",
@@ -32,12 +35,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from gradbench.axes.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = ["InitSpec", "INITS", "SCOPES", "register_init", "list_inits", "initialise", "fans", "check_init_params", "init_defaults"]
 
@@ -45,7 +49,7 @@ __all__ = ["InitSpec", "INITS", "SCOPES", "register_init", "list_inits", "initia
 SCOPES = ("all", "hidden", "output", "recurrent")
 
 # A weight initialiser: (weight, activation gain, params) -> None, in place.
-WeightInit = Callable[[torch.Tensor, float, Mapping[str, Any]], None]
+WeightInit = Callable[["torch.Tensor", float, Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,6 @@ def _is_bias(name: str) -> bool:
     return name.rsplit(".", 1)[-1].startswith("bias")
 
 
-@torch.no_grad()
 def initialise(model: nn.Module, name: str, gain: float = 1.0, params: Mapping[str, Any] | None = None) -> None:
     """Initialise every weight of ``model`` with initialiser ``name`` and zero its biases.
 
@@ -145,18 +148,21 @@ def initialise(model: nn.Module, name: str, gain: float = 1.0, params: Mapping[s
             whose definition involves one.
         params: Initialiser parameters (``gain``, ``mode``), checked by ``check_init_params``.
     """
+    import torch
+
     spec = INITS.get(name)
     merged = check_init_params(name, params)
     if spec.init_weight is None:
         return
     in_scope = _in_scope(model, merged["scope"])
-    for parameter_name, parameter in model.named_parameters():
-        # Normalisation layers own 1-D "weight"s (scales): they keep their ones.
-        if _is_weight(parameter_name, parameter):
-            if in_scope(parameter_name):
-                spec.init_weight(parameter, gain, merged)
-        elif _is_bias(parameter_name) and not _belongs_to_norm(model, parameter_name) and in_scope(_weight_of(parameter_name)):
-            parameter.zero_()
+    with torch.no_grad():
+        for parameter_name, parameter in model.named_parameters():
+            # Normalisation layers own 1-D "weight"s (scales): they keep their ones.
+            if _is_weight(parameter_name, parameter):
+                if in_scope(parameter_name):
+                    spec.init_weight(parameter, gain, merged)
+            elif _is_bias(parameter_name) and not _belongs_to_norm(model, parameter_name) and in_scope(_weight_of(parameter_name)):
+                parameter.zero_()
 
 
 def _weight_of(bias_name: str) -> str:
@@ -180,12 +186,11 @@ def _in_scope(model: nn.Module, scope: str) -> Callable[[str], bool]:
     return lambda name: name.rpartition(".")[0] != output
 
 
-_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
-
-
 def _belongs_to_norm(model: nn.Module, parameter_name: str) -> bool:
+    from torch import nn
+
     module_name = parameter_name.rpartition(".")[0]
-    return isinstance(model.get_submodule(module_name), _NORM_TYPES)
+    return isinstance(model.get_submodule(module_name), (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm))
 
 
 def _fan(weight: torch.Tensor, mode: str) -> int:
@@ -194,10 +199,14 @@ def _fan(weight: torch.Tensor, mode: str) -> int:
 
 
 def _xavier_uniform(weight: torch.Tensor, gain: float, params: Mapping[str, Any]) -> None:
+    from torch import nn
+
     nn.init.xavier_uniform_(weight, gain=params["gain"])
 
 
 def _xavier_normal(weight: torch.Tensor, gain: float, params: Mapping[str, Any]) -> None:
+    from torch import nn
+
     nn.init.xavier_normal_(weight, gain=params["gain"])
 
 
@@ -214,6 +223,8 @@ def _kaiming_normal(weight: torch.Tensor, gain: float, params: Mapping[str, Any]
 
 
 def _orthogonal(weight: torch.Tensor, gain: float, params: Mapping[str, Any]) -> None:
+    from torch import nn
+
     nn.init.orthogonal_(weight, gain=params["gain"] or gain)
 
 
@@ -235,6 +246,8 @@ def _uniform(weight: torch.Tensor, gain: float, params: Mapping[str, Any]) -> No
 
 
 def _truncated_normal(weight: torch.Tensor, gain: float, params: Mapping[str, Any]) -> None:
+    from torch import nn
+
     std = params["std"]
     nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-2.0 * std, b=2.0 * std)
 

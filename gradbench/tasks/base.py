@@ -11,6 +11,10 @@ into the cell's own ``batch_size`` (see ``gradbench.grid.expansion``). Setting i
 every task takes an ``order`` knob, the order in which the runner draws mini-batches:
 ``shuffled`` (a fresh permutation of the training set every epoch, from the run's seed; the
 default) or ``fixed`` (the training set in its stored order, the same every epoch).
+
+This module imports no torch: a task's description, knobs and rules are data, so listing the
+tasks and checking a spec need none; only ``Task.build`` (the built-in ones import their
+family's module on the first build, ``gradbench.tasks.catalog``) and ``apply_init`` do.
 """
 
 from __future__ import annotations
@@ -18,25 +22,27 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from gradbench.axes.activations import activation_gain
 from gradbench.axes.inits import initialise
 from gradbench.axes.registry import Registry
 from gradbench.axes.specs import bounds_text, outside
-from gradbench.tasks.datasets import Dataset, mnist1d_train_count
-from gradbench.tasks.image_datasets import DataOptions
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from gradbench.tasks.datasets import Dataset
+    from gradbench.tasks.image_datasets import DataOptions
 
 __all__ = [
     "RUNNER_KNOBS", "default_knobs",
     "Task", "TaskConfig", "TaskInstance", "TASKS", "BATCH_SIZE_KNOB", "ORDER_KNOB", "ORDER_CHOICES", "register_task", "list_tasks",
-    "resolve_knobs", "keyed_knobs", "apply_init",
+    "resolve_knobs", "keyed_knobs", "apply_init", "NORM_CHOICES", "LOSS_CHOICES", "MNIST1D_KNOBS", "MNIST1D_UNKEYED", "MNIST1D_BOUNDS",
 ]
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 # The knob every task accepts; the grid turns it into the cell's batch size.
 BATCH_SIZE_KNOB = "batch_size"
 # The other knob every task accepts: how the runner draws batches (the first is the default).
@@ -44,6 +50,19 @@ ORDER_KNOB = "order"
 ORDER_CHOICES = ("shuffled", "fixed")
 RUNNER_KNOBS = (BATCH_SIZE_KNOB, ORDER_KNOB)  # the runner's, not the task builder's
 NORM_CHOICES = ("none", "batch", "layer")
+LOSS_CHOICES = ("cross_entropy", "mse")  # the classification losses by name (blocks.classification_loss)
+
+# MNIST-1D's knobs, the same on every task that reads it: its size, the fraction held out for
+# testing, and the paper's shuffled variant (one fixed permutation of the 40 positions).
+MNIST1D_KNOBS: Mapping[str, Any] = {"num_samples": 5000, "test_size": 0.2, "shuffle_seq": False}
+MNIST1D_UNKEYED = frozenset({"test_size", "shuffle_seq"})  # came after results were stored
+MNIST1D_BOUNDS: Mapping[str, tuple[float | None, float | None]] = {"test_size": (0.01, 0.99)}
+
+
+def _data_options_from_environment() -> DataOptions:
+    from gradbench.tasks.image_datasets import DataOptions  # torch: only when a task is built
+
+    return DataOptions.from_environment()
 
 
 @dataclass(frozen=True)
@@ -65,7 +84,7 @@ class TaskConfig:
     activation_params: Mapping[str, Any] = field(default_factory=dict)
     init: str | None = None
     init_params: Mapping[str, Any] = field(default_factory=dict)
-    data: DataOptions = field(default_factory=DataOptions.from_environment)
+    data: DataOptions = field(default_factory=_data_options_from_environment)
 
 
 @dataclass
@@ -103,7 +122,9 @@ class Task:
     Attributes:
         name: Registry name (``<dataset>_<model>``).
         description: One line for ``gradbench list tasks``.
-        build: ``TaskConfig -> TaskInstance``; the caller seeds torch first.
+        build: ``TaskConfig -> TaskInstance``; the caller seeds torch first. A
+            ``gradbench._lazy.Deferred`` names it by path, so that its module (and torch) is
+            imported on the first build, not when the task is registered.
         knobs: Knob names and defaults. The default's type is the knob's type; integer knobs
             are counts and must be >= 1, float knobs must be >= 0, unless ``knob_bounds``
             says otherwise.
@@ -239,6 +260,8 @@ def resolve_knobs(name: str, given: Mapping[str, Any] | None = None) -> dict[str
 
 def mnist1d_train_size(knobs: Mapping[str, Any]) -> int:
     """Training examples of MNIST-1D made with the task's ``num_samples`` and ``test_size``."""
+    from gradbench.tasks.datasets import mnist1d_train_count
+
     return mnist1d_train_count(knobs["num_samples"], knobs.get("test_size", 0.2))
 
 

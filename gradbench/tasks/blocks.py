@@ -1,5 +1,6 @@
-"""Pieces the task families share: normalisation layers by name, a residual wrapper, real data,
-the classification losses by name, and MNIST-1D's knobs.
+"""Pieces the task families share: normalisation layers by name, a residual wrapper, the data
+a task reads by name, the classification losses by name, and (declared torch-free in
+``base``, for the catalog) MNIST-1D's knobs and the norm and loss names.
 
 ``norm`` knobs take ``none``, ``batch`` or ``layer``:
 
@@ -27,20 +28,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradbench.tasks.base import NORM_CHOICES, LossFn, TaskConfig, TaskInstance
-from gradbench.tasks.datasets import Dataset, load_mnist1d, train_eval_subset
+from gradbench.tasks.base import LOSS_CHOICES, MNIST1D_BOUNDS, MNIST1D_KNOBS, MNIST1D_UNKEYED, NORM_CHOICES, LossFn, TaskConfig, TaskInstance
+from gradbench.tasks.datasets import Dataset, load_digits, load_mnist1d, train_eval_subset
 from gradbench.tasks.image_datasets import load_image_dataset
 
 __all__ = [
     "NORM_CHOICES", "LOSS_CHOICES", "feature_norm", "map_norm", "Residual", "image_data", "classification_loss", "one_hot_mse",
-    "MNIST1D_KNOBS", "MNIST1D_UNKEYED", "MNIST1D_BOUNDS", "mnist1d_data", "constant_prediction_loss",
+    "MNIST1D_KNOBS", "MNIST1D_UNKEYED", "MNIST1D_BOUNDS", "mnist1d_data", "task_data", "constant_prediction_loss",
 ]
-
-# MNIST-1D's knobs, the same on every task that reads it: its size, the fraction held out for
-# testing, and the paper's shuffled variant (one fixed permutation of the 40 positions).
-MNIST1D_KNOBS: Mapping[str, Any] = {"num_samples": 5000, "test_size": 0.2, "shuffle_seq": False}
-MNIST1D_UNKEYED = frozenset({"test_size", "shuffle_seq"})  # came after results were stored
-MNIST1D_BOUNDS: Mapping[str, tuple[float | None, float | None]] = {"test_size": (0.01, 0.99)}
 
 
 def mnist1d_data(knobs: Mapping[str, Any]) -> Dataset:
@@ -55,8 +50,7 @@ def one_hot_mse(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return nn.functional.mse_loss(outputs, nn.functional.one_hot(labels, outputs.shape[1]).to(outputs.dtype))
 
 
-_LOSSES: dict[str, LossFn] = {"cross_entropy": nn.functional.cross_entropy, "mse": one_hot_mse}
-LOSS_CHOICES = tuple(_LOSSES)
+_LOSSES: dict[str, LossFn] = {"cross_entropy": nn.functional.cross_entropy, "mse": one_hot_mse}  # LOSS_CHOICES, in its order
 
 
 def constant_prediction_loss(instance: TaskInstance) -> float | None:
@@ -131,3 +125,14 @@ def image_data(name: str, config: TaskConfig) -> Dataset:
     ``config.knobs["train_eval_size"]`` examples."""
     # The same Dataset object for every run of the process, so a GPU gets one copy of it.
     return train_eval_subset(load_image_dataset(name, config.data), config.knobs["train_eval_size"])
+
+
+def task_data(source: str, config: TaskConfig) -> Dataset:
+    """The dataset a task family's build reads, by name: ``mnist1d`` and ``digits`` (made as
+    the task's knobs ask), or a real dataset (``mnist``, ``fashion_mnist``, ``cifar10``) from the
+    run's data directory (``image_data``)."""
+    if source == "mnist1d":
+        return mnist1d_data(config.knobs)
+    if source == "digits":
+        return load_digits(test_size=config.knobs["test_size"])
+    return image_data(source, config)

@@ -18,17 +18,17 @@ References:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
 from gradbench.axes.activations import build_activation
-from gradbench.tasks.base import Task, TaskConfig, TaskInstance, apply_init, mnist1d_train_size, register_task
-from gradbench.tasks.blocks import MNIST1D_BOUNDS, MNIST1D_KNOBS, MNIST1D_UNKEYED, image_data, mnist1d_data
+from gradbench.tasks.base import TaskConfig, TaskInstance, apply_init
+from gradbench.tasks.blocks import image_data, mnist1d_data
 from gradbench.tasks.datasets import Dataset
 
-__all__ = ["MNIST1DCNN", "TwoConvTwoDense", "ThreeConvThreeDense"]
+__all__ = ["MNIST1DCNN", "TwoConvTwoDense", "ThreeConvThreeDense", "build_mnist1d_cnn", "build_2c2d", "build_cifar10_3c3d"]
 
 
 class MNIST1DCNN(nn.Sequential):
@@ -155,57 +155,23 @@ def _classifier(model: nn.Module, data: Dataset, config: TaskConfig) -> TaskInst
     return TaskInstance(model, data, nn.functional.cross_entropy, metric="accuracy", target=config.knobs["target"])
 
 
-def _build_mnist1d_cnn(config: TaskConfig) -> TaskInstance:
+# Each task's model and data; gradbench.tasks.catalog declares the tasks.
+
+
+def build_mnist1d_cnn(config: TaskConfig) -> TaskInstance:
     assert config.activation is not None
     data = mnist1d_data(config.knobs)
     model = MNIST1DCNN(channels=config.knobs["channels"], activation=config.activation, activation_params=config.activation_params)
     return _classifier(model, data, config)
 
 
-def _build_2c2d(dataset: str) -> Callable[[TaskConfig], TaskInstance]:
-    def build(config: TaskConfig) -> TaskInstance:
-        assert config.activation is not None
-        model = TwoConvTwoDense(activation=config.activation, activation_params=config.activation_params)
-        return _classifier(model, image_data(dataset, config), config)
-
-    return build
+def build_2c2d(config: TaskConfig, *, dataset: str) -> TaskInstance:
+    assert config.activation is not None
+    model = TwoConvTwoDense(activation=config.activation, activation_params=config.activation_params)
+    return _classifier(model, image_data(dataset, config), config)
 
 
-def _build_cifar10_3c3d(config: TaskConfig) -> TaskInstance:
+def build_cifar10_3c3d(config: TaskConfig) -> TaskInstance:
     assert config.activation is not None
     model = ThreeConvThreeDense(activation=config.activation, activation_params=config.activation_params)
     return _classifier(model, image_data("cifar10", config), config)
-
-
-register_task(Task(
-    name="mnist1d_cnn",
-    description="the MNIST-1D paper's 3-layer 1-D CNN (25 channels) on MNIST-1D, offline",
-    build=_build_mnist1d_cnn,
-    knobs={"channels": 25, **MNIST1D_KNOBS, "target": 0.85},
-    batch_size=100,  # the MNIST-1D paper's batch size
-    unkeyed_defaults=MNIST1D_UNKEYED, knob_bounds=MNIST1D_BOUNDS, train_size=mnist1d_train_size,
-))
-register_task(Task(
-    name="mnist_2c2d",
-    description="DeepOBS 2c2d (2 conv + 2 dense) on MNIST, from --data-dir",
-    build=_build_2c2d("mnist"),
-    knobs={"train_eval_size": 10000, "target": 0.99},
-    batch_size=128,
-    datasets=("mnist",),
-))
-register_task(Task(
-    name="fashion_mnist_2c2d",
-    description="DeepOBS 2c2d (2 conv + 2 dense) on Fashion-MNIST (DeepOBS's fmnist_2c2d), from --data-dir",
-    build=_build_2c2d("fashion_mnist"),
-    knobs={"train_eval_size": 10000, "target": 0.9},
-    batch_size=128,
-    datasets=("fashion_mnist",),
-))
-register_task(Task(
-    name="cifar10_3c3d",
-    description="DeepOBS 3c3d (3 conv + 3 dense) on CIFAR-10, no augmentation, from --data-dir",
-    build=_build_cifar10_3c3d,
-    knobs={"train_eval_size": 10000, "target": 0.7},
-    batch_size=128,
-    datasets=("cifar10",),
-))

@@ -17,7 +17,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -25,11 +25,10 @@ from torch import nn
 from torch.nn import functional
 
 from gradbench.axes.activations import build_activation
-from gradbench.tasks.base import NORM_CHOICES, Task, TaskConfig, TaskInstance, apply_init, mnist1d_train_size, register_task
-from gradbench.tasks.blocks import MNIST1D_BOUNDS, MNIST1D_KNOBS, MNIST1D_UNKEYED, image_data, map_norm, mnist1d_data
-from gradbench.tasks.datasets import Dataset
+from gradbench.tasks.base import TaskConfig, TaskInstance, apply_init
+from gradbench.tasks.blocks import map_norm, task_data
 
-__all__ = ["DeepCNN", "ConvBlock"]
+__all__ = ["DeepCNN", "ConvBlock", "build_deep_cnn"]
 
 
 class ConvBlock(nn.Module):
@@ -125,46 +124,15 @@ class DeepCNN(nn.Module):
         return self.head(features.flatten(2).mean(dim=2))
 
 
-def _check_depth(knobs: Mapping[str, Any]) -> tuple[str, str] | None:
-    depth = knobs["depth"]
-    if (depth - 2) % 6 or depth < 8:
-        return "depth", "must be 6n + 2 with n >= 1, as in He et al. (8, 14, 20, 32, 44, 56, 110, ...)"
-    return None
-
-
-def _deep_cnn_task(
-    name: str, description: str, *, spatial_dims: int, load: Callable[[TaskConfig], Dataset], in_channels: int, knobs: Mapping[str, Any], batch_size: int,
-    datasets: tuple[str, ...] = (), unkeyed_defaults: frozenset[str] = frozenset(), knob_bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-    train_size: Callable[[Mapping[str, Any]], int] | None = None,
-) -> Task:
-    def build(config: TaskConfig) -> TaskInstance:
-        assert config.activation is not None
-        data = load(config)
-        model = DeepCNN(
-            in_channels, 10, spatial_dims=spatial_dims, depth=config.knobs["depth"], width=config.knobs["width"],
-            norm=config.knobs["norm"], residual=config.knobs["residual"],
-            activation=config.activation, activation_params=config.activation_params,
-        )
-        apply_init(model, config)
-        return TaskInstance(model, data, nn.functional.cross_entropy, metric="accuracy", target=config.knobs["target"])
-
-    return Task(
-        name=name, description=description, build=build,
-        knobs={"depth": 20, "width": 16, "norm": "none", "residual": False, **knobs},
-        batch_size=batch_size, knob_choices={"norm": NORM_CHOICES}, check_knobs=_check_depth, datasets=datasets,
-        unkeyed_defaults=unkeyed_defaults, knob_bounds=knob_bounds or {}, train_size=train_size,
+def build_deep_cnn(config: TaskConfig, *, spatial_dims: int, in_channels: int, data: str) -> TaskInstance:
+    """A deep CNN task's model and data (``gradbench.tasks.catalog`` declares the tasks):
+    ``data`` names the dataset (``blocks.task_data``), of ``in_channels`` channels."""
+    assert config.activation is not None
+    dataset = task_data(data, config)
+    model = DeepCNN(
+        in_channels, 10, spatial_dims=spatial_dims, depth=config.knobs["depth"], width=config.knobs["width"],
+        norm=config.knobs["norm"], residual=config.knobs["residual"],
+        activation=config.activation, activation_params=config.activation_params,
     )
-
-
-register_task(_deep_cnn_task(
-    "mnist1d_deep_cnn",
-    "He et al.'s plain (or residual) 6n+2-layer CNN with 1-D convolutions on MNIST-1D, offline",
-    spatial_dims=1, load=lambda config: mnist1d_data(config.knobs), in_channels=1,
-    knobs={**MNIST1D_KNOBS, "target": 0.8}, batch_size=100, unkeyed_defaults=MNIST1D_UNKEYED, knob_bounds=MNIST1D_BOUNDS, train_size=mnist1d_train_size,
-))
-register_task(_deep_cnn_task(
-    "cifar10_deep_cnn",
-    "He et al.'s plain (or residual) 6n+2-layer CIFAR-10 CNN, depth a knob, from --data-dir",
-    spatial_dims=2, load=lambda config: image_data("cifar10", config), in_channels=3,
-    knobs={"train_eval_size": 10000, "target": 0.8}, batch_size=128, datasets=("cifar10",),
-))
+    apply_init(model, config)
+    return TaskInstance(model, dataset, nn.functional.cross_entropy, metric="accuracy", target=config.knobs["target"])

@@ -11,11 +11,14 @@ from __future__ import annotations
 from torch import nn
 
 from gradbench.axes.inits import initialise
-from gradbench.tasks.base import Task, TaskConfig, TaskInstance, register_task
+from gradbench.tasks.base import TaskConfig, TaskInstance
 from gradbench.tasks.datasets import linreg_optimum, make_linreg
 
+__all__ = ["build_linreg"]
 
-def _build_linreg(config: TaskConfig) -> TaskInstance:
+
+def build_linreg(config: TaskConfig) -> TaskInstance:
+    """The ``linreg`` task's model and data (``gradbench.tasks.catalog`` declares it)."""
     knobs = config.knobs
     data = make_linreg(num_train=knobs["num_train"], num_test=knobs["num_train"], dim=knobs["dim"], noise=knobs["noise"], seed=0)
     model = nn.Sequential(nn.Linear(knobs["dim"], 1))
@@ -24,16 +27,3 @@ def _build_linreg(config: TaskConfig) -> TaskInstance:
     weight, bias, _ = linreg_optimum(data)
     optimum_test_mse = float((data.x_test.double() @ weight + bias - data.y_test.double()).square().mean())
     return TaskInstance(model, data, nn.functional.mse_loss, metric="loss", target=1.1 * optimum_test_mse)
-
-
-register_task(
-    Task(
-        name="linreg",
-        description="least-squares linear regression, y = xw + b + noise, closed-form optimum known",
-        build=_build_linreg,
-        knobs={"dim": 20, "num_train": 512, "noise": 0.1},
-        uses_activation=False,
-        batch_size=32,
-        train_size=lambda knobs: knobs["num_train"],
-    )
-)

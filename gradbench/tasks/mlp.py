@@ -21,18 +21,17 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from gradbench.axes.activations import build_activation
-from gradbench.tasks.base import NORM_CHOICES, Task, TaskConfig, TaskInstance, apply_init, mnist1d_train_size, register_task
-from gradbench.tasks.blocks import LOSS_CHOICES, MNIST1D_BOUNDS, MNIST1D_KNOBS, MNIST1D_UNKEYED, Residual, classification_loss, feature_norm, image_data, mnist1d_data
-from gradbench.tasks.datasets import Dataset, digits_train_size, load_digits
+from gradbench.tasks.base import TaskConfig, TaskInstance, apply_init
+from gradbench.tasks.blocks import Residual, classification_loss, feature_norm, task_data
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "build_mlp"]
 
 
 class MLP(nn.Module):
@@ -92,74 +91,17 @@ class MLP(nn.Module):
         return self.layers(x.flatten(1))
 
 
-_MLP_KNOBS = {"depth": 8, "width": 64, "norm": "none", "residual": False, "bias": True, "loss": "cross_entropy", "standardize": False}
-# Knobs that came after results were stored: while at their default, cells keep their keys.
-_MLP_UNKEYED = frozenset({"bias", "loss", "standardize"})
-
-
-def _mlp_task(
-    name: str,
-    description: str,
-    load: Callable[[TaskConfig], Dataset],
-    *,
-    in_features: int,
-    knobs: Mapping[str, Any],
-    batch_size: int,
-    datasets: tuple[str, ...] = (),
-    unkeyed_defaults: frozenset[str] = frozenset(),
-    knob_bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-    train_size: Callable[[Mapping[str, Any]], int] | None = None,
-) -> Task:
-    def build(config: TaskConfig) -> TaskInstance:
-        knobs = config.knobs
-        data = load(config)
-        assert config.activation is not None and data.num_classes is not None
-        model = MLP(
-            in_features, data.num_classes, depth=knobs["depth"], width=knobs["width"],
-            activation=config.activation, activation_params=config.activation_params,
-            norm=knobs["norm"], residual=knobs["residual"], bias=knobs["bias"],
-        )
-        apply_init(model, config)
-        loss = classification_loss(knobs["loss"])
-        return TaskInstance(model, data, loss, metric="accuracy", target=knobs["target"], standardize=knobs["standardize"])
-
-    return Task(
-        name=name, description=description, build=build, knobs={**_MLP_KNOBS, **knobs}, batch_size=batch_size,
-        knob_choices={"norm": NORM_CHOICES, "loss": LOSS_CHOICES}, knob_bounds={"depth": (0, None), **(knob_bounds or {})},
-        datasets=datasets, unkeyed_defaults=_MLP_UNKEYED | unkeyed_defaults, train_size=train_size,
+def build_mlp(config: TaskConfig, *, in_features: int, data: str) -> TaskInstance:
+    """An MLP task's model and data (``gradbench.tasks.catalog`` declares the tasks): ``data``
+    names the dataset (``blocks.task_data``), of ``in_features`` features once flattened."""
+    knobs = config.knobs
+    dataset = task_data(data, config)
+    assert config.activation is not None and dataset.num_classes is not None
+    model = MLP(
+        in_features, dataset.num_classes, depth=knobs["depth"], width=knobs["width"],
+        activation=config.activation, activation_params=config.activation_params,
+        norm=knobs["norm"], residual=knobs["residual"], bias=knobs["bias"],
     )
-
-
-register_task(_mlp_task(
-    "mnist1d_mlp",
-    "deep MLP on MNIST-1D (40-sample 1-D signals, 10 classes, 4000/1000 split), generated offline",
-    lambda config: mnist1d_data(config.knobs),
-    in_features=40, knobs={**MNIST1D_KNOBS, "target": 0.5}, batch_size=64, train_size=mnist1d_train_size,
-    # norm and residual came after the first results were stored: those cells keep their keys.
-    unkeyed_defaults=frozenset({"norm", "residual"}) | MNIST1D_UNKEYED, knob_bounds=MNIST1D_BOUNDS,
-))
-register_task(_mlp_task(
-    "digits_mlp",
-    "deep MLP on scikit-learn's 8x8 digits (1437/360 split), bundled offline",
-    lambda config: load_digits(test_size=config.knobs["test_size"]),
-    in_features=64, knobs={"target": 0.9, "test_size": 0.2}, batch_size=64,
-    unkeyed_defaults=frozenset({"test_size"}), knob_bounds={"test_size": (0.01, 0.99)}, train_size=digits_train_size,
-))
-register_task(_mlp_task(
-    "mnist_mlp",
-    "deep MLP on MNIST (28x28, 60000/10000), from --data-dir",
-    lambda config: image_data("mnist", config),
-    in_features=784, knobs={"width": 256, "train_eval_size": 10000, "target": 0.97}, batch_size=128, datasets=("mnist",),
-))
-register_task(_mlp_task(
-    "fashion_mnist_mlp",
-    "deep MLP on Fashion-MNIST (28x28, 60000/10000), from --data-dir",
-    lambda config: image_data("fashion_mnist", config),
-    in_features=784, knobs={"width": 256, "train_eval_size": 10000, "target": 0.85}, batch_size=128, datasets=("fashion_mnist",),
-))
-register_task(_mlp_task(
-    "cifar10_mlp",
-    "deep MLP on CIFAR-10 flattened (3x32x32, 50000/10000), from --data-dir",
-    lambda config: image_data("cifar10", config),
-    in_features=3072, knobs={"width": 512, "train_eval_size": 10000, "target": 0.45}, batch_size=128, datasets=("cifar10",),
-))
+    apply_init(model, config)
+    loss = classification_loss(knobs["loss"])
+    return TaskInstance(model, dataset, loss, metric="accuracy", target=knobs["target"], standardize=knobs["standardize"])

@@ -28,10 +28,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gradbench.tasks.base import Task, TaskConfig, TaskInstance, register_task
+from gradbench.tasks.base import TaskConfig, TaskInstance
 from gradbench.tasks.datasets import load_quadratic_deep
 
-__all__ = ["NoisyQuadratic", "optimum_test_loss"]
+__all__ = ["NoisyQuadratic", "optimum_test_loss", "build_quadratic_deep"]
 
 
 class NoisyQuadratic(nn.Module):
@@ -65,18 +65,8 @@ def optimum_test_loss() -> float:
     return float(0.5 * ((difference @ hessian.double()) * difference).sum(dim=1).mean())
 
 
-def _build(config: TaskConfig) -> TaskInstance:
+def build_quadratic_deep(config: TaskConfig) -> TaskInstance:
+    """The ``quadratic_deep`` task's model and data (``gradbench.tasks.catalog`` declares it)."""
     data, hessian = load_quadratic_deep()
     target = (1.0 + config.knobs["target_gap"]) * optimum_test_loss()
     return TaskInstance(NoisyQuadratic(hessian), data, _mean_loss, metric="loss", target=target)
-
-
-register_task(Task(
-    name="quadratic_deep",
-    description="DeepOBS quadratic_deep: 100-dim noisy quadratic, 90 eigenvalues in (0,1) and 10 in (30,60)",
-    build=_build,
-    knobs={"target_gap": 0.01},
-    uses_activation=False,
-    uses_init=False,  # theta starts at ones, as DeepOBS defines it
-    batch_size=128,
-))

@@ -20,10 +20,10 @@ from typing import Any
 from torch import nn
 
 from gradbench.axes.activations import build_activation
-from gradbench.tasks.base import NORM_CHOICES, Task, TaskConfig, TaskInstance, apply_init, register_task
+from gradbench.tasks.base import TaskConfig, TaskInstance, apply_init
 from gradbench.tasks.blocks import image_data, map_norm
 
-__all__ = ["resnet18_cifar", "replace_modules"]
+__all__ = ["resnet18_cifar", "replace_modules", "build_resnet18"]
 
 
 def replace_modules(model: nn.Module, kind: type[nn.Module], make: Callable[[], nn.Module]) -> int:
@@ -69,20 +69,10 @@ def resnet18_cifar(*, num_classes: int = 10, norm: str = "batch", activation: st
     return model
 
 
-def _build(config: TaskConfig) -> TaskInstance:
+def build_resnet18(config: TaskConfig) -> TaskInstance:
+    """The ``cifar10_resnet18`` task's model and data (``gradbench.tasks.catalog`` declares it)."""
     assert config.activation is not None
     data = image_data("cifar10", config)
     model = resnet18_cifar(norm=config.knobs["norm"], activation=config.activation, activation_params=config.activation_params)
     apply_init(model, config)
     return TaskInstance(model, data, nn.functional.cross_entropy, metric="accuracy", target=config.knobs["target"])
-
-
-register_task(Task(
-    name="cifar10_resnet18",
-    description="torchvision ResNet-18 with a 3x3 stride-1 stem, no max pooling, on CIFAR-10, from --data-dir",
-    build=_build,
-    knobs={"norm": "batch", "train_eval_size": 10000, "target": 0.85},
-    batch_size=128,
-    knob_choices={"norm": NORM_CHOICES},
-    datasets=("cifar10",),
-))

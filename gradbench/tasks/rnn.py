@@ -39,11 +39,11 @@ import torch
 from torch import nn
 
 from gradbench.axes.activations import activation_gain
-from gradbench.tasks.base import Task, TaskConfig, TaskInstance, apply_init, mnist1d_train_size, register_task
-from gradbench.tasks.blocks import MNIST1D_BOUNDS, MNIST1D_KNOBS, MNIST1D_UNKEYED, mnist1d_data
+from gradbench.tasks.base import LossFn, TaskConfig, TaskInstance, apply_init
+from gradbench.tasks.blocks import mnist1d_data
 from gradbench.tasks.datasets import Dataset, make_adding_problem
 
-__all__ = ["RecurrentNet", "CELLS"]
+__all__ = ["RecurrentNet", "CELLS", "build_recurrent"]
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -82,64 +82,25 @@ class RecurrentNet(nn.Module):
         return self.head(x[:, -1])
 
 
-_CELL_NAMES = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU"}
+def _adding_data(knobs: Mapping[str, Any]) -> Dataset:
+    return make_adding_problem(knobs["length"], num_train=knobs["num_train"])
 
 
-def _recurrent_task(
-    name: str,
-    description: str,
-    cell: str,
-    load: Callable[[Mapping[str, Any]], Dataset],
-    *,
-    in_features: int,
-    out_features: int,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    metric: str,
-    knobs: Mapping[str, Any],
-    batch_size: int,
-    check_knobs: Callable[[Mapping[str, Any]], tuple[str, str] | None] | None = None,
-    unkeyed_defaults: frozenset[str] = frozenset(),
-    knob_bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-    train_size: Callable[[Mapping[str, Any]], int] | None = None,
-) -> Task:
-    def build(config: TaskConfig) -> TaskInstance:
-        knobs_ = config.knobs
-        nonlinearity = knobs_.get("nonlinearity", "tanh")
-        model = RecurrentNet(cell, in_features, out_features, depth=knobs_["depth"], width=knobs_["width"], nonlinearity=nonlinearity)
-        # Kaiming and orthogonal init take the gain of the recurrence's nonlinearity; a gated
-        # cell mixes sigmoids and tanh, and gets gain 1.
-        apply_init(model, config, gain=activation_gain(nonlinearity) if cell == "rnn" else 1.0)
-        return TaskInstance(model, load(knobs_), loss_fn, metric=metric, target=knobs_["target"])
-
-    all_knobs = {**({"nonlinearity": "tanh"} if cell == "rnn" else {}), **knobs}
-    return Task(
-        name=name, description=description, build=build, knobs=all_knobs, uses_activation=False, batch_size=batch_size,
-        knob_choices={"nonlinearity": ("tanh", "relu")} if cell == "rnn" else {}, check_knobs=check_knobs,
-        unkeyed_defaults=unkeyed_defaults, knob_bounds=knob_bounds or {}, train_size=train_size,
-    )
+# problem -> (its data from the knobs, inputs per step, outputs, loss, metric)
+_PROBLEMS: dict[str, tuple[Callable[[Mapping[str, Any]], Dataset], int, int, LossFn, str]] = {
+    "adding": (_adding_data, 2, 1, nn.functional.mse_loss, "loss"),
+    "mnist1d": (mnist1d_data, 1, 10, nn.functional.cross_entropy, "accuracy"),
+}
 
 
-def _check_length(knobs: Mapping[str, Any]) -> tuple[str, str] | None:
-    return ("length", "the adding problem needs at least 2 steps") if knobs["length"] < 2 else None
-
-
-for _cell, _cell_name in _CELL_NAMES.items():
-    register_task(_recurrent_task(
-        f"adding_{_cell}",
-        f"{_cell_name} on the adding problem (sum of 2 marked values in `length` steps; baseline MSE 1/6), generated offline",
-        _cell,
-        lambda knobs: make_adding_problem(knobs["length"], num_train=knobs["num_train"]),
-        in_features=2, out_features=1, loss_fn=nn.functional.mse_loss, metric="loss",
-        knobs={"length": 100, "depth": 1, "width": 128, "num_train": 10000, "target": 0.01},
-        batch_size=64, check_knobs=_check_length,
-    ))
-for _cell, _cell_name in _CELL_NAMES.items():
-    register_task(_recurrent_task(
-        f"mnist1d_{_cell}",
-        f"{_cell_name} reading MNIST-1D as a 40-step sequence, classified from the last step, offline",
-        _cell,
-        mnist1d_data,
-        in_features=1, out_features=10, loss_fn=nn.functional.cross_entropy, metric="accuracy",
-        knobs={"depth": 1, "width": 64, **MNIST1D_KNOBS, "target": 0.6},
-        batch_size=100, unkeyed_defaults=MNIST1D_UNKEYED, knob_bounds=MNIST1D_BOUNDS, train_size=mnist1d_train_size,
-    ))
+def build_recurrent(config: TaskConfig, *, cell: str, problem: str) -> TaskInstance:
+    """A recurrent task's model and data (``gradbench.tasks.catalog`` declares the tasks):
+    ``cell`` one of ``CELLS``, ``problem`` ``adding`` or ``mnist1d``."""
+    load, in_features, out_features, loss_fn, metric = _PROBLEMS[problem]
+    knobs = config.knobs
+    nonlinearity = knobs.get("nonlinearity", "tanh")
+    model = RecurrentNet(cell, in_features, out_features, depth=knobs["depth"], width=knobs["width"], nonlinearity=nonlinearity)
+    # Kaiming and orthogonal init take the gain of the recurrence's nonlinearity; a gated
+    # cell mixes sigmoids and tanh, and gets gain 1.
+    apply_init(model, config, gain=activation_gain(nonlinearity) if cell == "rnn" else 1.0)
+    return TaskInstance(model, load(knobs), loss_fn, metric=metric, target=knobs["target"])

@@ -303,14 +303,52 @@ def test_list_defaults_are_kept_as_tuples():
 
 @pytest.mark.parametrize(
     "not_an_optimizer",
-    [dict, nn.Linear, object, torch.Tensor, lambda params, lr=0.1: None, "adam", torch.optim.Optimizer.__init__],
-    ids=["dict", "nn.Linear", "object", "Tensor", "lambda", "str", "function"],
+    [dict, nn.Linear, object, torch.Tensor, lambda params, lr=0.1: None, "torch.nn:Linear", torch.optim.Optimizer.__init__],
+    ids=["dict", "nn.Linear", "object", "Tensor", "lambda", "path", "function"],
 )
 def test_non_optimizer_classes_are_rejected(not_an_optimizer):
     name = "test_not_an_optimizer"
     with pytest.raises(ValueError, match=r"must be a torch.optim.Optimizer subclass"):
         register_optimizer(name, not_an_optimizer)
     assert name not in OPTIMIZERS
+
+
+def test_a_name_that_is_no_path_is_rejected():
+    with pytest.raises(ValueError, match=r"invalid path 'adam': expected 'package.module:attribute'"):
+        register_optimizer("test_not_a_path", "adam")
+    assert "test_not_a_path" not in OPTIMIZERS
+
+
+def test_a_class_registered_by_path_is_imported_when_first_needed_and_checked_then():
+    """With lr, description and needs_closure given, nothing is imported at registration; the
+    class is checked when a run first needs it."""
+    name, wrong = "test_by_path", "test_by_path_wrong"
+    try:
+        spec = register_optimizer(name, "torch.optim:Adagrad", defaults={"lr": 0.5}, description="by path", needs_closure=False)
+        assert spec.factory == "torch.optim:Adagrad" and spec.optimizer_class is torch.optim.Adagrad
+        assert resolve_hyperparameters(name, {"lr_decay": 0.1})["lr_decay"] == 0.1
+        register_optimizer(wrong, "torch.nn:Linear", defaults={"lr": 0.5}, description="not one", needs_closure=False)
+        with pytest.raises(ValueError, match=r"must be a torch.optim.Optimizer subclass"):
+            resolve_hyperparameters(wrong)
+        register_optimizer(wrong, "torch.optim:NoSuchOptimizer", defaults={"lr": 0.5}, description="missing", needs_closure=False, overwrite=True)
+        with pytest.raises(ValueError, match=r"optimizer 'test_by_path_wrong': cannot import 'torch.optim:NoSuchOptimizer'"):
+            resolve_hyperparameters(wrong)
+    finally:
+        for registered in (name, wrong):
+            if registered in OPTIMIZERS:
+                OPTIMIZERS.unregister(registered)
+
+
+def test_builtins_declare_what_their_class_would_say():
+    """The built-ins are registered by path with description, lr and needs_closure given, so
+    that nothing imports torch: what they declare must be what the class says."""
+    from gradbench.axes.optimizers import _step_needs_closure
+
+    for name in list_optimizers():
+        spec = get_optimizer(name)
+        if isinstance(spec.factory, str):
+            assert spec.needs_closure == _step_needs_closure(spec.optimizer_class), name
+            assert spec.description and "lr" in spec.defaults, name
 
 
 def test_optimizer_instance_is_rejected():

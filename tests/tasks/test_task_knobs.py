@@ -12,7 +12,8 @@ from torch import nn
 from gradbench.grid import expand, parse_suite
 from gradbench.run.train import Batches, _build
 from gradbench.tasks import TASKS
-from gradbench.tasks.blocks import one_hot_mse
+from gradbench.tasks.base import LOSS_CHOICES
+from gradbench.tasks.blocks import classification_loss, one_hot_mse
 from gradbench.tasks.datasets import Dataset, load_digits, load_mnist1d
 
 torch.set_num_threads(1)
@@ -56,6 +57,13 @@ def test_mse_on_one_hot_labels():
     assert torch.allclose(one_hot_mse(outputs, labels), ((outputs - one_hot) ** 2).mean())
     task = _build(_cell(f"{SMALL[:-1]},loss=mse]"), torch.device("cpu"))
     assert task.loss_fn(outputs, labels) == one_hot_mse(outputs, labels) and task.metric == "accuracy"
+
+
+def test_every_loss_the_knob_offers_is_one_the_families_build():
+    """The catalog offers the torch-free LOSS_CHOICES; the families build blocks' losses."""
+    assert [classification_loss(name) for name in LOSS_CHOICES] == [nn.functional.cross_entropy, one_hot_mse]
+    with pytest.raises(ValueError, match=r"invalid loss 'hinge'; choose from: cross_entropy, mse"):
+        classification_loss("hinge")
 
 
 def test_standardize_uses_the_training_statistics_for_every_split():
