@@ -21,7 +21,8 @@ from torch import nn
 
 from gradbench.grid.cell import Cell
 from gradbench.run.environment import environment
-from gradbench.run.train import Batches, Session, prepare
+from gradbench.run.timing import StepTimer
+from gradbench.run.train import Session, evaluate, prepare
 
 __all__ = ["TimedStep", "rounds_for", "run_benchmark", "compare_runner_to_handwritten", "interleaved_times", "phase_median", "overhead_ratios", "machine_info", "CLOCKS"]
 
@@ -122,43 +123,58 @@ def run_benchmark(
     return step
 
 
-def _handwritten_loop(model: nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer, batches: Batches) -> Callable[[int], None]:
-    """The minimal PyTorch loop a user would write: batch, zero_grad, forward, backward, step."""
+def _handwritten_loop(session: Session, eval_every: int | None) -> Callable[[int], None]:
+    """The minimal PyTorch loop a user would write: batch, zero_grad, forward, backward, step;
+    with ``eval_every``, the runner's evaluation every ``eval_every`` steps as well."""
+    model, loss_fn, optimizer, batches, data = session.task.model, session.task.loss_fn, session.optimizer, session.batches, session.task.data
+    done = 0
 
     def run(steps: int) -> None:
+        nonlocal done
         for _ in range(steps):
             inputs, targets = batches.next()
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(inputs), targets)
             loss.backward()
             optimizer.step()
+            done += 1
+            if eval_every and done % eval_every == 0:
+                evaluate(model, data, loss_fn, done, 0.0)
 
     return run
 
 
-def _runner_loop(session: Session) -> Callable[[int], None]:
-    """gradbench's runner loop (``train._train`` without its evaluations): timer, monitor,
-    read-back at its cadence."""
-    from gradbench.run.timing import StepTimer
-
+def _runner_loop(session: Session, eval_every: int | None) -> Callable[[int], None]:
+    """gradbench's runner loop (``train._train``'s): the timed step (wall and CPU clocks), the
+    scheduler, the read-back at its cadence, and with ``eval_every`` the evaluations."""
     timer = StepTimer(session.device)
+    monitor, task = session.monitor, session.task
+    every = eval_every or 0
+    done = 0
 
     def run(steps: int) -> None:
+        nonlocal done
         for _ in range(steps):
             inputs, targets = session.batches.next()
             timer.start()
             session.step(inputs, targets)
             timer.stop()
-            if session.monitor.flush_due:
-                session.monitor.flush()
+            done += 1
+            if session.scheduler is not None:
+                session.scheduler.step()
+            evaluation_due = every > 0 and done % every == 0
+            if monitor.flush_due or evaluation_due:
+                monitor.flush()
                 timer.collect()
-        session.monitor.flush()
+                if evaluation_due:
+                    evaluate(task.model, task.data, task.loss_fn, done, 0.0)
+        monitor.flush()
         timer.collect()
 
     return run
 
 
-def compare_runner_to_handwritten(cell: Cell, *, steps: int = 200, rounds: int = 15, clock: str = "wall") -> dict[str, Any]:
+def compare_runner_to_handwritten(cell: Cell, *, steps: int = 200, rounds: int = 15, clock: str = "wall", eval_every: int | None = None) -> dict[str, Any]:
     """Time gradbench's runner and a hand-written loop on the same model, data and optimizer,
     interleaved round by round so that machine noise hits both alike.
 
@@ -167,16 +183,17 @@ def compare_runner_to_handwritten(cell: Cell, *, steps: int = 200, rounds: int =
     the noise floor below which the runner's ratio means nothing. Each round runs ``steps``
     steps of each loop. Returns the median seconds per step, the ratio runner / hand-written
     with the quartiles of its per-round values, and the A/A ratio. ``clock`` as in
-    ``interleaved_times`` (``cpu``: this thread's CPU time, blind to other processes).
+    ``interleaved_times`` (``cpu``: this thread's CPU time, blind to other processes). With
+    ``eval_every`` (the cell's own, or any) both loops evaluate on the full training and test
+    sets every ``eval_every`` steps, as a run does; without, only steps are compared.
     """
     # The hand-written copies get an inert monitor: prepare() hooks the monitor into the
     # optimizer for detailed records, and those hooks would run inside the hand-written loop.
     bare = replace(cell, record_every=0, detail_every=0)
     sessions = {"runner": prepare(cell), "handwritten": prepare(bare), "handwritten_again": prepare(bare)}
-    loops = {"runner": _runner_loop(sessions["runner"])}
+    loops = {"runner": _runner_loop(sessions["runner"], eval_every)}
     for name in ("handwritten", "handwritten_again"):
-        session = sessions[name]
-        loops[name] = _handwritten_loop(session.task.model, session.task.loss_fn, session.optimizer, session.batches)
+        loops[name] = _handwritten_loop(sessions[name], eval_every)
     for run in loops.values():  # warm-up, untimed
         run(10)
     device = sessions["runner"].device
@@ -192,6 +209,7 @@ def compare_runner_to_handwritten(cell: Cell, *, steps: int = 200, rounds: int =
         "rounds": rounds,
         "steps": steps,
         "clock": clock,
+        "eval_every": eval_every,
     }
 
 
