@@ -78,6 +78,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     scaling = [
         f"{label}: 1 worker {r['one_worker_s']:.1f} s, 2 workers {r['two_workers_s']:.1f} s, speedup {r['speedup']:.2f}x "
         f"(median of {r['pairs']} alternating pair(s), wall clock, worker start-up included)"
+        + (f"\n  start-up: {r['startup']}" if "startup" in r else "")
         for label, r in _SCALING
     ]
     if scaling:

@@ -129,17 +129,31 @@ def test_claims_block_a_live_owner_and_are_taken_over_from_a_dead_one(tmp_path):
         assert store.claim(cell.key, me) == "stored"
 
 
-def _children(pid: int) -> dict[int, str | None]:
-    """The live child processes of ``pid`` (Linux /proc), with their start times."""
-    children = {}
+def _descendants(pid: int) -> dict[int, str | None]:
+    """The live descendants of ``pid`` (Linux /proc), with their start times: pool workers are
+    the children of a fork server, itself the driver's child."""
+    parents = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
-        if int(fields[1]) == pid:
-            children[int(stat.parent.name)] = process_start(int(stat.parent.name))
-    return children
+    found, frontier = {}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child in [c for c, p in parents.items() if p == parent and c not in found]:
+            found[child] = process_start(child)
+            frontier.append(child)
+    return found
+
+
+def _worker_pids(path: Path) -> set[int]:
+    """The pids of the workers that ran the runs stored so far."""
+    try:
+        with Store.open(path, readonly=True) as store:
+            return {json.loads(run["env"])["worker_pid"] for run in store.runs()}
+    except (sqlite3.OperationalError, ValueError):
+        return set()
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the driver's workers through Linux's /proc")
@@ -153,8 +167,10 @@ def test_a_killed_pool_driver_resumes_with_nothing_lost_or_duplicated(tmp_path, 
     deadline = time.monotonic() + 120
     while len(stored_runs(path)) < 2 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
-    workers = _children(process.pid)
-    assert len(workers) >= 2, "two pool workers (and maybe the resource tracker) should be running"
+    workers = _descendants(process.pid)
+    ran = _worker_pids(path)
+    assert ran and ran <= workers.keys(), "the pool workers (still running cells) should be among the driver's descendants"
+    assert len(workers) >= 2, "two pool workers (and the fork server, the resource tracker) should be running"
     process.send_signal(signal.SIGKILL)  # the driver only: its workers are left orphaned
     process.wait(timeout=30)
     deadline = time.monotonic() + 60
