@@ -5,26 +5,54 @@
     pytest bench/ --gb-device cuda                 # on the GPU (timings synchronise the device)
     pytest bench/ --gb-threads 1                   # torch CPU threads (default 1: stable numbers)
     pytest bench/ --benchmark-group-by=group       # tables compare like with like (the default)
+    pytest bench/ -m gated                         # only what the regression gate compares
+    pytest bench/ -m "not gated"                   # only the whole-sweep and overhead-ratio benchmarks
     pytest bench/test_health_overhead.py -s        # what each gradient-health statistic costs
     pytest bench/test_executors.py                 # process pool: 2 workers vs 1 on a CPU-bound grid
-    pytest bench/ --gb-clock wall                  # interleaved comparisons on the wall clock
+    pytest bench/ --gb-clock wall                  # every benchmark on the wall clock
     pytest bench/test_health_overhead.py -s --gb-rounds 100   # tighter ratios, longer run
+    pytest bench/test_step.py --gb-slowdown 0.15   # test-only: every timed step does 15% more work
+
+Two kinds of benchmark:
+
+- ``gated`` (bench/test_step.py): one training step per round, many rounds; their medians are
+  what ``scripts/bench_regression.sh compare`` holds to a saved baseline (the median change
+  over all of them, and each one's with ``--benchmark-compare-fail``).
+- the rest: whole sweeps timed once (executor scaling) and overhead ratios of interleaved loops
+  (runner, health statistics). One round each, or a ratio that is its own comparison: reported
+  (``scripts/bench_regression.sh report``), never gated, because one round's time on a shared
+  machine moves by far more than 5%.
+
+``--gb-clock`` is the clock of every benchmark here: pytest-benchmark's ``--benchmark-timer``
+for the step benchmarks and the clock of the interleaved comparisons. ``cpu`` (this thread's
+CPU time, ``time.thread_time``) is the default on the CPU with one torch thread, where the whole
+step runs on this thread: other processes taking turns on a shared machine do not inflate it.
+``wall`` (``time.perf_counter``) is the default otherwise and the only choice on CUDA (the timed
+call synchronises the device, so wall time is the step's time) or with more torch threads
+(their work is not this thread's). Set the clock with ``--gb-clock``, not ``--benchmark-timer``.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
+from pytest_benchmark.timers import default_timer
+from pytest_benchmark.utils import NameWrapper
 
 from gradbench.axes import check_device
 from gradbench.grid import AXES, Cell, expand, parse_suite
-from gradbench.run.benchmark import CLOCKS, machine_info
+from gradbench.run.benchmark import CLOCKS, TimedStep, machine_info
 
 _RATIOS: list[tuple[str, dict[str, float]]] = []
 _OVERHEADS: list[tuple[str, dict[str, Any]]] = []
 _SCALING: list[tuple[str, dict[str, Any]]] = []
+# pytest-benchmark's --benchmark-timer for each clock: the timers of interleaved_times.
+_TIMERS = {"wall": time.perf_counter, "cpu": time.thread_time}
+_DEFAULT_TIMER = str(NameWrapper(default_timer))  # what --benchmark-timer is when not given
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,12 +63,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gb-rounds", type=int, default=None, help="rounds of the interleaved comparisons, a multiple of 10 (default: 30; 10 with --gb-quick)")
     group.addoption(
         "--gb-clock", default=None, choices=CLOCKS,
-        help="clock of the interleaved comparisons: cpu (this thread's CPU time, blind to other processes; the CPU default) or wall (the only one on CUDA)",
+        help="clock of every benchmark: cpu (this thread's CPU time, blind to other processes; the default on the CPU with one "
+        "thread) or wall (the default otherwise, the only one on CUDA or with more threads)",
+    )
+    group.addoption(
+        "--gb-slowdown", type=float, default=0.0, metavar="FRACTION",
+        help="test-only: every timed training step does FRACTION more work (0.15: 15%%), to prove the regression gate fails",
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "quick: part of the quick subset (--gb-quick)")
+    config.addinivalue_line("markers", "gated: a per-step benchmark, held to the baseline by scripts/bench_regression.sh compare")
     threads = config.getoption("--gb-threads")
     if threads < 1:
         raise pytest.UsageError(f"invalid --gb-threads {threads}: must be >= 1")
@@ -55,6 +89,44 @@ def pytest_configure(config: pytest.Config) -> None:
     device = torch.device(config.getoption("--gb-device"))
     if config.getoption("--gb-clock") == "cpu" and device.type != "cpu":
         raise pytest.UsageError(f"--gb-clock cpu measures this thread, not {device.type} kernels; use --gb-clock wall")
+    if config.getoption("--gb-clock") == "cpu" and threads > 1:
+        raise pytest.UsageError(f"--gb-clock cpu measures this thread, not the other {threads - 1} torch thread(s); use --gb-clock wall or --gb-threads 1")
+    _set_benchmark_timer(config)
+    slowdown = config.getoption("--gb-slowdown")
+    if not 0 <= slowdown <= 10:
+        raise pytest.UsageError(f"invalid --gb-slowdown {slowdown}: must be a fraction between 0 and 10 (0.15: 15% more work)")
+    if slowdown:
+        _slow_down_steps(slowdown, _TIMERS[clock_of(config)])
+
+
+def clock_of(config: pytest.Config) -> str:
+    """--gb-clock, else cpu on the CPU with one torch thread and wall otherwise."""
+    single_thread_cpu = torch.device(config.getoption("--gb-device")).type == "cpu" and config.getoption("--gb-threads") == 1
+    return config.getoption("--gb-clock") or ("cpu" if single_thread_cpu else "wall")
+
+
+def _set_benchmark_timer(config: pytest.Config) -> None:
+    """Give pytest-benchmark the clock of --gb-clock. This runs before pytest-benchmark's own
+    pytest_configure (marked trylast), which reads the option into its session."""
+    given = config.getoption("benchmark_timer")
+    if given != _DEFAULT_TIMER or any(arg.startswith("--benchmark-timer") for arg in config.invocation_params.args):
+        raise pytest.UsageError(f"--benchmark-timer {given}: set the clock with --gb-clock, one of: {', '.join(CLOCKS)}")
+    config.option.benchmark_timer = str(NameWrapper(_TIMERS[clock_of(config)]))
+
+
+def _slow_down_steps(fraction: float, timer: Callable[[], float]) -> None:
+    """Test-only: after each timed step, spin on the benchmark's own clock for ``fraction`` of
+    the time the step took, so every step costs ``1 + fraction`` times as much."""
+    step = TimedStep.__call__
+
+    def slower_step(self: TimedStep, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        start = timer()
+        step(self, inputs, targets)
+        deadline = timer() + fraction * (timer() - start)
+        while timer() < deadline:  # busy: on the cpu clock only work done counts
+            pass
+
+    TimedStep.__call__ = slower_step  # type: ignore[method-assign]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -71,7 +143,9 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 
 def _machine_info(config: pytest.Config) -> dict[str, Any]:
-    return machine_info(torch.device(config.getoption("--gb-device")))
+    info = machine_info(torch.device(config.getoption("--gb-device")))
+    info["gradbench_bench"] = {"clock": clock_of(config)}  # a baseline on another clock warns on compare
+    return info
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -142,9 +216,9 @@ def gb_device(request: pytest.FixtureRequest) -> torch.device:
 
 
 @pytest.fixture
-def gb_clock(request: pytest.FixtureRequest, gb_device: torch.device) -> str:
-    """The clock of interleaved comparisons: --gb-clock, else cpu on the CPU and wall elsewhere."""
-    return request.config.getoption("--gb-clock") or ("cpu" if gb_device.type == "cpu" else "wall")
+def gb_clock(request: pytest.FixtureRequest) -> str:
+    """The clock of interleaved comparisons (``clock_of``)."""
+    return clock_of(request.config)
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 Generated from the registries: every optimizer, every activation and every clipping mode on
 each representative task, plus optimizer implementations (for-loop, foreach, fused) and
-``torch.compile``. Each benchmark's ``extra_info`` holds its full cell configuration.
+``torch.compile``. Each benchmark's ``extra_info`` holds its full cell configuration. All are
+marked ``gated``: the regression gate (scripts/bench_regression.sh) holds their medians to a
+saved baseline.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import pytest
 from gradbench.axes import list_activations, list_optimizers, parse_spec
 from gradbench.run.benchmark import run_benchmark
 from gradbench.tasks import TASKS as REGISTERED_TASKS
+
+# One step per round, many rounds: the benchmarks scripts/bench_regression.sh compare gates on.
+pytestmark = pytest.mark.gated
 
 # Representative tasks, all offline: name in the report -> task spec.
 TASKS = {
