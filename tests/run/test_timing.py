@@ -76,7 +76,9 @@ def test_each_clock_sees_what_its_thread_count_runs_on(threads):
     if threads == 1:
         assert cpu < BURN_S  # the helper's work is not this thread's
     else:
-        assert BURN_S <= cpu <= wall + CLOCK_SLACK_S
+        # No upper bound: process_time also counts whatever other threads this test process
+        # still runs (earlier tests' pools and heartbeats), so it may exceed the wall time.
+        assert cpu >= BURN_S
 
 
 def test_collect_returns_each_step_once():
