@@ -76,7 +76,7 @@ BARE_NORM = "bare _foreach_norm, every step"
 VARIANTS: dict[str, dict[str, Any] | None] = {
     "plain": None,
     "plain (A/A)": None,
-    BARE_NORM: {},  # not a monitor: the plain loop plus one fused norm of all gradients
+    BARE_NORM: None,  # not a monitor: the plain loop plus one fused norm of all gradients
     "loss only": {**NONE, "every": 0},
     "grad norms, every step": {**NONE, "every": 1},
     f"grad norms, every {DEFAULT_EVERY}": NONE,
@@ -94,15 +94,17 @@ PAIRS = {name: ("clip norm:1 alone" if name.startswith("clip norm:1 +") else "pl
 AGAINST_BARE = "grad norms, every step (vs bare _foreach_norm)"
 
 
-def _loop(model_name: str, optimizer_name: str, monitor_arguments: dict[str, Any] | None, base: nn.Module, device: torch.device) -> Callable[[int], None]:
-    """A training loop on its own copy of ``base``: zero_grad, forward, backward, [monitor],
-    step, and the monitor's read-back when due."""
+def _loop(
+    model_name: str, optimizer_name: str, monitor_arguments: dict[str, Any] | None, base: nn.Module, device: torch.device, bare_norm: bool = False
+) -> Callable[[int], None]:
+    """A training loop on its own copy of ``base``: zero_grad, forward, backward, [monitor, or
+    with ``bare_norm`` one fused norm of all gradients], step, and the monitor's read-back when
+    due."""
     model = copy.deepcopy(base).to(device)
     optimizer = OPTIMIZERS[optimizer_name](model.parameters())
     monitor = None
     parameters = list(model.parameters())
-    bare_norm = monitor_arguments == {}
-    if monitor_arguments:
+    if monitor_arguments is not None:
         arguments = dict(monitor_arguments)
         if arguments.pop("optimizer", False):
             arguments["optimizer"] = optimizer
@@ -136,7 +138,7 @@ def _loop(model_name: str, optimizer_name: str, monitor_arguments: dict[str, Any
 def measure(model_name: str, optimizer_name: str, *, steps: int, rounds: int, device: torch.device, clock: str) -> dict[str, Any]:
     torch.manual_seed(0)
     base = MODELS[model_name][0]()
-    loops = {name: _loop(model_name, optimizer_name, arguments, base, device) for name, arguments in VARIANTS.items()}
+    loops = {name: _loop(model_name, optimizer_name, arguments, base, device, bare_norm=name == BARE_NORM) for name, arguments in VARIANTS.items()}
     for run in loops.values():  # warm-up, untimed: one block, so every block holds one record
         run(steps)
     times = interleaved_times(loops, steps=steps, rounds=rounds, device=device, clock=clock)

@@ -47,6 +47,7 @@ from torch import nn
 
 from gradbench.axes.activations import ACTIVATIONS
 from gradbench.monitor.history import ActivationSite
+from gradbench.monitor.layer_norms import combined_norm, tensor_norm
 from gradbench.monitor.pass_hooks import PassHooks
 
 __all__ = ["SATURATION_SLOPE", "PINNED_BAND", "ActivationRecorder", "ActivationRecord", "activation_kind", "site_label"]
@@ -240,7 +241,7 @@ class ActivationRecorder:
 
     @staticmethod
     def _backward(observation: _Observation, grad: torch.Tensor) -> None:
-        observation.grad_norms.append(torch.linalg.vector_norm(grad, dtype=torch.float32 if grad.dtype in (torch.float16, torch.bfloat16) else None))
+        observation.grad_norms.append(tensor_norm(grad))
 
     def write(self, row: int) -> bool:
         """Store the pending observations in buffer row ``row``; returns whether there were any
@@ -266,18 +267,9 @@ class ActivationRecorder:
         buffer_row = self._buffer[row]
         if counts:
             buffer_row[: len(counts)].copy_(torch.stack(counts))
-        gradients = [self._combined(o.grad_norms) for o in pending]
+        gradients = [combined_norm(o.grad_norms, self._nan) for o in pending]
         buffer_row[len(counts) :].copy_(torch.stack([o.mean for o in pending] + [o.centered_norm for o in pending] + gradients))
         return True
-
-    def _combined(self, norms: list[torch.Tensor]) -> torch.Tensor:
-        """One gradient norm of several (NaN for none: the output got no gradient)."""
-        if len(norms) == 1:
-            return norms[0]
-        if not norms:
-            assert self._buffer is not None
-            return self._nan
-        return torch.linalg.vector_norm(torch.stack(norms))
 
     def discard(self) -> None:
         """Drop the pending observations (a step that records nothing)."""

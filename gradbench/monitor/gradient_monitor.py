@@ -64,7 +64,6 @@ class _Record:
 
     Attributes:
         offset: The step's place among the buffered steps.
-        detailed: A detailed step (weights, updates, output gradients, activations).
         groups: How the gradients present at this step group into layers.
         norms: Per-tensor norms: the gradients present, then (detailed, weights on) every weight.
         clip_total: The global norm that norm clipping scaled by.
@@ -75,7 +74,6 @@ class _Record:
     """
 
     offset: int
-    detailed: bool
     groups: LayerGroups
     norms: list[torch.Tensor]
     clip_total: torch.Tensor | None = None
@@ -100,7 +98,6 @@ class _Decoded:
     layers, weight parts, bias parts, global norm), and the values that need no combining."""
 
     offset: int
-    detailed: bool
     gradients: list[float] = field(default_factory=list)
     weights: list[float] | None = None
     after: list[float] | None = None
@@ -338,15 +335,15 @@ class GradientMonitor:
         weights = detail and self._weights
         if weights or self._clip_kind is not None or grads[0].requires_grad:  # no autograd graph of norms
             with torch.no_grad():
-                record = self._record_and_clip(offset, grads, detail, groups, weights)
+                record = self._record_and_clip(offset, grads, groups, weights)
         else:  # the common case, without the no_grad context's cost
-            record = _Record(offset, detail, groups, self._norms(grads))
+            record = _Record(offset, groups, self._norms(grads))
         self._records.append(record)
         return record
 
-    def _record_and_clip(self, offset: int, grads: list[torch.Tensor], detail: bool, groups: LayerGroups, weights: bool) -> _Record:
+    def _record_and_clip(self, offset: int, grads: list[torch.Tensor], groups: LayerGroups, weights: bool) -> _Record:
         norms = self._norms(grads + self._parameters if weights else grads)
-        record = _Record(offset, detail, groups, norms)
+        record = _Record(offset, groups, norms)
         if self._clip_kind == "norm":
             # The global norm of the per-tensor norms, as clip_grad_norm_ computes it.
             record.clip_total = torch.linalg.vector_norm(torch.stack(norms[: len(grads)]))
@@ -445,7 +442,7 @@ class GradientMonitor:
         position = 0
         for record in self._records:
             present = record.groups.present
-            item = _Decoded(record.offset, record.detailed)
+            item = _Decoded(record.offset)
             combine_later(record.groups, values[position : position + present], item, "gradients")
             position += present
             weights = len(record.norms) - present

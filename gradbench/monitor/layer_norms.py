@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["model_layers", "layer_modules", "LayerNorms", "LayerGroups", "norm_dtype"]
+__all__ = ["model_layers", "layer_modules", "LayerNorms", "LayerGroups", "norm_dtype", "tensor_norm", "combined_norm"]
 
 
 def layer_modules(model: nn.Module) -> list[tuple[str, nn.Module, list[tuple[str, nn.Parameter]]]]:
@@ -58,6 +58,19 @@ def norm_dtype(dtypes: set[torch.dtype]) -> torch.dtype | None:
     """The dtype to ask ``_foreach_norm`` for: ``None`` (each tensor's own) for float32 and
     float64 tensors, float32 where a tensor is in half precision (float16, bfloat16)."""
     return torch.float32 if dtypes & {torch.float16, torch.bfloat16} else None
+
+
+def tensor_norm(tensor: torch.Tensor) -> torch.Tensor:
+    """One tensor's L2 norm, in the dtype ``norm_dtype`` gives for it."""
+    return torch.linalg.vector_norm(tensor, dtype=norm_dtype({tensor.dtype}))
+
+
+def combined_norm(norms: list[torch.Tensor], missing: torch.Tensor) -> torch.Tensor:
+    """The L2 norm of the tensors whose norms are ``norms`` taken together (one output reached
+    by several backward passes); ``missing`` (a NaN) when there are none."""
+    if len(norms) == 1:
+        return norms[0]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else missing
 
 
 @dataclass(frozen=True, eq=False)

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gradbench.monitor.layer_norms import combined_norm, tensor_norm
 from gradbench.monitor.pass_hooks import PassHooks
 
 __all__ = ["OutputGradients", "first_tensor"]
@@ -53,7 +54,7 @@ class OutputGradients:
     Args:
         model: The model (its forward pre-hook marks where a forward pass begins).
         modules: The modules whose outputs to watch.
-        device: Where the running sums live.
+        device: Where the norms are computed (and the NaN of an output without a gradient).
     """
 
     def __init__(self, model: nn.Module, modules: list[nn.Module], device: torch.device) -> None:
@@ -78,12 +79,12 @@ class OutputGradients:
             tensor.register_hook(partial(self._backward, index))
 
     def _backward(self, index: int, grad: torch.Tensor) -> None:
-        self._norms[index].append(torch.linalg.vector_norm(grad, dtype=torch.float32 if grad.dtype in (torch.float16, torch.bfloat16) else None))
+        self._norms[index].append(tensor_norm(grad))
 
     def collect(self) -> torch.Tensor:
         """The norms since the last collection, one per module (NaN for a module whose output
         got no gradient; several backward passes combined), then start again."""
-        combined = [norms[0] if len(norms) == 1 else self._nan if not norms else torch.linalg.vector_norm(torch.stack(norms)) for norms in self._norms]
+        combined = [combined_norm(norms, self._nan) for norms in self._norms]
         self.discard()
         return torch.stack(combined)
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from torch import nn
 
 from gradbench.grid.cell import Cell
 from gradbench.run.environment import environment
