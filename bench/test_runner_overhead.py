@@ -41,7 +41,7 @@ def test_runner_overhead(benchmark, make_cell, record_ratio, model, record_every
     # 100 steps a round: each round holds the same records (at the default cadence, ten
     # gradient records and one detailed record) and, with evaluations, one evaluation, so the
     # median compares like with like.
-    quick_rounds = 4 if request.config.getoption("--gb-quick") else 10  # the quick subset stays under a minute
+    quick_rounds = 4 if request.config.getoption("--gb-quick") else 10  # few rounds: the quick subset stays short
     steps, rounds = (3, 1) if disabled else (EVAL_EVERY, request.config.getoption("--gb-rounds") or quick_rounds)
     eval_every = (3 if disabled else EVAL_EVERY) if evaluations else None
     benchmark.group = f"runner overhead | {model} | sgd"
