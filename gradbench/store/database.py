@@ -98,6 +98,24 @@ def _identity(connection: sqlite3.Connection) -> tuple[int, int, int]:
     return application_id, version, tables
 
 
+def _enter_wal_mode(connection: sqlite3.Connection, patience_s: float = 30.0) -> None:
+    """Switch the file to WAL mode. The switch needs the file to itself for a moment, and SQLite
+    answers "database is locked" at once rather than calling the busy handler when another
+    process holds it (one creating or closing the same file): so wait here, as long as the
+    busy timeout would have."""
+    deadline = time.monotonic() + patience_s
+    pause = 0.005
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 class Store:
     """A gradbench SQLite database. Use ``Store.open``; close it, or use it as a context manager."""
 
@@ -152,7 +170,7 @@ class Store:
                 migrate(connection)
                 version = SCHEMA_VERSION
                 # Readers never block the writer, and several writers take turns (busy timeout).
-                connection.execute("PRAGMA journal_mode = WAL")
+                _enter_wal_mode(connection)
         except sqlite3.DatabaseError as error:
             connection.close()
             raise StoreError(f"cannot use database {str(path)!r}: {error}") from None

@@ -379,7 +379,7 @@ def test_two_processes_creating_one_database_both_succeed(tmp_path):
     import sys
 
     script = "import sys; from gradbench.store.database import Store; Store.open(sys.argv[1], create=True).close()"
-    for attempt in range(5):
+    for attempt in range(12):
         path = tmp_path / f"race{attempt}.db"
         processes = [subprocess.Popen([sys.executable, "-c", script, str(path)], stderr=subprocess.PIPE, text=True) for _ in range(2)]
         for process in processes:
@@ -387,6 +387,44 @@ def test_two_processes_creating_one_database_both_succeed(tmp_path):
             assert process.returncode == 0, err
         with Store.open(path, readonly=True) as store:
             assert store.runs() == []
+
+
+def test_switching_to_wal_waits_for_a_writer_instead_of_failing(tmp_path):
+    """SQLite answers "locked" at once, without its busy handler, when the WAL switch meets
+    another writer's lock (two processes creating one file hit this): the store waits."""
+    import threading
+
+    from gradbench.store.database import _enter_wal_mode
+
+    path = tmp_path / "w.db"
+    Store.open(path, create=True).close()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    connection = sqlite3.connect(path, timeout=30.0)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # what SQLite does by itself
+        connection.execute("PRAGMA journal_mode = WAL")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    _enter_wal_mode(connection)
+    release.join()
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    connection.close()
+    other.close()
+
+
+def test_switching_to_wal_gives_up_after_its_patience(tmp_path):
+    from gradbench.store.database import _enter_wal_mode
+
+    path = tmp_path / "w.db"
+    Store.open(path, create=True).close()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    connection = sqlite3.connect(path, timeout=30.0)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _enter_wal_mode(connection, patience_s=0.2)
+    other.execute("ROLLBACK")
+    connection.close()
+    other.close()
 
 
 def test_fifo_and_device_paths_are_refused_without_blocking(tmp_path):
