@@ -185,7 +185,7 @@ def _build_parser() -> _Parser:
     )
     report.add_argument("--rows", help="pivot row axes, comma list (default: optimizer); any run axis: optimizer, lr, schedule, activation, init, clip, batch_size, steps, a task knob such as depth, width, norm, or a setting: validation, device, threads, eval_every, record_every, detail_every")
     report.add_argument("--columns", help="pivot column axes, comma list (default: activation)")
-    report.add_argument("--metric", help="the pivot's metric (default: train_loss): train_loss, test_loss, test_accuracy, validation_loss, validation_accuracy, steps_to_target, time_to_target, step_time (wall), step_cpu_time (CPU runs), grad_ratio, verdict")
+    report.add_argument("--metric", help="the pivot's metric (default: train_loss): train_loss, test_loss, test_accuracy, validation_loss, validation_accuracy, steps_to_target, time_to_target, step_time (wall), step_cpu_time (CPU runs), grad_ratio, state_bytes (optimizer state), peak_memory (CUDA runs), verdict")
     report.add_argument("--tuned", action="store_true", help="keep each configuration's best learning rate, chosen on the validation split (runs made with --validation)")
     report.add_argument("--tune-on", default=None, help="what --tuned chooses on: validation_loss (default), validation_accuracy, or train_loss (for runs without a validation split; labelled so)")
     report.add_argument("--profiles", action="store_true", help="performance profiles (Dolan & More) on steps and time to target across problems, instead of tables; solvers by --rows (no --metric or --columns)")
