@@ -158,7 +158,7 @@ def _build_parser() -> _Parser:
     )
     settings.add_argument("--max-cells", type=int, help="refuse a grid of more cells than this, counted before any is built (default: 100000)")
     settings.add_argument("--db", default=None, help="results database (default: gradbench.db)")
-    settings.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import a module or .py file that registers tasks, optimizers, ... (repeatable); workers import it too")
+    settings.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import a module or .py file that registers tasks, optimizers, ... (repeatable); workers import it too. Installed packages' 'gradbench.plugins' entry points load without it")
     settings.add_argument("--data-dir", help="where MNIST, Fashion-MNIST and CIFAR-10 are read from, in torchvision's layout (default: $GRADBENCH_DATA, else ~/.cache/gradbench/data)")
     settings.add_argument("--download", action="store_true", help="download a real dataset that is missing from the data directory (default: never download)")
     settings.add_argument("--format", choices=("md", "csv"), default="md", help="format of the final table")
@@ -358,7 +358,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _load_plugins(args: argparse.Namespace) -> list[str]:
-    from gradbench.plugins import load_plugins
+    """The installed plugins' entry points (all of them, before anything is checked: the
+    workers load them too), then the --plugin modules; returns the latter for the workers."""
+    from gradbench.plugins import load_entry_points, load_plugins
+
+    load_entry_points()  # PluginError names the entry point: one line, exit 2
 
     # A .py file travels to the workers as an absolute path: theirs is not the driver's directory.
     plugins = [
