@@ -119,6 +119,12 @@ def test_a_name_not_found_loads_the_entry_points_once(tmp_path, monkeypatch, fre
     assert (tmp_path / "marker").read_text().count("\n") == 1
 
 
+def test_asking_whether_a_name_is_registered_loads_them_too(tmp_path, monkeypatch, fresh_entry_points):
+    """What ``report`` asks of a stored run's optimizer (its registered defaults label it)."""
+    monkeypatch.syspath_prepend(str(sign_distribution(tmp_path / "site", "zoo_asked")))
+    assert "zoo_asked" in OPTIMIZERS
+
+
 def test_a_module_entry_point_registers_on_import_and_listing_loads_it(tmp_path, monkeypatch, fresh_entry_points):
     monkeypatch.syspath_prepend(str(sign_distribution(tmp_path / "site", "zoo_listed", call=False)))
     assert "zoo_listed" in OPTIMIZERS.names()
