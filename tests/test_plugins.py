@@ -125,6 +125,17 @@ def test_asking_whether_a_name_is_registered_loads_them_too(tmp_path, monkeypatc
     assert "zoo_asked" in OPTIMIZERS
 
 
+def test_every_worker_loads_them_before_its_first_cell(tmp_path, monkeypatch, fresh_entry_points):
+    """``RunContext.start``, which the process pool's and Ray's workers (and the serial
+    executor) run first: the entry points are loaded up front, with no name missed."""
+    from gradbench.run import RunContext
+
+    monkeypatch.syspath_prepend(str(sign_distribution(tmp_path / "site", "zoo_started")))
+    assert "zoo_started" not in OPTIMIZERS._entries
+    RunContext().start()
+    assert "zoo_started" in OPTIMIZERS._entries
+
+
 def test_a_module_entry_point_registers_on_import_and_listing_loads_it(tmp_path, monkeypatch, fresh_entry_points):
     monkeypatch.syspath_prepend(str(sign_distribution(tmp_path / "site", "zoo_listed", call=False)))
     assert "zoo_listed" in OPTIMIZERS.names()
