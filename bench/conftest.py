@@ -12,6 +12,8 @@
     pytest bench/ --gb-clock wall                  # every benchmark on the wall clock
     pytest bench/test_health_overhead.py -s --gb-rounds 100   # tighter ratios, longer run
     pytest bench/test_step.py --gb-slowdown 0.15   # test-only: every timed step does 15% more work
+    pytest bench/test_step.py --gb-plugin my_optim.py -k "test_optimizer and mlp and (adamw or lion)"
+                                                   # your optimizer's step against AdamW's
 
 Two kinds of benchmark:
 
@@ -22,6 +24,11 @@ Two kinds of benchmark:
   (runner, health statistics). One round each, or a ratio that is its own comparison: reported
   (``scripts/bench_regression.sh report``), never gated, because one round's time on a shared
   machine moves by far more than 5%.
+
+The benchmarks are generated from the registries, so plugins join them: the installed
+packages' ``gradbench.plugins`` entry points are loaded before collection, and ``--gb-plugin``
+(repeatable) imports a module or ``.py`` file as ``gradbench run --plugin`` does. An optimizer
+they register is benchmarked in the ``optimizer | <task>`` groups beside the built-ins.
 
 ``--gb-clock`` is the clock of every benchmark here: pytest-benchmark's ``--benchmark-timer``
 for the step benchmarks and the clock of the interleaved comparisons. ``cpu`` (this thread's
@@ -44,6 +51,7 @@ from pytest_benchmark.timers import default_timer
 from pytest_benchmark.utils import NameWrapper
 
 from gradbench.axes import check_device
+from gradbench.plugins import PluginError, load_entry_points, load_plugins
 from gradbench.grid import AXES, Cell, expand, parse_suite
 from gradbench.run.benchmark import CLOCKS, TimedStep, machine_info
 
@@ -67,6 +75,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "thread) or wall (the default otherwise, the only one on CUDA or with more threads)",
     )
     group.addoption(
+        "--gb-plugin", action="append", default=[], metavar="MODULE",
+        help="import a module or .py file that registers optimizers, tasks, ... before the benchmarks are generated (repeatable); "
+        "installed packages' 'gradbench.plugins' entry points load without it",
+    )
+    group.addoption(
         "--gb-slowdown", type=float, default=0.0, metavar="FRACTION",
         help="test-only: every timed training step does FRACTION more work (0.15: 15%%), to prove the regression gate fails",
     )
@@ -75,6 +88,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "quick: part of the quick subset (--gb-quick)")
     config.addinivalue_line("markers", "gated: a per-step benchmark, held to the baseline by scripts/bench_regression.sh compare")
+    _load_plugins(config)
     threads = config.getoption("--gb-threads")
     if threads < 1:
         raise pytest.UsageError(f"invalid --gb-threads {threads}: must be >= 1")
@@ -97,6 +111,16 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"invalid --gb-slowdown {slowdown}: must be a fraction between 0 and 10 (0.15: 15% more work)")
     if slowdown:
         _slow_down_steps(slowdown, _TIMERS[clock_of(config)])
+
+
+def _load_plugins(config: pytest.Config) -> None:
+    """Entry points, then --gb-plugin, before collection: test_step.py parametrizes over the
+    registries when it is imported."""
+    try:
+        load_entry_points()
+        load_plugins(config.getoption("--gb-plugin"))
+    except PluginError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def clock_of(config: pytest.Config) -> str:

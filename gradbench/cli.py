@@ -158,9 +158,14 @@ def _build_parser() -> _Parser:
     )
     settings.add_argument("--max-cells", type=int, help="refuse a grid of more cells than this, counted before any is built (default: 100000)")
     settings.add_argument("--db", default=None, help="results database (default: gradbench.db)")
-    settings.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import a module or .py file that registers tasks, optimizers, ... (repeatable); workers import it too")
+    settings.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import a module or .py file that registers tasks, optimizers, ... (repeatable); workers import it too. Installed packages' 'gradbench.plugins' entry points load without it")
     settings.add_argument("--data-dir", help="where MNIST, Fashion-MNIST and CIFAR-10 are read from, in torchvision's layout (default: $GRADBENCH_DATA, else ~/.cache/gradbench/data)")
     settings.add_argument("--download", action="store_true", help="download a real dataset that is missing from the data directory (default: never download)")
+    settings.add_argument(
+        "--tensorboard", metavar="DIR",
+        help="write each run's TensorBoard event files (losses, evaluations, per-layer gradient norms) into a folder of DIR as the run is "
+        "stored, for 'tensorboard --logdir DIR'; needs pip install 'gradbench[tensorboard]'",
+    )
     settings.add_argument("--format", choices=("md", "csv"), default="md", help="format of the final table")
     settings.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bars (default: on a terminal)")
     settings.add_argument("--retry-failed", action="store_true", help="run again the cells stored as failed (by default every stored cell is skipped)")
@@ -185,7 +190,7 @@ def _build_parser() -> _Parser:
     )
     report.add_argument("--rows", help="pivot row axes, comma list (default: optimizer); any run axis: optimizer, lr, schedule, activation, init, clip, batch_size, steps, a task knob such as depth, width, norm, or a setting: validation, device, threads, eval_every, record_every, detail_every")
     report.add_argument("--columns", help="pivot column axes, comma list (default: activation)")
-    report.add_argument("--metric", help="the pivot's metric (default: train_loss): train_loss, test_loss, test_accuracy, validation_loss, validation_accuracy, steps_to_target, time_to_target, step_time (wall), step_cpu_time (CPU runs), grad_ratio, verdict")
+    report.add_argument("--metric", help="the pivot's metric (default: train_loss): train_loss, test_loss, test_accuracy, validation_loss, validation_accuracy, steps_to_target, time_to_target, step_time (wall), step_cpu_time (CPU runs), grad_ratio, state_bytes (optimizer state), peak_memory (CUDA runs), verdict")
     report.add_argument("--tuned", action="store_true", help="keep each configuration's best learning rate, chosen on the validation split (runs made with --validation)")
     report.add_argument("--tune-on", default=None, help="what --tuned chooses on: validation_loss (default), validation_accuracy, or train_loss (for runs without a validation split; labelled so)")
     report.add_argument("--profiles", action="store_true", help="performance profiles (Dolan & More) on steps and time to target across problems, instead of tables; solvers by --rows (no --metric or --columns)")
@@ -311,6 +316,7 @@ def _run(args: argparse.Namespace) -> int:
     cells = expand(suite.with_overrides(overrides), local_devices=args.executor != "ray", max_cells=max_cells)
     db = _db_path(args)
     data_options = _data_options(args)
+    tensorboard = _tensorboard_writer(args)  # before anything runs: a sweep that asks for events never runs without them
     if args.dry_run:
         stored: set[str] = set()
         running: dict[str, str] = {}
@@ -330,7 +336,7 @@ def _run(args: argparse.Namespace) -> int:
         with Store.open(db, create=True) as store:
             try:
                 job = RunContext(data_options=data_options, plugins=tuple(plugins))
-                summary = run_sweep(cells, store, executor=executor, progress=args.progress, retry_failed=args.retry_failed, job=job)
+                summary = run_sweep(cells, store, executor=executor, progress=args.progress, retry_failed=args.retry_failed, job=job, on_result=tensorboard)
             except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (Terminated)
                 kept = len(store.finished_keys() & {c.key for c in cells})
                 print(f"\n{_stopped(interrupt)}: {kept} of {len(cells)} cells are stored in {db}; run the same command again to resume", file=sys.stderr)
@@ -357,8 +363,24 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tensorboard_writer(args: argparse.Namespace) -> Any:
+    """The event-file writer --tensorboard asks for, or ``None``; checked, nothing created yet."""
+    if args.tensorboard is None:
+        return None
+    from gradbench.sweep.tensorboard import TensorBoardUnavailable, TensorBoardWriter
+
+    try:
+        return TensorBoardWriter(Path(args.tensorboard).expanduser())
+    except TensorBoardUnavailable as error:
+        raise UsageError(str(error)) from None
+
+
 def _load_plugins(args: argparse.Namespace) -> list[str]:
-    from gradbench.plugins import load_plugins
+    """The installed plugins' entry points (all of them, before anything is checked: the
+    workers load them too), then the --plugin modules; returns the latter for the workers."""
+    from gradbench.plugins import load_entry_points, load_plugins
+
+    load_entry_points()  # PluginError names the entry point: one line, exit 2
 
     # A .py file travels to the workers as an absolute path: theirs is not the driver's directory.
     plugins = [

@@ -64,6 +64,26 @@ def test_report_reads_the_store_alone(db, capsys):
         assert row["done"] == "1"
 
 
+def test_export_and_reports_give_what_each_optimizer_keeps_in_memory(db, capsys):
+    """SMALL has 3754 parameter elements in 8 tensors: Adam keeps two float32 moments of each and
+    a float32 step counter per tensor; plain SGD keeps nothing. On the CPU there is no peak."""
+    adam = 2 * 3754 * 4 + 8 * 4
+    code, out, _ = run_cli(capsys, "export", "--db", str(db), "--what", "runs")
+    rows = {row["optimizer"]: row for row in csv.DictReader(io.StringIO(out))}
+    assert code == 0 and rows["adam"]["optimizer_state_bytes"] == str(adam) and rows["sgd"]["optimizer_state_bytes"] == "0"
+    assert rows["adam"]["peak_memory_bytes"] == rows["sgd"]["peak_memory_bytes"] == ""
+    code, out, _ = run_cli(capsys, "report", "--db", str(db))
+    lines = out.splitlines()
+    header = [c.strip() for c in next(line for line in lines if line.startswith("| optimizer")).strip("|").split("|")]
+    assert code == 0 and "opt state" in header and "peak cuda mem" not in header
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith(("| sgd", "| adam"))}
+    assert cells["sgd"][header.index("opt state")] == "0 B" and cells["adam"][header.index("opt state")] == f"{adam / 1024:.3g} KiB"
+    code, out, _ = run_cli(capsys, "report", "--db", str(db), "--metric", "state_bytes", "--rows", "optimizer", "--format", "csv")
+    assert code == 0 and {row["optimizer"]: float(row["mean"]) for row in csv.DictReader(io.StringIO(out))} == {"sgd": 0.0, "adam": float(adam)}
+    code, out, _ = run_cli(capsys, "report", "--db", str(db), "--where", "optimizer=adam")
+    assert code == 0 and "opt state" not in out  # one optimizer: the same cost everywhere, no column
+
+
 def test_export_and_reports_give_cpu_step_times_beside_wall_step_times(db, capsys, tmp_path):
     connection = sqlite3.connect(db)
     medians = {}

@@ -87,6 +87,17 @@ def test_a_cuda_run_is_stored_done_with_its_cuda_event_step_times(tmp_path, monk
     assert step_times == pytest.approx(event_times, rel=1e-9)
 
 
+def test_a_cuda_run_records_its_peak_memory_and_adams_state_on_the_gpu():
+    """The peak holds at least the model, Adam's two moments and its data; the state count is the
+    same independent count as on the CPU (the step counters stay 0-d float32 tensors)."""
+    parameters = [p for p in prepare(_cell(MLP, optimizers=["adam"])).model.parameters() if p.requires_grad]
+    elements = sum(p.numel() for p in parameters)
+    result = run_cell(_cell(MLP, optimizers=["adam"], steps=[5]))
+    assert result.status == "done", result.error
+    assert result.optimizer_state_bytes == 2 * elements * 4 + len(parameters) * 4
+    assert result.peak_memory_bytes is not None and result.peak_memory_bytes >= 3 * elements * 4
+
+
 def test_the_step_timer_agrees_with_a_synchronised_wall_clock():
     """``StepTimer`` on CUDA, read only once after several steps as the runner does, gives each
     step the time its kernels took: the same, within reason, as a host clock around the same

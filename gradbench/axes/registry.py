@@ -1,7 +1,9 @@
 """One generic name -> entry registry, shared by optimizers, activations, inits, clips and tasks.
 
 Unknown names raise a ``ValueError`` that lists every valid choice and the closest one, so a
-typo on the command line is answered with the fix rather than a ``KeyError``.
+typo on the command line is answered with the fix rather than a ``KeyError``. A name not found,
+and a listing, first load the installed plugins' entry points (``gradbench.plugins``), once
+per process: a name an installed package registers is found without being named anywhere.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from gradbench.axes.specs import shown
+from gradbench.plugins import load_entry_points
 
 __all__ = ["Registry", "closest_match"]
 
@@ -66,12 +69,15 @@ class Registry(Generic[EntryT]):
         Raises:
             ValueError: naming ``name``, the valid choices and the closest one.
         """
+        if name not in self._entries:
+            load_entry_points()  # an installed plugin may register it
         try:
             return self._entries[name]
         except KeyError:
             raise ValueError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
+        load_entry_points()  # the choices include what installed plugins register
         choices = list(self._entries)
         hint = closest_match(name, choices)
         suggestion = f" (did you mean {hint!r}?)" if hint else ""
@@ -79,16 +85,22 @@ class Registry(Generic[EntryT]):
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching the shell-style ``pattern``, in registration order."""
+        load_entry_points()
         return [name for name in self._entries if fnmatch.fnmatchcase(name, pattern)]
 
     def items(self) -> list[tuple[str, EntryT]]:
+        load_entry_points()
         return list(self._entries.items())
 
     def __contains__(self, name: object) -> bool:
+        if name not in self._entries:
+            load_entry_points()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
+        load_entry_points()
         return iter(self._entries)
 
     def __len__(self) -> int:
+        load_entry_points()
         return len(self._entries)

@@ -23,7 +23,7 @@ from gradbench.axes.optimizers import OPTIMIZERS
 from gradbench.axes.schedules import CONSTANT
 from gradbench.axes.specs import format_spec
 
-__all__ = ["Table", "build_table", "render", "FORMATS", "cell_texts", "config_text", "constants_text", "verdict_text"]
+__all__ = ["Table", "build_table", "render", "FORMATS", "cell_texts", "config_text", "constants_text", "verdict_text", "bytes_text"]
 
 FORMATS = ("md", "csv")
 # Configuration columns, in display order; seed is what rows aggregate over.
@@ -44,7 +44,12 @@ _METRICS = (
     ("wall step ms", "median_step_time_s", "milliseconds"),
     ("cpu step ms", "median_step_cpu_s", "milliseconds"),
     ("grad first/last", "grad_ratio_first_last", "geometric"),
+    # What the optimizer costs in memory: its state tensors, and on CUDA the run's peak allocation.
+    ("opt state", "optimizer_state_bytes", "bytes"),
+    ("peak cuda mem", "peak_memory_bytes", "bytes"),
 )
+# Shown only where they differ between rows: one optimizer on one model always costs the same.
+_WHERE_THEY_VARY = ("optimizer_state_bytes", "peak_memory_bytes")
 
 
 @dataclass
@@ -148,7 +153,8 @@ def build_table(runs: Sequence[Mapping[str, Any]], verdicts: Mapping[str, Sequen
     metrics = [
         title
         for title, field, _ in _METRICS
-        if any(r[field][0] is not None for r in rows)
+        if (field not in _WHERE_THEY_VARY and any(r[field][0] is not None for r in rows))
+        or (field in _WHERE_THEY_VARY and len({r[field][0] for r in rows if r[field][0] is not None}) > 1)
         or (field == "final_test_accuracy" and any(r["metric"] == "accuracy" for r in rows))
         or (field == "steps_to_target" and any(r["target"] is not None for r in rows))
     ]
@@ -159,6 +165,15 @@ def _number(value: float | None, digits: int = 3) -> str:
     if value is None:
         return "-"
     return f"{value:.{digits}g}"
+
+
+def bytes_text(value: float) -> str:
+    """A size in binary units, three significant digits: ``0 B``, ``512 B``, ``41.3 KiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.3g} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 def _cell_text(row: dict[str, Any], title: str) -> str:
@@ -181,6 +196,8 @@ def _cell_text(row: dict[str, Any], title: str) -> str:
         return _number(1000 * mean) + (f" +- {_number(1000 * std, 2)}" if row["done"] > 1 else "")
     if how == "geometric":
         return f"{mean:.1e}" + (f" x/ 10^{std:.1f}" if row["done"] > 1 else "")
+    if how == "bytes":  # the same for every seed as a rule: the spread only where there is one
+        return bytes_text(mean) + (f" +- {bytes_text(std)}" if std else "")
     return _number(mean) + (f" +- {_number(std, 2)}" if row["done"] > 1 else "")
 
 

@@ -47,7 +47,7 @@ class Metric:
         better: ``lower``, ``higher``, ``one`` (closest to 1 in log scale) or ``None`` (no best).
         kind: How seeds aggregate and print: ``plain``, ``percent``, ``milliseconds``,
             ``seconds``, ``geometric`` (mean and std of log10), ``reached`` (only runs that
-            reached the target have a value), ``verdict``.
+            reached the target have a value), ``bytes`` (printed in binary units), ``verdict``.
     """
 
     name: str
@@ -70,6 +70,8 @@ METRICS: dict[str, Metric] = {
         Metric("step_time", "median wall step time (ms)", "median_step_time_s", "lower", "milliseconds"),  # CUDA-event time on a GPU
         Metric("step_cpu_time", "median CPU step time (ms)", "median_step_cpu_s", "lower", "milliseconds"),  # CPU runs only
         Metric("grad_ratio", "first/last-layer gradient ratio", "grad_ratio_first_last", "one", "geometric"),
+        Metric("state_bytes", "optimizer state", "optimizer_state_bytes", "lower", "bytes"),
+        Metric("peak_memory", "peak CUDA memory", "peak_memory_bytes", "lower", "bytes"),  # CUDA runs only
         Metric("verdict", "diagnosis", None, None, "verdict"),
     )
 }

@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from gradbench.report.flat import bytes_text
 from gradbench.report.pivot import CellStats, Pivot, PivotReport
 
 __all__ = ["TABLE_FORMATS", "render_pivots", "markdown", "latex", "csv_text", "html_tables", "cell_text", "latex_escape"]
@@ -63,6 +64,8 @@ def _value_text(pivot: Pivot, cell: CellStats) -> str:
         return _number(1000 * cell.mean) + (f"{_PM}{_number(1000 * cell.std, 2)}" if many else "")
     if kind == "geometric":
         return f"{cell.mean:.1e}" + (f"{_TIMES}{cell.std:.1f}{_END}" if many else "")
+    if kind == "bytes":
+        return bytes_text(cell.mean) + (f"{_PM}{bytes_text(cell.std)}" if many and cell.std else "")
     if pivot.metric.name == "steps_to_target":
         return f"{cell.mean:.0f}" + (f"{_PM}{cell.std:.0f}" if many else "")
     return _number(cell.mean) + (f"{_PM}{_number(cell.std, 2)}" if many else "")

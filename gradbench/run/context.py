@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from gradbench.grid.cell import Cell
-from gradbench.plugins import load_plugins
+from gradbench.plugins import load_entry_points, load_plugins
 from gradbench.run.result import RunResult
 from gradbench.run.train import run_cell
 from gradbench.tasks.image_datasets import DataOptions
@@ -30,7 +30,8 @@ class RunContext:
         data_options: Where MNIST, Fashion-MNIST and CIFAR-10 are read from (default:
             ``$GRADBENCH_DATA``, else the user's cache).
         plugins: Modules or ``.py`` files that register tasks, optimizers, ... (``.py`` files as
-            absolute paths: a worker's directory is not the driver's).
+            absolute paths: a worker's directory is not the driver's). The installed
+            ``gradbench.plugins`` entry points are loaded as well, without being listed.
         concurrent_runs: Cells running at once beside this one, recorded with its timings.
     """
 
@@ -39,8 +40,11 @@ class RunContext:
     concurrent_runs: int = 1
 
     def start(self) -> None:
-        """Import the plugins (once per process): a fresh worker has none of the driver's
-        registrations until it does."""
+        """Load the installed plugins' entry points and import the plugins (once per process):
+        a fresh worker has none of the driver's registrations until it does. The entry points
+        come first and up front, as in ``gradbench run``'s driver, so a plugin that replaces a
+        built-in does so before any cell runs, here as there."""
+        load_entry_points()
         load_plugins(self.plugins)
 
     def alongside(self, runs: int) -> RunContext:

@@ -59,6 +59,14 @@ class RunResult:
         nonfinite: Where a NaN or Inf first appeared (``diverged`` runs).
         error: ``ExceptionType: message`` for ``failed`` runs.
         env: The environment (torch version, device name, threads, dtype, ...).
+        optimizer_state_bytes: Bytes of the tensors the optimizer keeps in its state, the larger
+            of the counts after the first and the last step (``gradbench.run.memory``: each
+            storage once, parameters and gradients excluded, non-tensor state 0); ``None`` for
+            a run that failed before its first step.
+        peak_memory_bytes: On CUDA, the most memory the process had allocated on the run's GPU
+            during the run (``torch.cuda.max_memory_allocated``, reset when the run starts, so
+            it includes what the process already held: cached datasets of earlier runs);
+            ``None`` on the CPU.
         jacobians: ``(step, site index, spectrum)`` of the layer Jacobians' singular values,
             where the cell asked for them (``jacobian_every``); a ``None`` spectrum for a site
             too wide to take.
@@ -78,6 +86,8 @@ class RunResult:
     error: str | None = None
     env: dict[str, Any] = field(default_factory=dict)
     jacobians: list[tuple[int, int, JacobianSpectrum | None]] = field(default_factory=list)
+    optimizer_state_bytes: int | None = None
+    peak_memory_bytes: int | None = None
     started_at: str = ""
     finished_at: str = ""
     wall_time_s: float = 0.0
@@ -88,7 +98,8 @@ class RunResult:
 
     def metrics(self) -> dict[str, float | int | None]:
         """Summary numbers: final losses and accuracy, steps and time to target, step time (wall
-        and, on the CPU, CPU), first-to-last-layer gradient ratio."""
+        and, on the CPU, CPU), first-to-last-layer gradient ratio, optimizer state and (CUDA)
+        peak memory."""
         final = self.evaluations[-1] if self.evaluations and self.status == "done" else None
         steps_to_target = time_to_target = None
         for evaluation in self.evaluations:
@@ -110,6 +121,8 @@ class RunResult:
             "grad_ratio_first_last": self.grad_ratio_first_last(),
             "final_validation_loss": final.validation_loss if final else None,
             "final_validation_accuracy": final.validation_accuracy if final else None,
+            "optimizer_state_bytes": self.optimizer_state_bytes,
+            "peak_memory_bytes": self.peak_memory_bytes,
         }
 
     def grad_ratio_first_last(self) -> float | None:

@@ -27,6 +27,7 @@ from gradbench.grid.cell import Cell
 from gradbench.monitor.gradient_monitor import GradientMonitor, MonitorHistory, NonFinite
 from gradbench.monitor.jacobians import PROBE_EXAMPLES, jacobian_spectra
 from gradbench.run.environment import environment
+from gradbench.run.memory import optimizer_state_bytes
 from gradbench.run.result import Evaluation, RunResult, now
 from gradbench.run.timing import StepTimer
 from gradbench.tasks import TASKS, TaskConfig, TaskInstance
@@ -284,6 +285,8 @@ def run_cell(cell: Cell, *, data_options: DataOptions | None = None, on_steps: C
             gpus = [index if index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=gpus), (torch.cuda.device(gpus[0]) if gpus else contextlib.nullcontext()):
         try:
+            if gpus:  # the run's peak: from here (model, data, optimizer, evaluations) to its end
+                torch.cuda.reset_peak_memory_stats(gpus[0])
             _train(cell, result, on_steps, data_options)
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -293,6 +296,9 @@ def run_cell(cell: Cell, *, data_options: DataOptions | None = None, on_steps: C
             result.error = f"{type(error).__name__}: {error} (at {location.filename.rsplit('/', 1)[-1]}:{location.lineno})"
         finally:
             torch.set_num_threads(threads)
+            if gpus:  # also for a failed run: an out-of-memory error is a cost too
+                with contextlib.suppress(RuntimeError):
+                    result.peak_memory_bytes = torch.cuda.max_memory_allocated(gpus[0])
     result.finished_at = now()
     result.wall_time_s = time.perf_counter() - wall_start
     return result
@@ -316,6 +322,8 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
         timer.start()
         session.step(inputs, targets)
         timer.stop()
+        if step == 1:  # most optimizers make their state at the first step; outside the timed step
+            _count_state(session, result)
         if session.scheduler is not None:  # outside the timed step, as evaluation is
             last_lr = session.lr
             if step < cell.steps:
@@ -340,8 +348,15 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
                     history.nonfinite = NonFinite(step, "loss")
                     _end_diverged(result, history)
                     return
+    _count_state(session, result)  # state that grows (L-BFGS's history) counts at its largest
     result.history = monitor.history()
     result.status = "done"
+
+
+def _count_state(session: Session, result: RunResult) -> None:
+    """Keep the larger of the optimizer state's size so far and now (``gradbench.run.memory``)."""
+    size = optimizer_state_bytes(session.optimizer, session.task.model.parameters())
+    result.optimizer_state_bytes = max(size, result.optimizer_state_bytes or 0)
 
 
 def _record_jacobians(session: Session, result: RunResult, step: int) -> None:

@@ -30,7 +30,8 @@ Schema versions: 1 had neither ``clip_fired`` nor the layer and activation stati
 gradient norms apart and the back-propagated gradients, ``layer_stats.weight_grad_norm``,
 ``bias_grad_norm``, ``output_grad_norm``; ``activation_stats.pinned_fraction``,
 ``output_grad_norm``); 4 had no CPU step times (``steps.step_cpu_s``,
-``runs.median_step_cpu_s``). Opening an older file for writing adds what it lacks
+``runs.median_step_cpu_s``); 5 had no memory costs (``runs.optimizer_state_bytes``,
+``runs.peak_memory_bytes``). Opening an older file for writing adds what it lacks
 (``migrate``: additive, in one transaction, older rows untouched, their new columns NULL; it
 checks every table and column whatever the file's version says, so a file that claims version 3
 but lacks some of it is repaired too);
@@ -39,8 +40,9 @@ reading one leaves it as it is, and its runs read as having no such statistics.
 ``steps.step_time_s`` is the wall time of a CPU step (``perf_counter``) or the CUDA-event time
 of a GPU step; ``steps.step_cpu_s`` the CPU time of a CPU step, by the clock the run's ``env``
 names as ``step_cpu_clock`` (``thread_time`` with one torch thread, ``process_time`` with more),
-NULL on CUDA. A file from a
-newer gradbench is refused.
+NULL on CUDA. ``runs.optimizer_state_bytes`` is the size of the optimizer's state tensors
+(``gradbench.run.memory``); ``runs.peak_memory_bytes`` the CUDA allocator's peak during the run,
+NULL on the CPU. A file from a newer gradbench is refused.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x47424E43  # "GBNC"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 METRIC_COLUMNS = (
     "steps_run",
     "final_train_loss",
@@ -67,6 +69,8 @@ METRIC_COLUMNS = (
     "grad_ratio_first_last",
     "final_validation_loss",  # schema 3
     "final_validation_accuracy",  # schema 3
+    "optimizer_state_bytes",  # schema 6
+    "peak_memory_bytes",  # schema 6
 )
 
 # Added in schema version 2 (created by migrate in a version-1 file), with the columns version 4
@@ -154,7 +158,10 @@ _COLUMNS_4 = (
 # run stored before them), and its median.
 _COLUMNS_5 = (("steps", "step_cpu_s", "REAL"), ("runs", "median_step_cpu_s", "REAL"))
 # Each version's additions, in order; migrate checks every one on each open for writing.
-_MIGRATIONS = ((2, _TABLES_2, _COLUMNS_2), (3, _TABLES_3, _COLUMNS_3), (4, _TABLES_4, _COLUMNS_4), (5, "", _COLUMNS_5))
+# Added in schema version 6: what the optimizer costs in memory (NULL: a run stored before them;
+# peak memory also NULL on the CPU, where no allocator counts it).
+_COLUMNS_6 = (("runs", "optimizer_state_bytes", "INTEGER"), ("runs", "peak_memory_bytes", "INTEGER"))
+_MIGRATIONS = ((2, _TABLES_2, _COLUMNS_2), (3, _TABLES_3, _COLUMNS_3), (4, _TABLES_4, _COLUMNS_4), (5, "", _COLUMNS_5), (6, "", _COLUMNS_6))
 # Per-layer and per-site statistics beyond the gradient norm, with the schema version that added
 # each (a file older than that reads them as NULL).
 LAYER_STATISTICS = ("grad_norm_after_clip", "weight_norm", "update_ratio", "weight_grad_norm", "bias_grad_norm", "output_grad_norm")
@@ -182,7 +189,7 @@ CREATE TABLE runs (
     config TEXT NOT NULL,
     metric TEXT,
     target REAL,
-    {", ".join(f"{name} {'INTEGER' if name.startswith('steps') else 'REAL'}" for name in METRIC_COLUMNS)},
+    {", ".join(f"{name} {'INTEGER' if name.startswith('steps') or name.endswith('_bytes') else 'REAL'}" for name in METRIC_COLUMNS)},
     nonfinite_step INTEGER,
     nonfinite_quantity TEXT,
     nonfinite_layer TEXT,

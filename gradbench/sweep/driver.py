@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from gradbench.grid.cell import Cell
 from gradbench.run.context import RunContext
+from gradbench.run.result import RunResult
 from gradbench.store.claims import Claimant, Heartbeat
 from gradbench.store.database import Store
 from gradbench.sweep.executor import CellJob, Executor, SerialExecutor
@@ -62,6 +63,7 @@ def run_sweep(
     progress: bool | None = None,
     retry_failed: bool = False,
     job: CellJob | None = None,
+    on_result: Callable[[RunResult], Any] | None = None,
     **deprecated: Any,
 ) -> SweepSummary:
     """Run every cell not yet in ``store``; commit each result in one transaction as it arrives.
@@ -76,6 +78,8 @@ def run_sweep(
         job: What runs each cell (default: ``RunContext()``, no plugins and the default data
             directory); pass ``RunContext(plugins=..., data_options=...)`` for others. The
             executor hands it to its workers without looking inside.
+        on_result: Called in the driver with each result once the store has it (the
+            TensorBoard writer of ``gradbench run --tensorboard``).
         deprecated: 0.1's ``data_options=`` and ``plugins=``, made into the ``RunContext``
             (with a ``DeprecationWarning``).
     """
@@ -120,6 +124,8 @@ def run_sweep(
             try:
                 for result in results:
                     store.save(result)
+                    if on_result is not None:  # after the store: a result is never lost to it
+                        on_result(result)
                     running -= 1
                     summary.statuses[result.status] += 1
                     bar.update(1)

@@ -162,3 +162,46 @@ def test_overhead_ratios_compare_each_variant_with_its_reference():
     assert ratios["monitored"]["ratio"] == pytest.approx(2.2 / 2.0)
     assert ratios["monitored"]["reference"] == "plain" and ratios["monitored"]["step_s"] == pytest.approx(2.2)
     assert ratios["twice"]["round_ratio_q1"] <= 1.0 <= ratios["twice"]["round_ratio_q3"]
+
+
+SIGN_SGD = textwrap.dedent(
+    '''
+    import torch
+    from gradbench.axes.optimizers import register_optimizer
+
+    class SignSGD(torch.optim.Optimizer):
+        """Sign SGD: step by lr times the sign of the gradient."""
+
+        def __init__(self, params, lr=0.01):
+            super().__init__(params, {"lr": lr})
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.add_(p.grad.sign(), alpha=-group["lr"])
+
+    register_optimizer("%s", SignSGD, needs_closure=False)
+    '''
+)
+
+
+def test_plugin_optimizers_join_the_step_benchmarks_from_a_file_and_from_an_entry_point(tmp_path):
+    """``--gb-plugin FILE`` and an installed distribution's ``gradbench.plugins`` entry point
+    (a dist-info on PYTHONPATH) each add an optimizer that is benchmarked beside AdamW."""
+    (tmp_path / "zoo_bench_file.py").write_text(SIGN_SGD % "zoo_bench_file")
+    site = tmp_path / "site"
+    (site / "zoo_bench_dist-0.1.dist-info").mkdir(parents=True)
+    (site / "zoo_bench_dist-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo_bench_dist\nVersion: 0.1\n")
+    (site / "zoo_bench_dist-0.1.dist-info" / "entry_points.txt").write_text("[gradbench.plugins]\nzoo = zoo_bench_entry\n")
+    (site / "zoo_bench_entry.py").write_text(SIGN_SGD % "zoo_bench_entry")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    process = _pytest(
+        "bench/test_step.py", "--gb-plugin", str(tmp_path / "zoo_bench_file.py"), "--benchmark-disable", "-q",
+        "-k", "test_optimizer and mlp and (adamw or zoo_bench_file or zoo_bench_entry)", env=env,
+    )
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    assert "3 passed" in process.stdout
+    broken = _pytest("bench/test_step.py", "--gb-plugin", str(tmp_path / "missing.py"), "--collect-only", "-q")
+    assert broken.returncode == 4 and f"plugin file '{tmp_path / 'missing.py'}' does not exist" in broken.stderr

@@ -136,8 +136,8 @@ def test_opening_a_version_1_file_for_writing_migrates_it_additively(tmp_path, r
     path = tmp_path / "old.db"
     _version_1_file(path)
     with Store.open(path) as store:
-        assert store.version == SCHEMA_VERSION == 5
-        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert store.version == SCHEMA_VERSION == 6
+        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 6
         assert store.live_claims() == {}  # version 3's claims table is there, empty
         store.save(results[0])  # the new tables and columns take the new run
         old = [r for r in store.layer_rows(["old"])]
@@ -147,7 +147,7 @@ def test_opening_a_version_1_file_for_writing_migrates_it_additively(tmp_path, r
         old_run = store.runs(["old"])[0]
         assert old_run["final_validation_loss"] is None and old_run["final_validation_accuracy"] is None
     with Store.open(path) as store:  # a second open finds nothing to migrate
-        assert store.version == 5 and len(store.runs()) == 2
+        assert store.version == 6 and len(store.runs()) == 2
 
 
 def test_a_migrated_file_has_the_tables_and_columns_of_a_new_one(tmp_path):
@@ -207,18 +207,25 @@ ALTER TABLE activation_stats ADD COLUMN output_grad_norm REAL;
 INSERT INTO steps VALUES ('old', 1, 0.7, 0.004), ('old', 2, 0.6, 0.005);
 PRAGMA user_version = 4;
 """
+# Version 5 added the CPU step times.
+_ADDED_5 = """
+ALTER TABLE steps ADD COLUMN step_cpu_s REAL;
+ALTER TABLE runs ADD COLUMN median_step_cpu_s REAL;
+PRAGMA user_version = 5;
+"""
 
 
 def _older_file(path: Path, version: str) -> None:
     _version_1_file(path)
     connection = sqlite3.connect(path)
     connection.executescript(
-        _ADDED_2 + (_PARTIAL_3 if version in ("partial 3", "3", "4") else "") + (_REST_OF_3 if version in ("3", "4") else "") + (_ADDED_4 if version == "4" else "")
+        _ADDED_2 + (_PARTIAL_3 if version in ("partial 3", "3", "4", "5") else "") + (_REST_OF_3 if version in ("3", "4", "5") else "")
+        + (_ADDED_4 if version in ("4", "5") else "") + (_ADDED_5 if version == "5" else "")
     )
     connection.close()
 
 
-@pytest.mark.parametrize("version", ["1", "2", "partial 3", "3", "4"])
+@pytest.mark.parametrize("version", ["1", "2", "partial 3", "3", "4", "5"])
 def test_opening_for_writing_repairs_whatever_the_current_schema_lacks(tmp_path, results, version):
     path, fresh = tmp_path / "old.db", tmp_path / "new.db"
     if version == "1":
@@ -270,7 +277,7 @@ def test_a_version_4_file_reads_no_cpu_times_and_migrates_with_its_rows_null(tmp
         assert store.runs()[0]["median_step_cpu_s"] is None
     assert path.read_bytes() == before
     with Store.open(path) as store:
-        assert store.version == 5
+        assert store.version == SCHEMA_VERSION
         store.save(results[0])
         assert [row["step_cpu_s"] for row in store.curve("old")] == [None, None]
         assert [row["step_time_s"] for row in store.curve("old")] == [0.004, 0.005]
@@ -521,3 +528,18 @@ def test_the_db_file_alone_holds_every_run_once_the_writer_closes_even_beside_a_
     with Store.open(tmp_path / "copy.db", readonly=True) as copy:
         assert copy.finished_keys() == {results[0].cell.key}
         assert copy.connection.execute("SELECT count(*) FROM steps").fetchone()[0] == len(results[0].step_times) > 0
+
+
+def test_a_version_5_file_gains_the_memory_columns_and_its_old_runs_read_null(tmp_path, results):
+    path = tmp_path / "old.db"
+    _older_file(path, "5")
+    with Store.open(path, readonly=True) as store:  # read as it is: the old run has no memory costs
+        assert store.version == 5
+        assert store.runs(["old"])[0]["optimizer_state_bytes"] is None
+    with Store.open(path) as store:
+        assert store.version == 6
+        store.save(results[0])
+        old, new = store.runs(["old"])[0], store.runs([results[0].cell.key])[0]
+        assert old["optimizer_state_bytes"] is None and old["peak_memory_bytes"] is None
+        assert new["optimizer_state_bytes"] == results[0].optimizer_state_bytes == 0  # plain SGD keeps no state
+        assert isinstance(new["optimizer_state_bytes"], int) and new["peak_memory_bytes"] is None  # a CPU run
