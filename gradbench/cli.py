@@ -185,7 +185,8 @@ def _build_parser() -> _Parser:
     )
     report.add_argument("--rows", help="pivot row axes, comma list (default: optimizer); any run axis: optimizer, lr, schedule, activation, init, clip, batch_size, steps, a task knob such as depth, width, norm, or a setting: validation, device, threads, eval_every, record_every, detail_every")
     report.add_argument("--columns", help="pivot column axes, comma list (default: activation)")
-    report.add_argument("--metric", help="the pivot's metric (default: train_loss): train_loss, test_loss, test_accuracy, validation_loss, validation_accuracy, steps_to_target, time_to_target, step_time (wall), step_cpu_time (CPU runs), grad_ratio, verdict")
+    report.add_argument("--split", help="pivot: axes that get a table per value, comma list (default: none; every other varying axis joins the row label)")
+    report.add_argument("--metric", help="the pivot's metrics, comma list, a table per task and metric (default: train_loss): train_loss, test_loss, test_accuracy, validation_loss, validation_accuracy, steps_to_target, time_to_target, step_time (wall), step_cpu_time (CPU runs), grad_ratio, verdict")
     report.add_argument("--tuned", action="store_true", help="keep each configuration's best learning rate, chosen on the validation split (runs made with --validation)")
     report.add_argument("--tune-on", default=None, help="what --tuned chooses on: validation_loss (default), validation_accuracy, or train_loss (for runs without a validation split; labelled so)")
     report.add_argument("--profiles", action="store_true", help="performance profiles (Dolan & More) on steps and time to target across problems, instead of tables; solvers by --rows (no --metric or --columns)")
@@ -430,7 +431,7 @@ def _verdict_names(store: Store, runs: Sequence[Mapping[str, Any]], thresholds: 
 def _report(args: argparse.Namespace) -> int:
     from gradbench.monitor.diagnosis import parse_thresholds
     from gradbench.report.flat import render
-    from gradbench.report.pivot import build_pivots, select_runs
+    from gradbench.report.pivot import METRICS, build_pivots, select_runs
     from gradbench.report.profiles import PROFILE_MEASURES, performance_profiles, profile_csv, profile_text
     from gradbench.report.tables import render_pivots
     from gradbench.report.tuning import tune
@@ -439,16 +440,21 @@ def _report(args: argparse.Namespace) -> int:
     thresholds = parse_thresholds(args.threshold)
     rows = _comma_list(args.rows) if args.rows is not None else ["optimizer"]
     columns = _comma_list(args.columns) if args.columns is not None else ["activation"]
+    split = _comma_list(args.split) if args.split is not None else []
+    metrics = _comma_list(args.metric) if args.metric is not None else None
+    for name in metrics or []:
+        if name not in METRICS:
+            raise UsageError(f"unknown --metric {name!r}; choose from: {', '.join(METRICS)}")
     if args.tune_on is not None and not args.tuned:
         raise UsageError("--tune-on applies with --tuned; add --tuned")
     if args.tuned and "lr" in (*rows, *columns):
         raise UsageError("--tuned chooses the learning rate, so lr cannot be a --rows or --columns axis")
     if args.profiles and args.format == "latex":
         raise UsageError("--profiles prints as md, csv or html; choose one of them with --format")
-    for flag, value in (("--metric", args.metric), ("--columns", args.columns)):
+    for flag, value in (("--metric", args.metric), ("--columns", args.columns), ("--split", args.split)):
         if args.profiles and value is not None:  # profiles measure steps and time to target, solvers by --rows only
             raise UsageError(f"--profiles takes no {flag} ({value!r}): it profiles steps and time to target, a solver named by --rows; drop {flag} or --profiles")
-    pivot = args.format in ("latex", "html") or args.tuned or any(v is not None for v in (args.rows, args.columns, args.metric))
+    pivot = args.format in ("latex", "html") or args.tuned or any(v is not None for v in (args.rows, args.columns, args.metric, args.split))
     db = _db_path(args)
     output = Path(args.output) if args.output else None
     if output is not None:
@@ -465,16 +471,18 @@ def _report(args: argparse.Namespace) -> int:
             from gradbench.report.html_page import html_report
 
             verdicts = _verdict_names(store, runs, thresholds)
-            text = html_report(store, runs, rows=rows, columns=columns, metric=args.metric, verdicts=verdicts, lrs=lrs, note=note)
+            text = html_report(store, runs, rows=rows, columns=columns, metrics=metrics, verdicts=verdicts, lrs=lrs, note=note, split=split)
         elif args.profiles:
             profiles = [performance_profiles(runs, measure, rows) for measure in PROFILE_MEASURES]
             text = "\n".join(profile_text(p) for p in profiles) if args.format == "md" else "".join(profile_csv(p, header=i == 0) for i, p in enumerate(profiles))
         elif pivot:
-            metric = args.metric or "train_loss"
-            pivot_verdicts = _verdict_names(store, runs, thresholds) if metric == "verdict" else None
-            report = build_pivots(runs, rows, columns, metric, pivot_verdicts, lrs)
-            report.note = note
-            text = render_pivots(report, args.format)
+            texts = []
+            for index, metric in enumerate(metrics or ["train_loss"]):
+                pivot_verdicts = _verdict_names(store, runs, thresholds) if metric == "verdict" else None
+                report = build_pivots(runs, rows, columns, metric, pivot_verdicts, lrs, split)
+                report.note = note
+                texts.append(render_pivots(report, args.format))
+            text = _joined(texts, args.format)
         else:
             text = render(runs, args.format, _verdict_names(store, runs, thresholds))
     if output is not None:
@@ -482,6 +490,16 @@ def _report(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _joined(texts: Sequence[str], fmt: str) -> str:
+    """The reports of several metrics as one text: a CSV keeps one header (its ``metric``
+    column tells them apart), LaTeX one preamble comment."""
+    if fmt == "csv":
+        return texts[0] + "".join(text.split("\n", 1)[1] for text in texts[1:])
+    if fmt == "latex":
+        return texts[0] + "".join("\n".join(line for line in text.splitlines() if not line.startswith("% ")) + "\n" for text in texts[1:])
+    return "\n".join(texts)
 
 
 _PLOT_SUFFIXES = (".png", ".pdf", ".svg")

@@ -23,7 +23,7 @@ from gradbench.axes.optimizers import OPTIMIZERS
 from gradbench.axes.schedules import CONSTANT
 from gradbench.axes.specs import format_spec
 
-__all__ = ["Table", "build_table", "render", "FORMATS", "cell_texts", "config_text", "constants_text", "verdict_text"]
+__all__ = ["TEXT_COLUMNS", "Table", "build_table", "render", "FORMATS", "cell_texts", "config_text", "constants_text", "verdict_text"]
 
 FORMATS = ("md", "csv")
 # Configuration columns, in display order; seed is what rows aggregate over.
@@ -34,6 +34,8 @@ _CONFIG = (
 # Shown in the line of constants only when a run set them (the defaults say nothing new).
 QUIET_DEFAULTS = {"validation": 0, "schedule": CONSTANT, "jacobian_every": 0}
 _ALWAYS_SHOWN = ("optimizer", "activation", "clip")
+# Columns of words, left-aligned (the rest are numbers, right-aligned).
+TEXT_COLUMNS = ("task", "optimizer", "schedule", "activation", "init", "clip", "device", "runs", "verdict")
 # (column, run field, how to aggregate)
 _METRICS = (
     ("final train loss", "final_train_loss", "mean"),
