@@ -9,6 +9,7 @@ exit code 2, and nothing written.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import signal
@@ -318,9 +319,9 @@ def _run(args: argparse.Namespace) -> int:
         if db.exists():
             with Store.open(db, readonly=True) as store:
                 stored, running = store.finished_keys(), store.live_claims()
-        for cell in cells:
+        for cell, label in zip(cells, _labels([cell.config() for cell in cells], [cell.label for cell in cells])):
             state = "stored " if cell.key in stored else ("running" if cell.key in running else "to run ")
-            print(f"{cell.key}  {state}  {cell.label}" + (f"  ({running[cell.key]})" if state == "running" else ""))
+            print(f"{cell.key}  {state}  {label}" + (f"  ({running[cell.key]})" if state == "running" else ""))
         busy = sum(c.key in running and c.key not in stored for c in cells)
         print(f"{len(cells)} cells, {sum(c.key in stored for c in cells)} already stored" + (f", {busy} running now" if busy else ""), file=sys.stderr)
         return 0
@@ -572,15 +573,24 @@ def _diagnose(args: argparse.Namespace) -> int:
             print("no runs stored yet")
             return 0
         verdicts = _verdicts(store, runs, thresholds)
-        for index, run in enumerate(runs):
+        labels = _labels([json.loads(run["config"]) for run in runs], [run["label"] for run in runs])
+        for index, (run, label) in enumerate(zip(runs, labels)):
             found = verdicts.get(run["key"], [])
             names = ", ".join(verdict.name for verdict in found) or ("failed" if run["status"] == "failed" else "nothing recorded")
-            print(("\n" if index else "") + f"{run['key']}  {run['label']}: {names}")
+            print(("\n" if index else "") + f"{run['key']}  {label}: {names}")
             if run["status"] == "failed":
                 print(f"  failed: {run['error']}")
             for verdict in found:
                 print(f"  {verdict.name}: {verdict.message}")
     return 0
+
+
+def _labels(configs: Sequence[Mapping[str, Any]], full: Sequence[str]) -> list[str]:
+    """Each configuration named by the axes that vary among them (``gradbench.grid.labels``,
+    as tables and figures name them); a lone one by its ``full`` label, as nothing varies."""
+    from gradbench.grid.labels import varying_labels
+
+    return list(full) if len(configs) < 2 else varying_labels(configs)
 
 
 def _check_output(path: Path, db: Path) -> None:
