@@ -201,6 +201,7 @@ def _build_parser() -> _Parser:
     plot.add_argument("--db", default=None, help="results database (default: gradbench.db)")
     plot.add_argument("--output", "-o", required=True, help="the figure file: .png, .pdf or .svg")
     plot.add_argument("--y", default=None, help="curves: train_loss (default), test_loss, test_accuracy, validation_loss, validation_accuracy, loss (every step), or lr (the learning rate at each evaluation)")
+    plot.add_argument("--x", default=None, help="curves: step (default) or time (seconds of training steps, mean over seeds)")
     plot.add_argument("--by", default=None, help="depth and curves: the axes whose values name the lines, comma list (default: every axis that varies)")
     plot.add_argument("--measure", default=None, help="profile: steps_to_target (default) or time_to_target")
     plot.add_argument("--tuned", action="store_true", help="curves, depth, clip, profile: only each configuration's best learning rate (see report --tuned)")
@@ -523,9 +524,11 @@ def _plot(args: argparse.Namespace) -> int:
         raise UsageError("plot heatmap takes a run key or --where, not both")
     if args.kind == "heatmap" and args.run is None and not args.where:
         raise UsageError("plot heatmap draws one run: give its key (or a unique prefix), or --where that selects one run")
-    for flag, value, kinds in (("--y", args.y, ("curves",)), ("--by", args.by, ("curves", "depth", "clip")), ("--measure", args.measure, ("profile",))):
+    for flag, value, kinds in (("--y", args.y, ("curves",)), ("--x", args.x, ("curves",)), ("--by", args.by, ("curves", "depth", "clip")), ("--measure", args.measure, ("profile",))):
         if value is not None and args.kind not in kinds:
             raise UsageError(f"{flag} applies to plot {' and '.join(kinds)}, not {args.kind}")
+    if args.x is not None and args.x not in plots.X_AXES:
+        raise UsageError(f"unknown --x {args.x!r}; choose from: {', '.join(plots.X_AXES)}")
     if args.tune_on is not None and not args.tuned:
         raise UsageError("--tune-on applies with --tuned; add --tuned")
     if args.tuned and args.kind == "heatmap":
@@ -548,7 +551,7 @@ def _plot(args: argparse.Namespace) -> int:
             if args.tuned:
                 runs = tune(runs, args.tune_on or "validation_loss").runs
             if args.kind == "curves":
-                figure = plots.training_curves(store, runs, y=args.y or "train_loss", by=by)
+                figure = plots.training_curves(store, runs, y=args.y or "train_loss", by=by, x=args.x or "step")
             elif args.kind == "depth":
                 figure = plots.depth_profile(store, runs, by=by)
             elif args.kind == "clip":

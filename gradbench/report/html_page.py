@@ -20,7 +20,7 @@ from typing import Any
 
 from gradbench.report.flat import TEXT_COLUMNS, build_table, cell_texts, constants_text
 from gradbench.report.pivot import METRICS, build_pivots
-from gradbench.report.plots import clip_rate, depth_profile, figure_bytes, grad_heatmap, profile_plot, training_curves
+from gradbench.report.plots import LineStyles, clip_rate, depth_profile, figure_bytes, grad_heatmap, groups_of, profile_plot, training_curves
 from gradbench.report.profiles import PROFILE_MEASURES, TAUS, Profiles, performance_profiles
 from gradbench.report.tables import html_tables
 from gradbench.store.database import Store
@@ -160,12 +160,14 @@ def html_report(
             body.append(_profile_table(profiles))
             body.append(_figure_html(f"Performance profile: {measure.replace('_', ' ')}", partial(profile_plot, profiles)))
     body.append("<h2>Figures</h2>")
-    body.append(_figure_html("Training loss", lambda: training_curves(store, runs, "train_loss")))
+    # One colour per configuration across every figure of the page.
+    styles = LineStyles(groups_of(runs))
+    body.append(_figure_html("Training loss", lambda: training_curves(store, runs, "train_loss", styles=styles)))
     if any(run.get("final_test_accuracy") is not None for run in runs):
-        body.append(_figure_html("Test accuracy", lambda: training_curves(store, runs, "test_accuracy")))
-    body.append(_figure_html("Gradient norm against depth", lambda: depth_profile(store, runs)))
+        body.append(_figure_html("Test accuracy", lambda: training_curves(store, runs, "test_accuracy", styles=styles)))
+    body.append(_figure_html("Gradient norm against depth", lambda: depth_profile(store, runs, styles=styles)))
     if any(run["clip"] != "none" for run in runs):
-        body.append(_figure_html("Clip firing rate", lambda: clip_rate(store, runs)))
+        body.append(_figure_html("Clip firing rate", lambda: clip_rate(store, runs, styles=styles)))
     first_of_task: dict[str, Mapping[str, Any]] = {}
     for run in runs:
         if run["status"] != "failed":

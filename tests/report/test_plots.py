@@ -191,7 +191,7 @@ def test_a_profile_no_solver_reached_is_an_error_and_not_drawn_in_the_page(repor
     assert "data:image/png" not in profiles_section
 
 
-def test_curves_turn_dashed_where_a_seed_stops_and_the_legend_says_so(report_db, tmp_path):
+def test_curves_fade_where_a_seed_stops_and_the_legend_says_so(report_db, tmp_path):
     from matplotlib.colors import same_color
 
     from gradbench.report.plots import training_curves
@@ -209,12 +209,12 @@ def test_curves_turn_dashed_where_a_seed_stops_and_the_legend_says_so(report_db,
         assert len(runs) == 2
         figure = training_curves(store, runs, "train_loss")
     axes = figure.axes[0]
-    solid, dashed = axes.get_lines()
-    assert list(solid.get_xdata()) == [0, 5, 10] and solid.get_linestyle() == "-"
-    assert list(dashed.get_xdata()) == [10, 15, 20] and dashed.get_linestyle() == "--"
-    assert same_color(solid.get_color(), dashed.get_color())
+    solid, faded = axes.get_lines()
+    assert list(solid.get_xdata()) == [0, 5, 10] and solid.get_alpha() is None
+    assert list(faded.get_xdata()) == [10, 15, 20] and faded.get_alpha() < 1
+    assert same_color(solid.get_color(), faded.get_color()) and solid.get_linestyle() == faded.get_linestyle()
     (text,) = [t.get_text() for t in axes.get_legend().get_texts()]
-    assert text.endswith("(n=2; dashed after step 10: n=1)")
+    assert text.endswith("(n=2; faded after step 10: n=1)")
 
 
 def test_the_curves_y_axis_names_the_measure_not_a_line(report_db):
@@ -227,3 +227,74 @@ def test_the_curves_y_axis_names_the_measure_not_a_line(report_db):
         for y in ("train_loss", "lr"):
             figure = training_curves(store, runs, y=y)
             assert {axes.get_ylabel() for axes in figure.axes if axes.get_title()} == {CURVE_VALUES[y][2]}
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_legends_sit_outside_the_plot_and_name_only_what_varies(report_db):
+    """Issue 12: a legend of six lines or fewer sat inside the plot, over the data."""
+    from gradbench.report.plots import training_curves
+
+    with Store.open(report_db, readonly=True) as store:
+        runs = [r for r in store.runs() if r["task"] == "linreg" and r["activation"] is None and r["optimizer"] == "sgd"]
+        figure = training_curves(store, runs, "train_loss")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    axes = figure.axes[0]
+    legend = axes.get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert 1 <= len(labels) <= 6 and all(label.startswith("lr=") for label in labels)  # only lr varies among these runs
+    assert not _overlaps(legend.get_window_extent(renderer), axes.get_window_extent(renderer))
+
+
+def test_colours_never_repeat_and_a_configuration_keeps_its_colour_in_every_figure(report_db):
+    """Issue 12: colours repeated after ten lines; colour is one axis, line style another."""
+    from matplotlib.colors import to_hex
+
+    from gradbench.report.plots import LineStyles, depth_profile, groups_of, training_curves
+
+    with Store.open(report_db, readonly=True) as store:
+        runs = store.runs()
+        styles = LineStyles(groups_of(runs))
+        curves = training_curves(store, runs, "train_loss", styles=styles)
+        depth = depth_profile(store, runs, styles=styles)
+    looks: dict[str, tuple] = {}
+    for figure in (curves, depth):
+        for axes in figure.axes:
+            for line in axes.get_lines():
+                label = line.get_label().split(" (n=")[0].split(": ")[-1]
+                if label.startswith("_"):
+                    continue
+                look = (to_hex(line.get_color()), line.get_linestyle(), line.get_marker() if figure is curves else None)
+                if figure is curves:
+                    assert label not in looks or looks[label] == look
+                    looks[label] = look
+                else:  # the depth profile: the same colour and line style as on the curves
+                    assert (to_hex(line.get_color()), line.get_linestyle()) == looks[label][:2], label
+    assert len(looks) > 10 and len(set(looks.values())) == len(looks)  # every line its own look
+    colours = {look[0] for look in looks.values()}
+    assert len(colours) == len({label.split(",")[0] for label in looks})  # one colour per optimizer
+
+
+def test_curves_against_training_time_and_a_smoothing_window_that_smooths_short_runs(report_db):
+    from gradbench.report.plots import smoothing_window, training_curves
+
+    assert smoothing_window(10) == 3 and smoothing_window(2) == 2 and smoothing_window(1000) == 100
+    with Store.open(report_db, readonly=True) as store:
+        (run,) = [r for r in store.runs() if r["task"] == "linreg" and r["optimizer"] == "sgd" and r["lr"] == 0.1 and r["seed"] == 0 and r["clip"] == "none"]
+        figure = training_curves(store, [run], "train_loss", x="time")
+        times = [row["train_time_s"] for row in store.evaluations(run["key"])]
+    (line,) = figure.axes[0].get_lines()
+    assert list(line.get_xdata()) == pytest.approx(times)
+    assert figure.axes[0].get_xlabel().startswith("training time")
+
+
+def test_plot_x_rejects_bad_values_in_one_line(report_db, tmp_path):
+    output = tmp_path / "c.png"
+    for args in (("curves", "--x", "wall"), ("depth", "--x", "time")):
+        code, out, err = run_cli("plot", *args, "--db", str(report_db), "-o", str(output))
+        assert code == 2 and out == "" and err.count("\n") == 1 and not output.exists(), err
