@@ -216,11 +216,11 @@ def _build_parser() -> _Parser:
     export = commands.add_parser("export", help="long-format rows for analysis elsewhere")
     export.add_argument("--db", default=None, help="results database (default: gradbench.db)")
     export.add_argument(
-        "--what", choices=("runs", "layers", "activations", "jacobians"), required=True,
-        help="runs: one row per run; layers: run key, step, layer index, layer name, gradient norm, then the gradient norm after "
+        "--what", choices=("runs", "evaluations", "steps", "layers", "activations", "jacobians"), required=True,
+        help="runs: one row per run; evaluations: one row per run and evaluation (the curves: step, training time, train, test and validation metrics, learning rate); steps: one row per run and step (mini-batch loss, step times); layers: run key, step, layer index, layer name, gradient norm, then the gradient norm after "
         "clipping, weight norm, update ratio, the weight and bias parts of the gradient and the back-propagated gradient at the output; activations: one row per run, step and activation site; jacobians: the layer Jacobians' singular values (runs made with --jacobian-every)",
     )
-    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--format", choices=("csv", "json", "parquet"), default="csv", help="csv (default), json, or parquet (needs pyarrow and --output)")
     export.add_argument("--output", "-o", help="write to this file instead of stdout")
 
     listing = commands.add_parser("list", help="list what can be benchmarked")
@@ -623,13 +623,22 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from gradbench.report.export import export
+    from gradbench.report.export import export, require_pyarrow, write_parquet
     from gradbench.store.database import Store
 
     db = _db_path(args)
+    if args.format == "parquet":
+        if not args.output:
+            raise UsageError("--format parquet writes a binary file: give it with --output FILE.parquet")
+        require_pyarrow()
     if args.output:
         _check_output(Path(args.output), db)
     with Store.open(db, readonly=True) as store:
+        if args.format == "parquet":
+            from gradbench.report.files import write_atomically
+
+            write_atomically(Path(args.output), lambda temporary: write_parquet(store, args.what, temporary))
+            return 0
         text = export(store, args.what, args.format)
     if args.output:
         _write_atomically(Path(args.output), text)
