@@ -28,12 +28,13 @@ from gradbench.store.database import Store
 __all__ = ["html_report"]
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; color: #222; }
+body { font-family: system-ui, sans-serif; max-width: 100em; margin: 2em auto; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0 2em; font-size: 0.9em; display: block; overflow-x: auto; }  /* a wide table scrolls inside the page */
 caption { text-align: left; padding-bottom: 0.4em; }
 th, td { border-top: 1px solid #ccc; border-bottom: 1px solid #ccc; padding: 0.25em 0.6em; }
 td { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }  /* numbers: right, never wrapped */
 th, td.text { text-align: left; }
+th { white-space: nowrap; }  /* a row label on one line */
 dl.provenance { display: grid; grid-template-columns: max-content auto; gap: 0.1em 1em; }
 dl.provenance dt { font-weight: bold; }
 dl.provenance dd { margin: 0; }

@@ -203,9 +203,12 @@ def _legend(axes: Any, *, beside_figure: bool = False) -> None:
 _WRAP = 45  # legend entries wrap at this many characters
 
 
-def _panel_height(lines: int) -> float:
-    """Tall enough for a legend of ``lines`` wrapped entries beside the panel."""
-    return max(3.6, 0.32 * lines + 1.0)
+def _panel_height(labels: Sequence[str] | int) -> float:
+    """Tall enough for a legend of ``labels`` beside the panel, each wrapped as ``_legend``
+    wraps it (a count: entries of one line)."""
+    entries = [""] * labels if isinstance(labels, int) else list(labels)
+    lines = sum(max(1, len(textwrap.wrap(label, _WRAP))) for label in entries)
+    return max(3.6, 0.19 * lines + 0.12 * len(entries) + 0.8)
 
 
 def _figure(panels: int, width: float = 6.0, height: float = 3.6, legend: Sequence[str] = ()) -> tuple[Figure, list[Any]]:
@@ -257,7 +260,9 @@ def training_curves(
     styles = styles or LineStyles(groups)
     tasks = _by_task(groups)
     legend = [label for _, label, _, _ in groups]
-    figure, panels = _figure(len(tasks), height=_panel_height(max(len(lines) for lines in tasks.values())), legend=legend)
+    # Legend entries carry "(n=2)" and maybe a note on faded seeds: allow for both.
+    height = max(_panel_height([f"{label} (n=10; faded after step 1000: n=1)" for label, _, _ in lines]) for lines in tasks.values())
+    figure, panels = _figure(len(tasks), height=height, legend=legend)
     drawn = 0
     for axes, (task, lines) in zip(panels, tasks.items()):
         positive = True
@@ -357,7 +362,8 @@ def depth_profile(store: Store, runs: Sequence[Mapping[str, Any]], by: Sequence[
     groups = _groups(runs, by)
     styles = styles or LineStyles(groups)
     several = len({t for t, _, _, _ in groups}) > 1
-    figure, (start, end) = _figure(2, height=_panel_height(len(groups)) / 2 + 1.8, legend=[f"{t}: {label}" if several else label for t, label, _, _ in groups])
+    names = [f"{t}: {label} (n=10)" if several else f"{label} (n=10)" for t, label, _, _ in groups]
+    figure, (start, end) = _figure(2, height=_panel_height(names) / 2 + 1.8, legend=names)
     drawn = 0
     steps_seen: tuple[list[int], list[int]] = ([], [])
     layer_names: dict[int, set[str]] = {}
@@ -417,7 +423,7 @@ def clip_rate(
         raise ValueError("no selected run clips its gradients (all have clip none); select some with --where clip=norm:1")
     groups = _groups(clipped, by)
     styles = styles or LineStyles(groups)
-    figure, (axes,) = _figure(1, height=_panel_height(len(groups)), legend=[label for _, label, _, _ in groups])
+    figure, (axes,) = _figure(1, height=_panel_height([f"{label} (n=10)" for _, label, _, _ in groups]), legend=[label for _, label, _, _ in groups])
     drawn = 0
     for task, label, members, values in groups:
         fired: dict[int, list[float]] = {}
@@ -452,7 +458,7 @@ def profile_plot(profiles: Profiles) -> Figure:
             f"no solver reached the target on any problem ({len(profiles.problems)} problems, {profiles.measure.replace('_', ' ')}): "
             "nothing to profile; train longer or select runs that reach it with --where"
         )
-    figure, (axes,) = _figure(1, height=_panel_height(len(profiles.solvers)), legend=[f"{s} (score 0.00)" for s in profiles.solvers])
+    figure, (axes,) = _figure(1, height=_panel_height([f"{s} (score 0.00)" for s in profiles.solvers]), legend=[f"{s} (score 0.00)" for s in profiles.solvers])
     top = profiles.tau_max
     for solver in profiles.solvers:
         finite = sorted(r for r in profiles.ratios[solver] if math.isfinite(r) and r <= top)
