@@ -41,9 +41,9 @@ PLOTS = ("curves", "heatmap", "depth", "clip", "profile")
 CURVE_VALUES = {
     "train_loss": ("evaluations", "train_loss", "training loss"),
     "test_loss": ("evaluations", "test_loss", "test loss"),
-    "test_accuracy": ("evaluations", "test_accuracy", "test accuracy"),
+    "test_accuracy": ("evaluations", "test_accuracy", "test accuracy (%)"),
     "validation_loss": ("evaluations", "validation_loss", "validation loss"),
-    "validation_accuracy": ("evaluations", "validation_accuracy", "validation accuracy"),
+    "validation_accuracy": ("evaluations", "validation_accuracy", "validation accuracy (%)"),
     "loss": ("steps", "loss", "mini-batch loss (every step)"),
     "lr": ("evaluations", "lr", "learning rate (at each evaluation)"),
 }
@@ -270,7 +270,8 @@ def training_curves(
             series, times = [], []
             for run in members:
                 rows = store.evaluations(run["key"]) if source == "evaluations" else store.curve(run["key"])
-                series.append({row["step"]: row[column] for row in rows if row.get(column) is not None})
+                scale = 100.0 if "accuracy" in y else 1.0  # accuracy in percent, as the tables print it
+                series.append({row["step"]: scale * row[column] for row in rows if row.get(column) is not None})
                 if source == "evaluations":
                     times.append({row["step"]: row["train_time_s"] for row in rows})
                 else:  # the seconds of the steps so far

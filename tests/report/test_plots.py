@@ -4,6 +4,8 @@ exit code 2, nothing written."""
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
 import re
 import shutil
@@ -342,3 +344,18 @@ def test_the_html_report_renders_in_headless_chromium(report_db, tmp_path):
     assert pixels.shape[:2] == (1600, 1280)
     ink = (pixels[..., :3].mean(axis=2) < 0.5).mean()
     assert 0.005 < ink < 0.5  # text and tables drawn, not a blank or black page
+
+
+def test_accuracy_is_a_percentage_on_the_curves_as_in_the_tables(report_db):
+    """Issue 12: a percentage in the tables, a fraction on the curves' axis."""
+    from gradbench.report.plots import training_curves
+
+    with Store.open(report_db, readonly=True) as store:
+        (run,) = [r for r in store.runs() if r["task"] != "linreg" and r["optimizer"] == "adam" and r["lr"] == 0.1 and r["seed"] == 0 and r["activation"] == "relu"]
+        figure = training_curves(store, [run], "test_accuracy")
+        stored = [row["test_accuracy"] for row in store.evaluations(run["key"])]
+    (line,) = figure.axes[0].get_lines()
+    assert list(line.get_ydata()) == pytest.approx([100 * value for value in stored])
+    assert figure.axes[0].get_ylabel() == "test accuracy (%)"
+    rows = list(csv.DictReader(io.StringIO(run_cli("report", "--db", str(report_db), "--metric", "test_accuracy", "--format", "csv")[1])))
+    assert {row["unit"] for row in rows} == {"%"}
