@@ -320,7 +320,7 @@ def _run(args: argparse.Namespace) -> int:
         if db.exists():
             with Store.open(db, readonly=True) as store:
                 stored, running = store.finished_keys(), store.live_claims()
-        for cell, label in zip(cells, _labels([cell.config() for cell in cells], [cell.label for cell in cells])):
+        for cell, label in zip(cells, _labels([cell.config() for cell in cells])):
             state = "stored " if cell.key in stored else ("running" if cell.key in running else "to run ")
             print(f"{cell.key}  {state}  {label}" + (f"  ({running[cell.key]})" if state == "running" else ""))
         busy = sum(c.key in running and c.key not in stored for c in cells)
@@ -576,7 +576,7 @@ def _diagnose(args: argparse.Namespace) -> int:
             print("no runs stored yet")
             return 0
         verdicts = _verdicts(store, runs, thresholds)
-        labels = _labels([json.loads(run["config"]) for run in runs], [run["label"] for run in runs])
+        labels = _labels([json.loads(run["config"]) for run in runs])
         for index, (run, label) in enumerate(zip(runs, labels)):
             found = verdicts.get(run["key"], [])
             names = ", ".join(verdict.name for verdict in found) or ("failed" if run["status"] == "failed" else "nothing recorded")
@@ -588,12 +588,12 @@ def _diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
-def _labels(configs: Sequence[Mapping[str, Any]], full: Sequence[str]) -> list[str]:
+def _labels(configs: Sequence[Mapping[str, Any]]) -> list[str]:
     """Each configuration named by the axes that vary among them (``gradbench.grid.labels``,
-    as tables and figures name them); a lone one by its ``full`` label, as nothing varies."""
+    as tables and figures name them); a lone one by its task, optimizer, lr, ... and seed."""
     from gradbench.grid.labels import varying_labels
 
-    return list(full) if len(configs) < 2 else varying_labels(configs)
+    return varying_labels(configs) if configs else []
 
 
 def _check_output(path: Path, db: Path) -> None:

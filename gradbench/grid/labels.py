@@ -26,12 +26,14 @@ from gradbench.grid.cell import Cell
 from gradbench.tasks import TASKS
 from gradbench.tasks.base import default_knobs
 
-__all__ = ["config_axes", "varying_axes", "axis_text", "label_of", "varying_labels", "optimizer_label"]
+__all__ = ["config_axes", "varying_axes", "axis_text", "label_of", "varying_labels", "optimizer_label", "CORE_AXES"]
 
 # Values of the fields a configuration leaves out at their default (so old keys stay).
 _DEFAULTS = {"detail_every": 0, **{f.name: f.default for f in dataclasses.fields(Cell) if f.default is not dataclasses.MISSING}}
 # Display order: Cell's fields, the schedule next to the learning rate it shapes.
 _ORDER = ["schedule", *(f.name for f in dataclasses.fields(Cell) if f.name not in ("task", "task_knobs", "optimizer", "hyperparameters", "schedule"))]
+# What names a configuration on its own, with nothing to compare it with (one run).
+CORE_AXES = ("task", "optimizer", "lr", "activation", "init", "clip", "seed")
 # Printed as the bare value: the name says which axis it is.
 _BARE = ("task", "optimizer")
 
@@ -86,7 +88,10 @@ def label_of(axes: Mapping[str, Any], names: Sequence[str]) -> str:
 
 def varying_labels(configs: Sequence[Mapping[str, Any]], omit: Sequence[str] = (), always: Sequence[str] = ()) -> list[str]:
     """A label for each configuration naming the axes that vary among them (those in ``omit``
-    left out), after the ``always`` ones; ``all runs`` where nothing is left to name."""
+    left out), after the ``always`` ones; ``all runs`` where nothing is left to name. A lone
+    configuration, with nothing to differ from, is named by ``CORE_AXES``."""
+    if len(configs) == 1 and not always:
+        always = CORE_AXES
     axes = [config_axes(config) for config in configs]
     names = [*always, *(n for n in varying_axes(axes, omit) if n not in always)]
     return [label_of(one, names) or "all runs" for one in axes]

@@ -19,9 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gradbench.axes.optimizers import OPTIMIZERS
 from gradbench.axes.schedules import CONSTANT
-from gradbench.axes.specs import format_spec
+from gradbench.grid.labels import optimizer_label
 
 __all__ = ["TEXT_COLUMNS", "Table", "build_table", "render", "FORMATS", "cell_texts", "config_text", "constants_text", "verdict_text"]
 
@@ -73,22 +72,9 @@ def _geometric(values: Sequence[float]) -> tuple[float | None, float | None]:
     return 10**mean, std  # std in decades
 
 
-def _optimizer_label(config: Mapping[str, Any]) -> str:
-    """The optimizer with the hyper-parameters that differ from its registered defaults (the
-    learning rate has a column of its own)."""
-    name, hyperparameters = config["optimizer"], dict(config["hyperparameters"])
-    defaults = dict(OPTIMIZERS.get(name).defaults) if name in OPTIMIZERS else {}
-    changed = {
-        key: tuple(value) if isinstance(value, list) else value
-        for key, value in hyperparameters.items()
-        if key != "lr" and (tuple(value) if isinstance(value, list) else value) != defaults.get(key)
-    }
-    return format_spec(name, changed)
-
-
 def _display(run: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
     shown = {column: run.get(column) for column in _CONFIG}
-    shown["optimizer"] = _optimizer_label(config)
+    shown["optimizer"] = optimizer_label(config)
     shown["eval_every"], shown["record_every"] = config["eval_every"], config["record_every"]
     shown["detail_every"] = config.get("detail_every", 0)  # runs stored before details existed
     shown["validation"] = config.get("validation") or None  # shown only for runs that held one out

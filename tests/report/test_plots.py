@@ -359,3 +359,19 @@ def test_accuracy_is_a_percentage_on_the_curves_as_in_the_tables(report_db):
     assert figure.axes[0].get_ylabel() == "test accuracy (%)"
     rows = list(csv.DictReader(io.StringIO(run_cli("report", "--db", str(report_db), "--metric", "test_accuracy", "--format", "csv")[1])))
     assert {row["unit"] for row in rows} == {"%"}
+
+
+def test_layers_are_numbered_the_same_in_the_heatmap_the_depth_profile_and_diagnose(report_db):
+    """Issue 12: heatmap 'layers.0, layers.2', depth 'layer 0..8', diagnose 'layer 1 of 9'."""
+    from gradbench.report.plots import depth_profile, grad_heatmap
+
+    with Store.open(report_db, readonly=True) as store:
+        (run,) = [r for r in store.runs() if r["task"] != "linreg" and r["optimizer"] == "sgd" and r["lr"] == 0.1 and r["seed"] == 0 and r["activation"] == "relu" and r["clip"] == "none"]
+        names, _, _ = store.layer_grad_matrix(run["key"])
+        heatmap = grad_heatmap(store, run["key"])
+        depth = depth_profile(store, [run])
+    expected = [f"layer {i} ({name})" for i, name in enumerate(names)]
+    assert [t.get_text() for t in heatmap.axes[0].get_yticklabels()] == expected
+    assert [t.get_text() for t in depth.axes[0].get_xticklabels()] == expected
+    code, out, _ = run_cli("diagnose", "--db", str(report_db), run["key"], "--threshold", "vanishing_ratio=50")
+    assert code == 0 and f"{expected[0]}, the first of {len(names)}, receives" in out

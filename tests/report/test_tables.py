@@ -338,3 +338,11 @@ def test_new_report_flags_reject_bad_values_in_one_line(report_db, tmp_path):
         code, out, err = run_cli("report", "--db", str(report_db), *args, "-o", str(output))
         assert code == 2 and out == "" and err.count("\n") == 1, (args, err)
         assert not output.exists()
+
+
+def test_the_gradient_ratio_caption_says_geometric(report_db):
+    """Issue 12: the caption said mean +- std although the cells are geometric."""
+    code, out, _ = run_cli("report", "--db", str(report_db), "--metric", "grad_ratio", "--where", "task=mnist1d_mlp")
+    assert code == 0
+    (caption,) = {line for line in out.splitlines() if line.startswith("first/last-layer gradient ratio:")}
+    assert caption.startswith("first/last-layer gradient ratio: geometric mean ×/÷ 10^(std of log10) over seeds") and "mean ± std" not in caption
