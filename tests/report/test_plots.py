@@ -15,6 +15,7 @@ import subprocess
 import pytest
 from report_store import copy_store, keys_of, run_cli
 
+import gradbench
 from gradbench.report import METRICS, build_pivots
 from gradbench.store import Store
 
@@ -314,6 +315,7 @@ def test_the_html_report_opens_with_provenance_then_the_summary_then_tables_wort
     with Store.open(report_db, readonly=True) as store:
         runs = store.runs()
     env = json.loads(runs[0]["env"])
+    assert env["gradbench"] == gradbench.__version__  # each run stores the version that made it
     provenance = page[: page.index("<h2>Summary</h2>")]
     for text in (f"{len(runs)}: {len(runs)} done", "gradbench", env["torch"], env["device_name"], "torch threads", runs[0]["started_at"][:10]):
         assert text in provenance, text
@@ -375,3 +377,14 @@ def test_layers_are_numbered_the_same_in_the_heatmap_the_depth_profile_and_diagn
     assert [t.get_text() for t in depth.axes[0].get_xticklabels()] == expected
     code, out, _ = run_cli("diagnose", "--db", str(report_db), run["key"], "--threshold", "vanishing_ratio=50")
     assert code == 0 and f"{expected[0]}, the first of {len(names)}, receives" in out
+
+
+def test_the_html_report_leaves_out_pivots_of_one_cell(report_db, tmp_path):
+    """One configuration: each metric's pivot would be one cell, a repeat of the summary."""
+    output = tmp_path / "one.html"
+    where = ["--where", "task=linreg", "--where", "optimizer=sgd", "--where", "lr=0.1", "--where", "clip=none"]
+    code, _, err = run_cli("report", "--db", str(report_db), "--format", "html", "-o", str(output), *where)
+    assert code == 0, err
+    page = output.read_text(encoding="utf-8")
+    assert "<h2>Details" not in page
+    assert page[: page.index("<h2>Figures</h2>")].count("<table>") == 1 + (2 if "<h2>Performance profiles</h2>" in page else 0)
