@@ -238,13 +238,18 @@ def _markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
+# CSV columns whose unit differs from the store's: the name says which.
+_CSV_NAMES = {"final_test_accuracy": "test_accuracy_percent"}
+
+
 def _csv(table: Table) -> str:
     output = io.StringIO()
     writer = csv.writer(output, lineterminator="\n")
     metric_fields = [field for _, field, _ in _METRICS]
     header = [*_CONFIG, "seeds", "done", "diverged", "failed", "diverged_steps", "errors", "metric", "target"]
     for field in metric_fields:
-        header += [f"{field}_mean", f"{field}_std"] + (["reached"] if field == "steps_to_target" else [])
+        name = _CSV_NAMES.get(field, field)
+        header += [f"{name}_mean", f"{name}_std"] + (["reached"] if field == "steps_to_target" else [])
     judged = "verdict" in table.columns
     header += ["verdict"] if judged else []
     writer.writerow(header)
@@ -252,7 +257,10 @@ def _csv(table: Table) -> str:
         values = [row[c] for c in _CONFIG] + [row["seeds"], row["done"], row["diverged"], row["failed"]]
         values += [" ".join(map(str, row["diverged_steps"])), " | ".join(row["errors"]), row["metric"], row["target"]]
         for field in metric_fields:
-            values += list(row[field])
+            if field in _CSV_NAMES:  # accuracy in percent, as every output prints it
+                values += [None if v is None else 100 * v for v in row[field]]
+            else:
+                values += list(row[field])
         values += [row["verdict"]] if judged else []
         writer.writerow(["" if v is None else v for v in values])
     return output.getvalue()

@@ -361,6 +361,12 @@ def test_accuracy_is_a_percentage_on_the_curves_as_in_the_tables(report_db):
     assert figure.axes[0].get_ylabel() == "test accuracy (%)"
     rows = list(csv.DictReader(io.StringIO(run_cli("report", "--db", str(report_db), "--metric", "test_accuracy", "--format", "csv")[1])))
     assert {row["unit"] for row in rows} == {"%"}
+    flat = list(csv.DictReader(io.StringIO(run_cli("report", "--db", str(report_db), "--format", "csv")[1])))
+    with Store.open(report_db, readonly=True) as store:
+        accuracy = {r["key"]: r["final_test_accuracy"] for r in store.runs() if r["final_test_accuracy"] is not None}
+    percents = [float(row["test_accuracy_percent_mean"]) for row in flat if row["test_accuracy_percent_mean"]]
+    assert percents and min(percents) >= 100 * min(accuracy.values()) - 1e-9 and max(percents) > 1  # percent, not a fraction
+    assert "final_test_accuracy_mean" not in flat[0]
 
 
 def test_layers_are_numbered_the_same_in_the_heatmap_the_depth_profile_and_diagnose(report_db):
@@ -388,3 +394,22 @@ def test_the_html_report_leaves_out_pivots_of_one_cell(report_db, tmp_path):
     page = output.read_text(encoding="utf-8")
     assert "<h2>Details" not in page
     assert page[: page.index("<h2>Figures</h2>")].count("<table>") == 1 + (2 if "<h2>Performance profiles</h2>" in page else 0)
+
+
+def test_a_legend_of_ten_lines_or_more_fits_in_the_figure_beside_the_plot(report_db):
+    """Issue 12: with ten lines or more the legend was cut off and squashed the plot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from gradbench.report.plots import training_curves
+
+    with Store.open(report_db, readonly=True) as store:
+        runs = [r for r in store.runs() if r["task"] != "linreg"]
+        figure = training_curves(store, runs, "train_loss")
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    axes = figure.axes[0]
+    legend = axes.get_legend()
+    assert len(legend.get_texts()) >= 10
+    box, whole, plot = legend.get_window_extent(renderer), figure.bbox, axes.get_window_extent(renderer)
+    assert whole.x0 <= box.x0 and box.x1 <= whole.x1 + 1 and whole.y0 <= box.y0 and box.y1 <= whole.y1 + 1  # not cut off
+    assert not _overlaps(box, plot) and plot.width > 0.4 * whole.width and plot.height > 0.5 * whole.height  # not squashed
