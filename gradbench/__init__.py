@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # each name from the subpackage that owns it
     )
     from gradbench.grid import Cell, Suite, SuiteError, default_suite, expand, load_suite, parse_suite
     from gradbench.monitor import ActivationSite, GradientMonitor, MonitorHistory, NonFinite
+    from gradbench.report import Results
     from gradbench.run import RunContext, RunResult, run_cell, train_step
     from gradbench.store import Store, StoreError
     from gradbench.sweep import run_sweep

@@ -9,6 +9,7 @@ exit code 2, and nothing written.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import signal
@@ -190,7 +191,8 @@ def _build_parser() -> _Parser:
     )
     report.add_argument("--rows", help="pivot row axes, comma list (default: optimizer); any run axis: optimizer, lr, schedule, activation, init, clip, batch_size, steps, a task knob such as depth, width, norm, or a setting: validation, device, threads, eval_every, record_every, detail_every")
     report.add_argument("--columns", help="pivot column axes, comma list (default: activation)")
-    report.add_argument("--metric", help="the pivot's metric (default: train_loss): train_loss, test_loss, test_accuracy, validation_loss, validation_accuracy, steps_to_target, time_to_target, step_time (wall), step_cpu_time (CPU runs), grad_ratio, state_bytes (optimizer state), peak_memory (CUDA runs), verdict")
+    report.add_argument("--split", help="pivot: axes that get a table per value, comma list (default: none; every other varying axis joins the row label)")
+    report.add_argument("--metric", help="the pivot's metrics, comma list, a table per task and metric (default: train_loss): train_loss, test_loss, test_accuracy, validation_loss, validation_accuracy, steps_to_target, time_to_target, step_time (wall), step_cpu_time (CPU runs), grad_ratio, state_bytes (optimizer state), peak_memory (CUDA runs), verdict")
     report.add_argument("--tuned", action="store_true", help="keep each configuration's best learning rate, chosen on the validation split (runs made with --validation)")
     report.add_argument("--tune-on", default=None, help="what --tuned chooses on: validation_loss (default), validation_accuracy, or train_loss (for runs without a validation split; labelled so)")
     report.add_argument("--profiles", action="store_true", help="performance profiles (Dolan & More) on steps and time to target across problems, instead of tables; solvers by --rows (no --metric or --columns)")
@@ -204,6 +206,7 @@ def _build_parser() -> _Parser:
     plot.add_argument("--db", default=None, help="results database (default: gradbench.db)")
     plot.add_argument("--output", "-o", required=True, help="the figure file: .png, .pdf or .svg")
     plot.add_argument("--y", default=None, help="curves: train_loss (default), test_loss, test_accuracy, validation_loss, validation_accuracy, loss (every step), or lr (the learning rate at each evaluation)")
+    plot.add_argument("--x", default=None, help="curves: step (default) or time (seconds of training steps, mean over seeds)")
     plot.add_argument("--by", default=None, help="depth and curves: the axes whose values name the lines, comma list (default: every axis that varies)")
     plot.add_argument("--measure", default=None, help="profile: steps_to_target (default) or time_to_target")
     plot.add_argument("--tuned", action="store_true", help="curves, depth, clip, profile: only each configuration's best learning rate (see report --tuned)")
@@ -218,11 +221,11 @@ def _build_parser() -> _Parser:
     export = commands.add_parser("export", help="long-format rows for analysis elsewhere")
     export.add_argument("--db", default=None, help="results database (default: gradbench.db)")
     export.add_argument(
-        "--what", choices=("runs", "layers", "activations", "jacobians"), required=True,
-        help="runs: one row per run; layers: run key, step, layer index, layer name, gradient norm, then the gradient norm after "
+        "--what", choices=("runs", "evaluations", "steps", "layers", "activations", "jacobians"), required=True,
+        help="runs: one row per run; evaluations: one row per run and evaluation (the curves: step, training time, train, test and validation metrics, learning rate); steps: one row per run and step (mini-batch loss, step times); layers: run key, step, layer index, layer name, gradient norm, then the gradient norm after "
         "clipping, weight norm, update ratio, the weight and bias parts of the gradient and the back-propagated gradient at the output; activations: one row per run, step and activation site; jacobians: the layer Jacobians' singular values (runs made with --jacobian-every)",
     )
-    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--format", choices=("csv", "json", "parquet"), default="csv", help="csv (default), json, or parquet (needs pyarrow and --output)")
     export.add_argument("--output", "-o", help="write to this file instead of stdout")
 
     listing = commands.add_parser("list", help="list what can be benchmarked")
@@ -323,9 +326,9 @@ def _run(args: argparse.Namespace) -> int:
         if db.exists():
             with Store.open(db, readonly=True) as store:
                 stored, running = store.finished_keys(), store.live_claims()
-        for cell in cells:
+        for cell, label in zip(cells, _labels([cell.config() for cell in cells])):
             state = "stored " if cell.key in stored else ("running" if cell.key in running else "to run ")
-            print(f"{cell.key}  {state}  {cell.label}" + (f"  ({running[cell.key]})" if state == "running" else ""))
+            print(f"{cell.key}  {state}  {label}" + (f"  ({running[cell.key]})" if state == "running" else ""))
         busy = sum(c.key in running and c.key not in stored for c in cells)
         print(f"{len(cells)} cells, {sum(c.key in stored for c in cells)} already stored" + (f", {busy} running now" if busy else ""), file=sys.stderr)
         return 0
@@ -452,7 +455,7 @@ def _verdict_names(store: Store, runs: Sequence[Mapping[str, Any]], thresholds: 
 def _report(args: argparse.Namespace) -> int:
     from gradbench.monitor.diagnosis import parse_thresholds
     from gradbench.report.flat import render
-    from gradbench.report.pivot import build_pivots, select_runs
+    from gradbench.report.pivot import METRICS, build_pivots, select_runs
     from gradbench.report.profiles import PROFILE_MEASURES, performance_profiles, profile_csv, profile_text
     from gradbench.report.tables import render_pivots
     from gradbench.report.tuning import tune
@@ -461,16 +464,21 @@ def _report(args: argparse.Namespace) -> int:
     thresholds = parse_thresholds(args.threshold)
     rows = _comma_list(args.rows) if args.rows is not None else ["optimizer"]
     columns = _comma_list(args.columns) if args.columns is not None else ["activation"]
+    split = _comma_list(args.split) if args.split is not None else []
+    metrics = _comma_list(args.metric) if args.metric is not None else None
+    for name in metrics or []:
+        if name not in METRICS:
+            raise UsageError(f"unknown --metric {name!r}; choose from: {', '.join(METRICS)}")
     if args.tune_on is not None and not args.tuned:
         raise UsageError("--tune-on applies with --tuned; add --tuned")
     if args.tuned and "lr" in (*rows, *columns):
         raise UsageError("--tuned chooses the learning rate, so lr cannot be a --rows or --columns axis")
     if args.profiles and args.format == "latex":
         raise UsageError("--profiles prints as md, csv or html; choose one of them with --format")
-    for flag, value in (("--metric", args.metric), ("--columns", args.columns)):
+    for flag, value in (("--metric", args.metric), ("--columns", args.columns), ("--split", args.split)):
         if args.profiles and value is not None:  # profiles measure steps and time to target, solvers by --rows only
             raise UsageError(f"--profiles takes no {flag} ({value!r}): it profiles steps and time to target, a solver named by --rows; drop {flag} or --profiles")
-    pivot = args.format in ("latex", "html") or args.tuned or any(v is not None for v in (args.rows, args.columns, args.metric))
+    pivot = args.format in ("latex", "html") or args.tuned or any(v is not None for v in (args.rows, args.columns, args.metric, args.split))
     db = _db_path(args)
     output = Path(args.output) if args.output else None
     if output is not None:
@@ -487,16 +495,18 @@ def _report(args: argparse.Namespace) -> int:
             from gradbench.report.html_page import html_report
 
             verdicts = _verdict_names(store, runs, thresholds)
-            text = html_report(store, runs, rows=rows, columns=columns, metric=args.metric, verdicts=verdicts, lrs=lrs, note=note)
+            text = html_report(store, runs, rows=rows, columns=columns, metrics=metrics, verdicts=verdicts, lrs=lrs, note=note, split=split)
         elif args.profiles:
             profiles = [performance_profiles(runs, measure, rows) for measure in PROFILE_MEASURES]
             text = "\n".join(profile_text(p) for p in profiles) if args.format == "md" else "".join(profile_csv(p, header=i == 0) for i, p in enumerate(profiles))
         elif pivot:
-            metric = args.metric or "train_loss"
-            pivot_verdicts = _verdict_names(store, runs, thresholds) if metric == "verdict" else None
-            report = build_pivots(runs, rows, columns, metric, pivot_verdicts, lrs)
-            report.note = note
-            text = render_pivots(report, args.format)
+            texts = []
+            for index, metric in enumerate(metrics or ["train_loss"]):
+                pivot_verdicts = _verdict_names(store, runs, thresholds) if metric == "verdict" else None
+                report = build_pivots(runs, rows, columns, metric, pivot_verdicts, lrs, split)
+                report.note = note
+                texts.append(render_pivots(report, args.format))
+            text = _joined(texts, args.format)
         else:
             text = render(runs, args.format, _verdict_names(store, runs, thresholds))
     if output is not None:
@@ -504,6 +514,16 @@ def _report(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _joined(texts: Sequence[str], fmt: str) -> str:
+    """The reports of several metrics as one text: a CSV keeps one header (its ``metric``
+    column tells them apart), LaTeX one preamble comment."""
+    if fmt == "csv":
+        return texts[0] + "".join(text.split("\n", 1)[1] for text in texts[1:])
+    if fmt == "latex":
+        return texts[0] + "".join("\n".join(line for line in text.splitlines() if not line.startswith("% ")) + "\n" for text in texts[1:])
+    return "\n".join(texts)
 
 
 _PLOT_SUFFIXES = (".png", ".pdf", ".svg")
@@ -526,9 +546,11 @@ def _plot(args: argparse.Namespace) -> int:
         raise UsageError("plot heatmap takes a run key or --where, not both")
     if args.kind == "heatmap" and args.run is None and not args.where:
         raise UsageError("plot heatmap draws one run: give its key (or a unique prefix), or --where that selects one run")
-    for flag, value, kinds in (("--y", args.y, ("curves",)), ("--by", args.by, ("curves", "depth", "clip")), ("--measure", args.measure, ("profile",))):
+    for flag, value, kinds in (("--y", args.y, ("curves",)), ("--x", args.x, ("curves",)), ("--by", args.by, ("curves", "depth", "clip")), ("--measure", args.measure, ("profile",))):
         if value is not None and args.kind not in kinds:
             raise UsageError(f"{flag} applies to plot {' and '.join(kinds)}, not {args.kind}")
+    if args.x is not None and args.x not in plots.X_AXES:
+        raise UsageError(f"unknown --x {args.x!r}; choose from: {', '.join(plots.X_AXES)}")
     if args.tune_on is not None and not args.tuned:
         raise UsageError("--tune-on applies with --tuned; add --tuned")
     if args.tuned and args.kind == "heatmap":
@@ -551,7 +573,7 @@ def _plot(args: argparse.Namespace) -> int:
             if args.tuned:
                 runs = tune(runs, args.tune_on or "validation_loss").runs
             if args.kind == "curves":
-                figure = plots.training_curves(store, runs, y=args.y or "train_loss", by=by)
+                figure = plots.training_curves(store, runs, y=args.y or "train_loss", by=by, x=args.x or "step")
             elif args.kind == "depth":
                 figure = plots.depth_profile(store, runs, by=by)
             elif args.kind == "clip":
@@ -576,15 +598,24 @@ def _diagnose(args: argparse.Namespace) -> int:
             print("no runs stored yet")
             return 0
         verdicts = _verdicts(store, runs, thresholds)
-        for index, run in enumerate(runs):
+        labels = _labels([json.loads(run["config"]) for run in runs])
+        for index, (run, label) in enumerate(zip(runs, labels)):
             found = verdicts.get(run["key"], [])
             names = ", ".join(verdict.name for verdict in found) or ("failed" if run["status"] == "failed" else "nothing recorded")
-            print(("\n" if index else "") + f"{run['key']}  {run['label']}: {names}")
+            print(("\n" if index else "") + f"{run['key']}  {label}: {names}")
             if run["status"] == "failed":
                 print(f"  failed: {run['error']}")
             for verdict in found:
                 print(f"  {verdict.name}: {verdict.message}")
     return 0
+
+
+def _labels(configs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each configuration named by the axes that vary among them (``gradbench.grid.labels``,
+    as tables and figures name them); a lone one by its task, optimizer, lr, ... and seed."""
+    from gradbench.grid.labels import varying_labels
+
+    return varying_labels(configs) if configs else []
 
 
 def _check_output(path: Path, db: Path) -> None:
@@ -614,13 +645,22 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from gradbench.report.export import export
+    from gradbench.report.export import export, require_pyarrow, write_parquet
     from gradbench.store.database import Store
 
     db = _db_path(args)
+    if args.format == "parquet":
+        if not args.output:
+            raise UsageError("--format parquet writes a binary file: give it with --output FILE.parquet")
+        require_pyarrow()
     if args.output:
         _check_output(Path(args.output), db)
     with Store.open(db, readonly=True) as store:
+        if args.format == "parquet":
+            from gradbench.report.files import write_atomically
+
+            write_atomically(Path(args.output), lambda temporary: write_parquet(store, args.what, temporary))
+            return 0
         text = export(store, args.what, args.format)
     if args.output:
         _write_atomically(Path(args.output), text)

@@ -4,6 +4,9 @@
 #   docs/heatmap.png        per-layer gradient norms of the sigmoid net under plain SGD (seed 0)
 #   docs/depth_profile.png  gradient norm against depth, start and end of training, per
 #                           activation and init (plain SGD, lr 0.1, no clipping)
+#   docs/curves.png         the training loss of every configuration (gradbench plot curves)
+#   docs/report_html.png    the top of the HTML report, rendered by headless Chromium (skipped,
+#                           with a note, where Chromium is not installed)
 # Usage: scripts/default_report.sh [DB]   (default DB: /tmp/gradbench-default.db)
 # The run resumes: with the suite already stored it trains nothing (about a minute otherwise,
 # on two CPU cores). Everything after it reads the store only.
@@ -37,3 +40,15 @@ $gradbench plot heatmap --db "$db" -o docs/heatmap.png \
     --where optimizer=sgd --where activation=sigmoid --where clip=none --where seed=0
 $gradbench plot depth --db "$db" -o docs/depth_profile.png \
     --where optimizer=sgd --where lr=0.1 --where clip=none --by activation,init
+$gradbench plot curves --db "$db" -o docs/curves.png
+
+chromium=$(command -v chromium || command -v chromium-browser || true)
+if [ -n "$chromium" ]; then
+    page=$(mktemp /tmp/gradbench-report.XXXXXX.html)
+    $gradbench report --db "$db" --format html -o "$page"
+    "$chromium" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,1800 \
+        --screenshot="$PWD/docs/report_html.png" "file://$page" 2> /dev/null
+    rm -f "$page"
+else
+    echo "docs/report_html.png not remade: Chromium is not installed (apt-get install chromium)" >&2
+fi

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from gradbench.cli import main
+from gradbench.grid.labels import varying_labels
 from gradbench.store import Store
 
 SMALL = "mnist1d_mlp[depth=3,width=32,num_samples=1000]"
@@ -182,16 +183,18 @@ def test_diagnose_prints_each_runs_verdicts_in_plain_words(db, capsys):
     assert code == 0
     blocks = out.strip().split("\n\n")
     assert len(blocks) == 2
-    for block, run in zip(blocks, runs):
+    labels = varying_labels([json.loads(run["config"]) for run in runs])  # the axes that vary, as report names them
+    assert len(set(labels)) == 2 and all("hyperparameters" not in label and "betas" not in label for label in labels)
+    for block, run, label in zip(blocks, runs, labels):
         header, *details = block.splitlines()
         # 30 steps: the gradients flow, but the loss has not fallen 5% below chance yet.
-        assert header == f"{run['key']}  {run['label']}: not_learning"
+        assert header == f"{run['key']}  {label}: not_learning"
         assert details and details[0].startswith("  not_learning: the training loss ends at ")
     code, out, _ = run_cli(capsys, "diagnose", "--db", str(db), "--threshold", "learning_progress=0.0001")  # adam's loss did fall
-    assert code == 0 and f"{runs[1]['key']}  {runs[1]['label']}: healthy\n  healthy: layer 1 of 4 (layers.0) receives " in out
+    assert code == 0 and f"{runs[1]['key']}  {labels[1]}: healthy\n  healthy: layer 0 (layers.0), the first of 4, receives " in out
     code, out, _ = run_cli(capsys, "diagnose", "--db", str(db), runs[1]["key"][:6], "--threshold", "vanishing_ratio=50")
     assert code == 0 and out.startswith(f"{runs[1]['key']}  ") and out.count("\n\n") == 0
-    assert "vanishing: layer 1 of 4 (layers.0) receives" in out and "of the last layer's gradient (median over step" in out
+    assert "vanishing: layer 0 (layers.0), the first of 4, receives" in out and "of the last layer's gradient (median over step" in out
 
 
 def test_report_ends_with_a_verdict_column_and_thresholds_change_it(db, capsys):
@@ -449,6 +452,16 @@ def test_dry_run_lists_cells_and_writes_nothing(db, tmp_path, capsys):
     assert "3 cells, 2 already stored" in err
     code, _, _ = run_cli(capsys, "run", "--steps", "30", "--db", str(tmp_path / "fresh.db"), "--dry-run")
     assert code == 0 and not (tmp_path / "fresh.db").exists()
+
+
+def test_dry_run_labels_name_every_axis_that_varies(tmp_path, capsys):
+    """Issue 12: --batch-size 32,64 and --steps 100,200 gave identical lines."""
+    code, out, _ = run_cli(capsys, "run", "--task", "linreg", "--batch-size", "32,64", "--steps", "100,200", "--db", str(tmp_path / "d.db"), "--dry-run")
+    assert code == 0
+    labels = [line.split("  ", 2)[2].strip() for line in out.splitlines()]
+    assert len(set(labels)) == 4
+    assert "steps=100, batch_size=32, eval_every=5" in labels  # eval_every follows steps (steps/20), so it varies too
+    assert not any("sgd" in label or "linreg" in label or "seed" in label for label in labels)  # nothing that does not vary
 
 
 def test_export_never_overwrites_the_database_or_a_directory(db, tmp_path, capsys):

@@ -123,9 +123,10 @@ def test_the_executors_know_nothing_about_tasks():
     "from gradbench.store import Store",
     "import gradbench.monitor.diagnosis",
     "import gradbench.grid.cell, gradbench.run.result, gradbench.sweep.executor",
+    "import gradbench; gradbench.Results",
 ])
 def test_light_imports_do_not_import_torch(statement):
-    code = f"{statement}; import sys; assert 'torch' not in sys.modules, 'torch was imported'"
+    code = f"{statement}; import sys; assert 'torch' not in sys.modules, 'torch was imported'; assert 'pandas' not in sys.modules, 'pandas was imported'"
     process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert process.returncode == 0, process.stderr
 
@@ -138,7 +139,7 @@ TORCH_FREE_COMMANDS = [
     ["report"], ["report", "--format", "csv"], ["report", "--format", "latex"], ["report", "--format", "html", "-o", "{out}/r.html"],
     ["report", "--rows", "optimizer", "--columns", "dim", "--metric", "verdict"], ["report", "--profiles"],
     ["report", "--tuned", "--tune-on", "train_loss"], ["report", "--where", "task=linreg[dim=4,num_train=64]", "--where", "optimizer=sgd,adam[lr=0.1]"],
-    *(["export", "--what", what] for what in ("runs", "layers", "activations", "jacobians")), ["export", "--what", "runs", "--format", "json"],
+    *(["export", "--what", what] for what in ("runs", "evaluations", "steps", "layers", "activations", "jacobians")), ["export", "--what", "runs", "--format", "json"],
     ["diagnose"],
     ["plot", "curves", "-o", "{out}/c.png"], ["plot", "heatmap", "--where", "optimizer=sgd", "--where", "seed=0", "--where", "clip=none", "-o", "{out}/h.png"],
     ["plot", "depth", "-o", "{out}/d.png"], ["plot", "clip", "-o", "{out}/k.png"], ["plot", "profile", "-o", "{out}/p.svg"],

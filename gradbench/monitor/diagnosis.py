@@ -187,6 +187,12 @@ def _diverged(nonfinite: NonFinite) -> Verdict:
     return Verdict("diverged", f"at step {nonfinite.step} {what}", {"step": nonfinite.step, "quantity": nonfinite.quantity, "layer": nonfinite.layer})
 
 
+def layer_text(index: int, name: str) -> str:
+    """A layer as every output names it: its index from the input side (0) and its module name,
+    ``layer 0 (layers.0)``; the heatmap and the depth profile number layers the same way."""
+    return f"layer {index} ({name})"
+
+
 def _gradient_flow(health: RunHealth, thresholds: Thresholds) -> tuple[list[Verdict], str | None]:
     """Vanishing and exploding verdicts, and the sentence a healthy run states instead."""
     verdicts: list[Verdict] = []
@@ -198,11 +204,14 @@ def _gradient_flow(health: RunHealth, thresholds: Thresholds) -> tuple[list[Verd
         ratio = statistics.median(ratios)
         span = _steps(health.grad_steps, early)
         numbers = {"ratio": ratio, "layers": layers, "steps": [health.grad_steps[early][0], health.grad_steps[early][-1]]}
-        head = f"layer 1 of {layers} ({health.layer_names[0]}) receives"
+        head = f"{layer_text(0, health.layer_names[0])}, the first of {layers}, receives"
         if ratio < thresholds.vanishing_ratio:
             factor = (1 / ratio) ** (1 / (layers - 1)) if ratio > 0 else math.inf
             numbers["per_layer_factor"] = factor
-            message = f"{head} {ratio:.1e} of the last layer's gradient (median over {span}): about {factor:.3g}x less per layer on the way down"
+            if ratio > 0:
+                message = f"{head} {ratio:.1e} of the last layer's gradient (median over {span}): about {factor:.3g}x less per layer on the way down"
+            else:  # exactly zero: no factor per layer to speak of
+                message = f"{head} no gradient at all (median over {span}): exactly zero while the last layer's is not"
             verdicts.append(Verdict("vanishing", message, numbers))
         elif ratio > thresholds.exploding_ratio:
             factor = ratio ** (1 / (layers - 1))

@@ -19,11 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gradbench.axes.optimizers import OPTIMIZERS
 from gradbench.axes.schedules import CONSTANT
-from gradbench.axes.specs import format_spec
+from gradbench.grid.labels import optimizer_label
 
-__all__ = ["Table", "build_table", "render", "FORMATS", "cell_texts", "config_text", "constants_text", "verdict_text", "bytes_text"]
+__all__ = ["TEXT_COLUMNS", "Table", "build_table", "render", "FORMATS", "cell_texts", "config_text", "constants_text", "verdict_text", "bytes_text"]
 
 FORMATS = ("md", "csv")
 # Configuration columns, in display order; seed is what rows aggregate over.
@@ -34,6 +33,8 @@ _CONFIG = (
 # Shown in the line of constants only when a run set them (the defaults say nothing new).
 QUIET_DEFAULTS = {"validation": 0, "schedule": CONSTANT, "jacobian_every": 0}
 _ALWAYS_SHOWN = ("optimizer", "activation", "clip")
+# Columns of words, left-aligned (the rest are numbers, right-aligned).
+TEXT_COLUMNS = ("task", "optimizer", "schedule", "activation", "init", "clip", "device", "runs", "verdict")
 # (column, run field, how to aggregate)
 _METRICS = (
     ("final train loss", "final_train_loss", "mean"),
@@ -76,22 +77,9 @@ def _geometric(values: Sequence[float]) -> tuple[float | None, float | None]:
     return 10**mean, std  # std in decades
 
 
-def _optimizer_label(config: Mapping[str, Any]) -> str:
-    """The optimizer with the hyper-parameters that differ from its registered defaults (the
-    learning rate has a column of its own)."""
-    name, hyperparameters = config["optimizer"], dict(config["hyperparameters"])
-    defaults = dict(OPTIMIZERS.get(name).defaults) if name in OPTIMIZERS else {}
-    changed = {
-        key: tuple(value) if isinstance(value, list) else value
-        for key, value in hyperparameters.items()
-        if key != "lr" and (tuple(value) if isinstance(value, list) else value) != defaults.get(key)
-    }
-    return format_spec(name, changed)
-
-
 def _display(run: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
     shown = {column: run.get(column) for column in _CONFIG}
-    shown["optimizer"] = _optimizer_label(config)
+    shown["optimizer"] = optimizer_label(config)
     shown["eval_every"], shown["record_every"] = config["eval_every"], config["record_every"]
     shown["detail_every"] = config.get("detail_every", 0)  # runs stored before details existed
     shown["validation"] = config.get("validation") or None  # shown only for runs that held one out
@@ -267,13 +255,18 @@ def _markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
+# CSV columns whose unit differs from the store's: the name says which.
+_CSV_NAMES = {"final_test_accuracy": "test_accuracy_percent"}
+
+
 def _csv(table: Table) -> str:
     output = io.StringIO()
     writer = csv.writer(output, lineterminator="\n")
     metric_fields = [field for _, field, _ in _METRICS]
     header = [*_CONFIG, "seeds", "done", "diverged", "failed", "diverged_steps", "errors", "metric", "target"]
     for field in metric_fields:
-        header += [f"{field}_mean", f"{field}_std"] + (["reached"] if field == "steps_to_target" else [])
+        name = _CSV_NAMES.get(field, field)
+        header += [f"{name}_mean", f"{name}_std"] + (["reached"] if field == "steps_to_target" else [])
     judged = "verdict" in table.columns
     header += ["verdict"] if judged else []
     writer.writerow(header)
@@ -281,7 +274,10 @@ def _csv(table: Table) -> str:
         values = [row[c] for c in _CONFIG] + [row["seeds"], row["done"], row["diverged"], row["failed"]]
         values += [" ".join(map(str, row["diverged_steps"])), " | ".join(row["errors"]), row["metric"], row["target"]]
         for field in metric_fields:
-            values += list(row[field])
+            if field in _CSV_NAMES:  # accuracy in percent, as every output prints it
+                values += [None if v is None else 100 * v for v in row[field]]
+            else:
+                values += list(row[field])
         values += [row["verdict"]] if judged else []
         writer.writerow(["" if v is None else v for v in values])
     return output.getvalue()

@@ -6,16 +6,22 @@ that differ from its defaults), ``lr``, ``activation``, ``init``, ``clip``, ``ba
 A pivot puts some axes on the rows (default ``optimizer``) and some on the columns (default
 ``activation``); a cell aggregates the runs that differ only in their seed.
 
-Runs that differ in any other axis are never merged into one cell: each task gets one table per
-combination of the other axes' values (two clips: two tables, each titled with its clip).
-Values shared by every run are listed once (``PivotReport.constants``).
+Runs that differ in any other axis are never merged into one cell: each task gets one table,
+and every other axis that varies among its runs joins the rows, named in the row label (two
+optimizers at their own learning rates, two clips: ``sgd, lr=0.1, clip=none`` and
+``adam, lr=0.001, clip=norm:1`` are rows of one table), as performance profiles name solvers.
+Tables are split further only by the axes asked for (``split``, ``--split``). Values shared
+by every run are listed once (``PivotReport.constants``).
 
-A cell holds the metric's mean and sample standard deviation over its ``done`` runs and their
-count ``n``; diverged and failed runs are counted, never averaged in. The best cell of each
-column is marked: the lowest loss, steps, time; the highest accuracy; the first/last-layer
-gradient ratio closest to 1 on a log scale. Only cells whose every run finished (and, for steps
-or time to target, reached the target) compete for best: a mean over the seeds that survived
-would flatter a configuration that diverged on the others. Verdicts have no best.
+A cell holds the metric's mean and sample standard deviation over its ``done`` runs, their
+count ``n``, and with two seeds or more the 95% bootstrap interval of the mean
+(``seed_noise``); diverged and failed runs are counted, never averaged in. The best cell of a
+column is marked (the lowest loss, steps, time; the highest accuracy; the first/last-layer
+gradient ratio closest to 1 on a log scale) only where the column has two or more entries and
+the best beats every other by more than the seed noise (``seed_noise.RULE``): one seed, or
+overlapping seeds, mark nothing. Only cells whose every run finished (and, for steps or time to
+target, reached the target) compete: a mean over the seeds that survived would flatter a
+configuration that diverged on the others. Verdicts have no best.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradbench.axes.optimizers import OPTIMIZERS
 from gradbench.axes.specs import format_spec, parse_spec, shown
+from gradbench.grid.labels import config_axes, label_of
 from gradbench.report.flat import QUIET_DEFAULTS, config_text, verdict_text
+from gradbench.report.seed_noise import clearly_better, mean_interval
 from gradbench.tasks import TASKS, resolve_knobs
 from gradbench.tasks.base import BATCH_SIZE_KNOB, default_knobs
 
@@ -81,19 +88,6 @@ _RUN_AXES = ("optimizer", "lr", "schedule", "activation", "init", "clip", "batch
 _SETTINGS = ("device", "threads", "eval_every", "record_every", "detail_every", "validation", "jacobian_every")
 
 
-def _optimizer_label(config: Mapping[str, Any]) -> str:
-    """The optimizer with the hyper-parameters that differ from its registered defaults (the
-    learning rate is an axis of its own)."""
-    name, hyperparameters = config["optimizer"], dict(config["hyperparameters"])
-    defaults = dict(OPTIMIZERS.get(name).defaults) if name in OPTIMIZERS else {}
-    changed = {}
-    for key, value in hyperparameters.items():
-        value = tuple(value) if isinstance(value, list) else value
-        if key != "lr" and value != defaults.get(key):
-            changed[key] = value
-    return format_spec(name, changed)
-
-
 def knobs_of(config: Mapping[str, Any]) -> dict[str, Any]:
     """The task's knobs, defaults filled in (a cell's key leaves some out at their default)."""
     name = config["task"]
@@ -102,21 +96,14 @@ def knobs_of(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_axes(run: Mapping[str, Any]) -> dict[str, Any]:
-    """Every axis of a stored run (a ``Store.runs()`` row) but the task and seed."""
+    """Every axis of a stored run (a ``Store.runs()`` row) but the task and seed: the run axes,
+    the settings, any axis a newer gradbench added to the configuration, then the task's knobs
+    (``gradbench.grid.labels.config_axes``)."""
     config = json.loads(run["config"])
-    axes: dict[str, Any] = {
-        "optimizer": _optimizer_label(config),
-        "lr": float(config["hyperparameters"]["lr"]),
-        "schedule": config.get("schedule", QUIET_DEFAULTS["schedule"]),  # stored before schedules existed: constant
-        "activation": config["activation"],
-        "init": config["init"],
-        "clip": config["clip"],
-        "batch_size": config["batch_size"] if config["batch_size"] is not None else "full",  # full-batch optimizers
-        "steps": config["steps"],
-    }
-    axes.update({name: config.get(name, 0) for name in _SETTINGS})  # absent: stored before it existed
-    for knob, value in knobs_of(config).items():
-        axes.setdefault(knob, value)
+    every = config_axes(config)
+    knobs = knobs_of(config)
+    axes = {name: value for name, value in every.items() if name not in ("task", "seed") and name not in knobs}
+    axes.update(knobs)
     return axes
 
 
@@ -135,7 +122,7 @@ def axis_choices(runs: Sequence[Mapping[str, Any]]) -> list[str]:
         for name in run_axes(run):
             if name not in names and name not in _SETTINGS:
                 names.append(name)
-    return names + list(_SETTINGS)
+    return names + [name for name in _SETTINGS if name not in names]
 
 
 @dataclass
@@ -147,6 +134,8 @@ class CellStats:
         values: The metric of each done run that has it (``reached`` metrics: that reached).
         mean, std: Of ``values`` (geometric metrics: geometric mean, std of log10 in decades);
             ``std`` is the sample standard deviation, 0 for one value; ``None`` without values.
+        interval: The 95% bootstrap interval of the mean over seeds (``seed_noise``; geometric
+            metrics: of the geometric mean); ``None`` for fewer than two values.
         verdict: The diagnosis text (``verdict`` metric).
         lr: The learning rate tuned mode chose (``None`` otherwise).
         best: The best cell of its column.
@@ -164,6 +153,7 @@ class CellStats:
     lr: float | None = None
     best: bool = False
     keys: list[str] = field(default_factory=list)
+    interval: tuple[float, float] | None = None
 
     @property
     def n(self) -> int:
@@ -188,10 +178,15 @@ class Pivot:
     cells: dict[tuple[tuple[Any, ...], tuple[Any, ...]], CellStats]
     metric: Metric
     target: str | None = None
+    several_lrs: bool = False  # some optimizer has rows at more than one learning rate
 
     @property
     def title(self) -> str:
         return self.task + "".join(f", {k}={config_text(v)}" for k, v in self.split.items())
+
+    def row_label(self, row: tuple[Any, ...]) -> str:
+        """A row named as every output names a configuration: ``sgd, lr=0.1, clip=none``."""
+        return label_of(dict(zip(self.row_axes, row)), self.row_axes)
 
 
 @dataclass
@@ -214,15 +209,19 @@ def aggregate(runs: Sequence[Mapping[str, Any]], metric: Metric, verdicts: Mappi
             value = run.get(metric.field)
             if value is not None and math.isfinite(value) and (metric.kind != "geometric" or value > 0):
                 values.append(float(value))
-    mean = std = None
+    mean = std = interval = None
     if values:
         if metric.kind == "geometric":
             logs = [math.log10(v) for v in values]
             mean, std = 10 ** statistics.fmean(logs), (statistics.stdev(logs) if len(logs) > 1 else 0.0)
+            found = mean_interval(logs)
+            interval = (10 ** found[0], 10 ** found[1]) if found else None
         else:
             mean, std = statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+            interval = mean_interval(values)
     verdict = verdict_text(runs, verdicts or {}) if metric.kind == "verdict" else None
-    return CellStats(len(runs), len(done), diverged, len(runs) - len(done) - diverged, values, mean, std, verdict, keys=[r["key"] for r in runs])
+    counts = (len(runs), len(done), diverged, len(runs) - len(done) - diverged)
+    return CellStats(*counts, values, mean, std, verdict, keys=[r["key"] for r in runs], interval=interval)
 
 
 def _order(values: list[Any]) -> list[Any]:
@@ -241,18 +240,28 @@ def _badness(cell: CellStats, better: str) -> float:
     return abs(math.log10(cell.mean))
 
 
+def _noise_values(cell: CellStats, better: str) -> tuple[list[float], Any]:
+    """A cell's values over seeds and the badness of their mean, for ``clearly_better``
+    (geometric metrics compare in log10, where their mean is taken)."""
+    if better == "one":
+        return [math.log10(v) for v in cell.values], abs
+    return list(cell.values), ((lambda m: m) if better == "lower" else (lambda m: -m))
+
+
 def _mark_best(pivot: Pivot) -> None:
+    """Bold the best cell of a column only where there is a choice (two or more entries that
+    compete) and it beats every other by more than the seed noise (``seed_noise.RULE``)."""
     better = pivot.metric.better
     if better is None:
         return
     for column in pivot.columns:
         cells = [pivot.cells[(row, column)] for row in pivot.rows if (row, column) in pivot.cells]
         competing = [c for c in cells if c.complete and c.mean is not None]
-        if not competing:
+        if len(competing) < 2:
             continue
-        best = min(_badness(c, better) for c in competing)
-        for cell in competing:  # ties: every one of them
-            cell.best = math.isclose(_badness(cell, better), best, rel_tol=1e-12, abs_tol=1e-15)
+        best = min(competing, key=lambda c: _badness(c, better))
+        values, badness = _noise_values(best, better)
+        best.best = all(clearly_better(values, _noise_values(other, better)[0], badness) for other in competing if other is not best)
 
 
 def _target_text(run: Mapping[str, Any]) -> str | None:
@@ -270,12 +279,17 @@ def build_pivots(
     metric: str = "train_loss",
     verdicts: Mapping[str, Sequence[str]] | None = None,
     lrs: Mapping[str, float] | None = None,
+    split: Sequence[str] = (),
 ) -> PivotReport:
-    """The pivots of ``runs``, one per task and combination of the other varying axes.
+    """The pivots of ``runs``: one per task (with its knobs) and, only where asked, per value of
+    the ``split`` axes. Every other axis that varies among a table's runs joins its rows, named
+    in the row label (``sgd, lr=0.1, clip=none``), so configurations that differ only there are
+    side by side and never merged.
 
     Args:
         runs: Run rows (``Store.runs()``), or those tuned mode kept.
         rows, columns: Axis names (``axis_choices``); each at most once, in one of the two.
+        split: Axes whose values get a table each (``--split``).
         metric: A ``METRICS`` name.
         verdicts: Each run's verdict names by key (the ``verdict`` metric).
         lrs: The chosen learning rate of each run key (tuned mode), shown in its cell; ``lr``
@@ -288,15 +302,18 @@ def build_pivots(
         raise ValueError(f"unknown --metric {metric!r}; choose from: {', '.join(METRICS)}")
     chosen = METRICS[metric]
     choices = axis_choices(runs) if runs else list(_RUN_AXES)
-    for flag, names in (("--rows", rows), ("--columns", columns)):
-        if not names:
+    for flag, names in (("--rows", rows), ("--columns", columns), ("--split", split)):
+        if not names and flag != "--split":
             raise ValueError(f"{flag} is empty; choose from: {', '.join(choices)}")
         for name in names:
             if name not in choices:
                 raise ValueError(f"unknown {flag} axis {name!r}; choose from: {', '.join(choices)}")
-    repeated = [name for name in (*rows, *columns) if list((*rows, *columns)).count(name) > 1]
+    placed = (*rows, *columns, *split)
+    repeated = [name for name in placed if placed.count(name) > 1]
     if repeated:
-        raise ValueError(f"axis {repeated[0]!r} is given twice in --rows/--columns; each axis goes in one place")
+        raise ValueError(f"axis {repeated[0]!r} is given twice in --rows/--columns/--split; each axis goes in one place")
+    if lrs is not None and "lr" in split:
+        raise ValueError("--tuned chooses the learning rate, so lr cannot be a --split axis")
     shown = set(rows) | set(columns)
     described = [(run, run_axes(run)) for run in runs]
     if lrs is not None:
@@ -320,26 +337,34 @@ def build_pivots(
     for run, axes in described:
         config = json.loads(run["config"])
         knobs = {k: v for k, v in knobs_of(config).items() if k not in shown}
-        split = {k: v for k, v in axes.items() if k in varying and k not in shown and k not in knob_names}
-        identity = json.dumps([task_label(config["task"], knobs), split], sort_keys=True, default=str)
+        asked = {k: v for k, v in axes.items() if k in split}
+        identity = json.dumps([task_label(config["task"], knobs), asked], sort_keys=True, default=str)
         groups.setdefault(identity, []).append((run, axes))
     pivots = []
     for identity, members in groups.items():
-        title, split = json.loads(identity)
-        split = {k: v for k, v in members[0][1].items() if k in split}  # axis order; floats stay floats
+        title, _ = json.loads(identity)
+        # Axes varying within this table join the rows; those that vary across the store but
+        # not here (a batch size per task) are named in the title with the asked splits.
+        inside = {name for name in varying if len({json.dumps(a.get(name), sort_keys=True) for _, a in members}) > 1}
+        free = [name for name in members[0][1] if name in varying and name not in shown and name not in split and name not in knob_names]
+        folded = [name for name in free if name in inside]
+        row_axes = (*rows, *folded)
+        heading = {k: v for k, v in members[0][1].items() if k in split or (k in free and k not in inside)}  # axis order; floats stay floats
         # .get: a knob of one task is no axis of another (None, printed "-").
-        row_values = _order(list(dict.fromkeys(tuple(a.get(n) for n in rows) for _, a in members)))
+        row_values = _order(list(dict.fromkeys(tuple(a.get(n) for n in row_axes) for _, a in members)))
         column_values = _order(list(dict.fromkeys(tuple(a.get(n) for n in columns) for _, a in members)))
         by_cell: dict[tuple[tuple[Any, ...], tuple[Any, ...]], list[Mapping[str, Any]]] = {}
         for run, axes in members:
-            by_cell.setdefault((tuple(axes.get(n) for n in rows), tuple(axes.get(n) for n in columns)), []).append(run)
+            by_cell.setdefault((tuple(axes.get(n) for n in row_axes), tuple(axes.get(n) for n in columns)), []).append(run)
         cells = {}
         for position, cell_runs in by_cell.items():
             cells[position] = aggregate(cell_runs, chosen, verdicts)
             if lrs is not None:
                 cells[position].lr = lrs.get(cell_runs[0]["key"])
         targets = {t for t in (_target_text(run) for run, _ in members) if t}
-        pivot = Pivot(title, split, tuple(rows), tuple(columns), row_values, column_values, cells, chosen, "; ".join(sorted(targets)) or None)
+        pivot = Pivot(title, heading, row_axes, tuple(columns), row_values, column_values, cells, chosen, "; ".join(sorted(targets)) or None)
+        if "lr" in row_axes and "optimizer" in row_axes:
+            pivot.several_lrs = len({(a["optimizer"], a["lr"]) for _, a in members}) > len({a["optimizer"] for _, a in members})
         _mark_best(pivot)
         pivots.append(pivot)
     return PivotReport(pivots, constants, chosen)

@@ -22,10 +22,13 @@ from typing import Any
 
 from gradbench.report.flat import bytes_text
 from gradbench.report.pivot import CellStats, Pivot, PivotReport
+from gradbench.report.seed_noise import RULE
 
 __all__ = ["TABLE_FORMATS", "render_pivots", "markdown", "latex", "csv_text", "html_tables", "cell_text", "latex_escape"]
 
 TABLE_FORMATS = ("md", "latex", "csv", "html")
+# The unit of the CSV's numbers, by metric kind (accuracy in percent everywhere).
+_UNITS = {"percent": "%", "milliseconds": "s", "geometric": "ratio (geometric)", "steps_to_target": "steps", "time_to_target": "s"}
 
 # < > | print as other glyphs in the default OT1 font encoding (">=" reads as "¿="), so they
 # are escaped too, and >= <= become the math symbols.
@@ -55,20 +58,31 @@ _MARKUP = {
 
 
 def _value_text(pivot: Pivot, cell: CellStats) -> str:
-    """The mean and spread of a cell with values (with the markers above)."""
+    """The mean and spread of a cell with values (with the markers above), then its 95%
+    interval where there are two seeds or more."""
     assert cell.mean is not None and cell.std is not None
     kind, many = pivot.metric.kind, cell.n > 1
     if kind == "percent":
-        return f"{100 * cell.mean:.1f}" + (f"{_PM}{100 * cell.std:.1f}" if many else "")
-    if kind == "milliseconds":
-        return _number(1000 * cell.mean) + (f"{_PM}{_number(1000 * cell.std, 2)}" if many else "")
-    if kind == "geometric":
-        return f"{cell.mean:.1e}" + (f"{_TIMES}{cell.std:.1f}{_END}" if many else "")
-    if kind == "bytes":
-        return bytes_text(cell.mean) + (f"{_PM}{bytes_text(cell.std)}" if many and cell.std else "")
-    if pivot.metric.name == "steps_to_target":
-        return f"{cell.mean:.0f}" + (f"{_PM}{cell.std:.0f}" if many else "")
-    return _number(cell.mean) + (f"{_PM}{_number(cell.std, 2)}" if many else "")
+        show = lambda v: f"{100 * v:.1f}"  # noqa: E731
+        text = show(cell.mean) + (f"{_PM}{100 * cell.std:.1f}" if many else "")
+    elif kind == "milliseconds":
+        show = lambda v: _number(1000 * v)  # noqa: E731
+        text = show(cell.mean) + (f"{_PM}{_number(1000 * cell.std, 2)}" if many else "")
+    elif kind == "geometric":
+        show = lambda v: f"{v:.1e}"  # noqa: E731
+        text = show(cell.mean) + (f"{_TIMES}{cell.std:.1f}{_END}" if many else "")
+    elif kind == "bytes":
+        show = bytes_text
+        text = show(cell.mean) + (f"{_PM}{bytes_text(cell.std)}" if many and cell.std else "")
+    elif pivot.metric.name == "steps_to_target":
+        show = lambda v: f"{v:.0f}"  # noqa: E731
+        text = show(cell.mean) + (f"{_PM}{cell.std:.0f}" if many else "")
+    else:
+        show = _number
+        text = show(cell.mean) + (f"{_PM}{_number(cell.std, 2)}" if many else "")
+    if cell.interval is not None:
+        text += f" [{show(cell.interval[0])}, {show(cell.interval[1])}]"
+    return text
 
 
 def _raw_cell_text(pivot: Pivot, cell: CellStats) -> str:
@@ -108,9 +122,15 @@ def _label(values: Sequence[Any]) -> str:
 
 def _caption(report: PivotReport, pivot: Pivot) -> str:
     better = {"lower": "lower is better", "higher": "higher is better", "one": "closest to 1 is best"}.get(pivot.metric.better or "")
-    parts = [f"{pivot.metric.title}: mean ± std over seeds (n = runs averaged)"]
+    if pivot.metric.kind == "geometric":
+        spread = "geometric mean ×/÷ 10^(std of log10) over seeds, [95% bootstrap interval of the geometric mean]"
+    else:
+        spread = "mean ± std over seeds, [95% bootstrap interval of the mean]"
+    parts = [f"{pivot.metric.title}: {spread} (n = runs averaged)"]
     if better:
-        parts.append(f"{better}, best per column in bold")
+        parts.append(f"{better}; {RULE}")
+    if pivot.several_lrs:
+        parts.append("every learning rate run is a row (--tuned keeps each optimizer's best, chosen on validation)")
     if report.note:
         parts.append(report.note)
     return "; ".join(parts)
@@ -137,7 +157,7 @@ def markdown(report: PivotReport) -> str:
                 cell = pivot.cells.get((row, column))
                 text = cell_text(pivot, cell).replace("|", "\\|")
                 cells.append(f"**{text}**" if cell is not None and cell.best else text)
-            lines.append("| " + " | ".join([_label(row).replace("|", "\\|"), *cells]) + " |")
+            lines.append("| " + " | ".join([pivot.row_label(row).replace("|", "\\|"), *cells]) + " |")
         if pivot.target:
             lines += ["", f"Target: {pivot.target}."]
         lines.append("")
@@ -168,7 +188,7 @@ def latex(report: PivotReport) -> str:
                 cell = pivot.cells.get((row, column))
                 text = cell_text(pivot, cell, for_latex=True)
                 cells.append(f"\\textbf{{{text}}}" if cell is not None and cell.best else text)
-            lines.append(" & ".join([latex_escape(_label(row)), *cells]) + " \\\\")
+            lines.append(" & ".join([latex_escape(pivot.row_label(row)), *cells]) + " \\\\")
         lines += ["\\bottomrule", "\\end{tabular}"]
         if pivot.target:
             lines.append(f"\\par\\smallskip{{\\footnotesize Target: {latex_escape(pivot.target)}.}}")
@@ -178,21 +198,30 @@ def latex(report: PivotReport) -> str:
 
 def csv_text(report: PivotReport) -> str:
     """Long-format CSV, one row per cell, unrounded: task, the split axes, the row and column
-    axes, then the metric's statistics."""
+    axes, then the metric's statistics in its ``unit`` (accuracy in percent, as every output
+    prints it; the first/last gradient ratio: geometric mean, std of log10), the 95% bootstrap
+    interval (``ci_low``, ``ci_high``; empty below two seeds) and the bold flag."""
     split_axes = list(dict.fromkeys(k for p in report.pivots for k in p.split))
     axes = list(dict.fromkeys(a for p in report.pivots for a in (*p.row_axes, *p.column_axes)))
     output = io.StringIO()
     writer = csv.writer(output, lineterminator="\n")
-    writer.writerow(["task", *split_axes, *axes, "metric", "mean", "std", "n", "runs", "done", "diverged", "failed", "best", "tuned_lr", "verdict", "keys"])
+    header = ["task", *split_axes, *axes, "metric", "unit", "mean", "std", "ci_low", "ci_high", "n", "runs", "done", "diverged", "failed", "best"]
+    writer.writerow([*header, "tuned_lr", "verdict", "keys"])
     for pivot in report.pivots:
+        scale = 100.0 if pivot.metric.kind == "percent" else 1.0
+        unit = _UNITS.get(pivot.metric.name, _UNITS.get(pivot.metric.kind, ""))
         for row in pivot.rows:
             for column in pivot.columns:
                 cell = pivot.cells.get((row, column))
                 if cell is None:
                     continue
                 place = dict(zip(pivot.row_axes, row)) | dict(zip(pivot.column_axes, column))
+                low, high = cell.interval or (None, None)
+                std = cell.std if pivot.metric.kind == "geometric" or cell.std is None else scale * cell.std
                 values: list[Any] = [pivot.task, *(pivot.split.get(k) for k in split_axes), *(place.get(a) for a in axes)]
-                values += [pivot.metric.name, cell.mean, cell.std, cell.n, cell.runs, cell.done, cell.diverged, cell.failed]
+                values += [pivot.metric.name, unit, *(None if v is None else scale * v for v in (cell.mean,)), std]
+                values += [None if v is None else scale * v for v in (low, high)]
+                values += [cell.n, cell.runs, cell.done, cell.diverged, cell.failed]
                 values += [int(cell.best), cell.lr, cell.verdict, " ".join(cell.keys)]
                 writer.writerow(["" if v is None else (repr(v) if isinstance(v, float) else v) for v in values])
     return output.getvalue()
@@ -217,7 +246,7 @@ def html_tables(report: PivotReport) -> str:
                 cell = pivot.cells.get((row, column))
                 text = html.escape(cell_text(pivot, cell))
                 cells.append(f"<td><b>{text}</b></td>" if cell is not None and cell.best else f"<td>{text}</td>")
-            parts.append(f"<tr><th>{html.escape(_label(row))}</th>{''.join(cells)}</tr>")
+            parts.append(f"<tr><th>{html.escape(pivot.row_label(row))}</th>{''.join(cells)}</tr>")
         parts.append("</table>")
     return "\n".join(parts) + "\n"
 

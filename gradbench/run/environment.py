@@ -32,7 +32,10 @@ def device_name(device: torch.device) -> str:
 
 def environment(device: torch.device, dtype: torch.dtype = torch.float32) -> dict[str, object]:
     """What produced a timing: versions, device, thread count, dtype, host."""
+    from gradbench import __version__
+
     env: dict[str, object] = {
+        "gradbench": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),

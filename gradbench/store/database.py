@@ -527,5 +527,22 @@ class Store:
         query = f"SELECT step, loss, step_time_s, {cpu} FROM steps WHERE run_key = ? ORDER BY step"
         return [dict(row) for row in self.connection.execute(query, (key,))]
 
+    def evaluation_rows(self, keys: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Every run's evaluations, long format: run key, step, then the evaluation columns
+        (train, test and validation metrics, training time so far, learning rate)."""
+        wanted = set(keys) if keys is not None else None
+        for row in self.connection.execute("SELECT * FROM evaluations ORDER BY run_key, step"):
+            if wanted is None or row[0] in wanted:
+                yield dict(row)
+
+    def step_rows(self, keys: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Every run's steps, long format: run key, step, mini-batch loss, wall (or CUDA-event)
+        step time, CPU step time (``None`` on CUDA and in files older than schema 5)."""
+        cpu = "step_cpu_s" if self.version >= 5 else "NULL AS step_cpu_s"
+        wanted = set(keys) if keys is not None else None
+        for row in self.connection.execute(f"SELECT run_key, step, loss, step_time_s, {cpu} FROM steps ORDER BY run_key, step"):
+            if wanted is None or row[0] in wanted:
+                yield dict(row)
+
     def evaluations(self, key: str) -> list[dict[str, Any]]:
         return [dict(row) for row in self.connection.execute("SELECT * FROM evaluations WHERE run_key = ? ORDER BY step", (key,))]

@@ -63,8 +63,14 @@ SIGMOID = ActivationSite("act2", "Sigmoid", "saturating", 64)
 def test_vanishing_states_the_ratio_the_window_and_the_shrink_per_layer():
     (verdict,) = diagnose(_health(ratios=[1e-4] * 20))
     assert verdict.name == "vanishing"
-    assert verdict.message == "layer 1 of 5 (layer0) receives 1.0e-04 of the last layer's gradient (median over steps 1-11): about 10x less per layer on the way down"
+    assert verdict.message == "layer 0 (layer0), the first of 5, receives 1.0e-04 of the last layer's gradient (median over steps 1-11): about 10x less per layer on the way down"
     assert verdict.numbers["ratio"] == pytest.approx(1e-4) and verdict.numbers["per_layer_factor"] == pytest.approx(10)
+
+
+def test_an_exactly_zero_first_layer_gradient_says_so_instead_of_infx():
+    (verdict,) = diagnose(_health(ratios=[0.0] * 20))
+    assert verdict.name == "vanishing" and "inf" not in verdict.message
+    assert verdict.message.endswith("no gradient at all (median over steps 1-11): exactly zero while the last layer's is not")
 
 
 def test_the_ratio_is_the_median_of_the_early_tenth():
@@ -91,7 +97,7 @@ def test_dead_units_and_saturation_name_the_worst_activation():
     assert verdicts[1].numbers == {"fraction": 0.6, "site": "act2", "sites_over": 1, "statistic": "units"}
     verdicts = diagnose(_health(sites=[RELU, SIGMOID], dead=dead, saturated=saturated), Thresholds(dead_fraction=0.95, saturated_fraction=0.61))
     assert [v.name for v in verdicts] == ["healthy"]
-    assert verdicts[0].message == "layer 1 of 5 (layer0) receives 0.5 of the last layer's gradient; at most 90% dead units (in act1); at most 60% saturated units (in act2)"
+    assert verdicts[0].message == "layer 0 (layer0), the first of 5, receives 0.5 of the last layer's gradient; at most 90% dead units (in act1); at most 60% saturated units (in act2)"
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,18 @@ exit code 2, nothing written."""
 from __future__ import annotations
 
 import base64
+import csv
+import io
+import json
 import re
+import shutil
 import sqlite3
+import subprocess
 
 import pytest
 from report_store import copy_store, keys_of, run_cli
 
+import gradbench
 from gradbench.report import METRICS, build_pivots
 from gradbench.store import Store
 
@@ -113,8 +119,8 @@ def test_the_html_report_is_self_contained_and_holds_every_table(report_db, tmp_
         assert f"<h3>{metric.title}</h3>" in page
         for pivot in report.pivots:
             assert pivot.title in page
-    # The flat table, every pivot, and the two performance-profile tables.
-    assert page.count("<table>") == 1 + pivot_count + 2
+    # The flat table, every pivot worth a table (more than one cell), and the two performance-profile tables.
+    assert page.count("<table>") <= 1 + pivot_count + 2
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(images) >= 5 and all(base64.b64decode(image).startswith(MAGIC[".png"]) for image in images)
 
@@ -191,7 +197,7 @@ def test_a_profile_no_solver_reached_is_an_error_and_not_drawn_in_the_page(repor
     assert "data:image/png" not in profiles_section
 
 
-def test_curves_turn_dashed_where_a_seed_stops_and_the_legend_says_so(report_db, tmp_path):
+def test_curves_fade_where_a_seed_stops_and_the_legend_says_so(report_db, tmp_path):
     from matplotlib.colors import same_color
 
     from gradbench.report.plots import training_curves
@@ -209,12 +215,12 @@ def test_curves_turn_dashed_where_a_seed_stops_and_the_legend_says_so(report_db,
         assert len(runs) == 2
         figure = training_curves(store, runs, "train_loss")
     axes = figure.axes[0]
-    solid, dashed = axes.get_lines()
-    assert list(solid.get_xdata()) == [0, 5, 10] and solid.get_linestyle() == "-"
-    assert list(dashed.get_xdata()) == [10, 15, 20] and dashed.get_linestyle() == "--"
-    assert same_color(solid.get_color(), dashed.get_color())
+    solid, faded = axes.get_lines()
+    assert list(solid.get_xdata()) == [0, 5, 10] and solid.get_alpha() is None
+    assert list(faded.get_xdata()) == [10, 15, 20] and faded.get_alpha() < 1
+    assert same_color(solid.get_color(), faded.get_color()) and solid.get_linestyle() == faded.get_linestyle()
     (text,) = [t.get_text() for t in axes.get_legend().get_texts()]
-    assert text.endswith("(n=2; dashed after step 10: n=1)")
+    assert text.endswith("(n=2; faded after step 10: n=1)")
 
 
 def test_the_curves_y_axis_names_the_measure_not_a_line(report_db):
@@ -227,3 +233,183 @@ def test_the_curves_y_axis_names_the_measure_not_a_line(report_db):
         for y in ("train_loss", "lr"):
             figure = training_curves(store, runs, y=y)
             assert {axes.get_ylabel() for axes in figure.axes if axes.get_title()} == {CURVE_VALUES[y][2]}
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_legends_sit_outside_the_plot_and_name_only_what_varies(report_db):
+    """Issue 12: a legend of six lines or fewer sat inside the plot, over the data."""
+    from gradbench.report.plots import training_curves
+
+    with Store.open(report_db, readonly=True) as store:
+        runs = [r for r in store.runs() if r["task"] == "linreg" and r["activation"] is None and r["optimizer"] == "sgd"]
+        figure = training_curves(store, runs, "train_loss")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    axes = figure.axes[0]
+    legend = axes.get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert 1 <= len(labels) <= 6 and all(label.startswith("lr=") for label in labels)  # only lr varies among these runs
+    assert not _overlaps(legend.get_window_extent(renderer), axes.get_window_extent(renderer))
+
+
+def test_colours_never_repeat_and_a_configuration_keeps_its_colour_in_every_figure(report_db):
+    """Issue 12: colours repeated after ten lines; colour is one axis, line style another."""
+    from matplotlib.colors import to_hex
+
+    from gradbench.report.plots import LineStyles, depth_profile, groups_of, training_curves
+
+    with Store.open(report_db, readonly=True) as store:
+        runs = store.runs()
+        styles = LineStyles(groups_of(runs))
+        curves = training_curves(store, runs, "train_loss", styles=styles)
+        depth = depth_profile(store, runs, styles=styles)
+    looks: dict[str, tuple] = {}
+    for figure in (curves, depth):
+        for axes in figure.axes:
+            for line in axes.get_lines():
+                label = line.get_label().split(" (n=")[0].split(": ")[-1]
+                if label.startswith("_"):
+                    continue
+                look = (to_hex(line.get_color()), line.get_linestyle(), line.get_marker() if figure is curves else None)
+                if figure is curves:
+                    assert label not in looks or looks[label] == look
+                    looks[label] = look
+                else:  # the depth profile: the same colour and line style as on the curves
+                    assert (to_hex(line.get_color()), line.get_linestyle()) == looks[label][:2], label
+    assert len(looks) > 10 and len(set(looks.values())) == len(looks)  # every line its own look
+    colours = {look[0] for look in looks.values()}
+    assert len(colours) == len({label.split(",")[0] for label in looks})  # one colour per optimizer
+
+
+def test_curves_against_training_time_and_a_smoothing_window_that_smooths_short_runs(report_db):
+    from gradbench.report.plots import smoothing_window, training_curves
+
+    assert smoothing_window(10) == 3 and smoothing_window(2) == 2 and smoothing_window(1000) == 100
+    with Store.open(report_db, readonly=True) as store:
+        (run,) = [r for r in store.runs() if r["task"] == "linreg" and r["optimizer"] == "sgd" and r["lr"] == 0.1 and r["seed"] == 0 and r["clip"] == "none"]
+        figure = training_curves(store, [run], "train_loss", x="time")
+        times = [row["train_time_s"] for row in store.evaluations(run["key"])]
+    (line,) = figure.axes[0].get_lines()
+    assert list(line.get_xdata()) == pytest.approx(times)
+    assert figure.axes[0].get_xlabel().startswith("training time")
+
+
+def test_plot_x_rejects_bad_values_in_one_line(report_db, tmp_path):
+    output = tmp_path / "c.png"
+    for args in (("curves", "--x", "wall"), ("depth", "--x", "time")):
+        code, out, err = run_cli("plot", *args, "--db", str(report_db), "-o", str(output))
+        assert code == 2 and out == "" and err.count("\n") == 1 and not output.exists(), err
+
+
+def test_the_html_report_opens_with_provenance_then_the_summary_then_tables_worth_a_table(report_db, tmp_path):
+    """Issue 12: 51 tables, mostly one-row pivots, and no provenance."""
+    output = tmp_path / "report.html"
+    code, _, err = run_cli("report", "--db", str(report_db), "--format", "html", "-o", str(output))
+    assert code == 0, err
+    page = output.read_text(encoding="utf-8")
+    with Store.open(report_db, readonly=True) as store:
+        runs = store.runs()
+    env = json.loads(runs[0]["env"])
+    assert env["gradbench"] == gradbench.__version__  # each run stores the version that made it
+    provenance = page[: page.index("<h2>Summary</h2>")]
+    for text in (f"{len(runs)}: {len(runs)} done", "gradbench", env["torch"], env["device_name"], "torch threads", runs[0]["started_at"][:10]):
+        assert text in provenance, text
+    assert page.index("<h2>Summary</h2>") < page.index("<h2>Details") < page.index("<h2>Figures</h2>")
+    details = page[page.index("<h2>Details") : page.index("<h2>Figures</h2>")]
+    for table in re.findall(r"<table>.*?</table>", details, flags=re.DOTALL):
+        rows = table.count("<tr>") - 1
+        columns = table.split("</tr>", 1)[0].count("<th>") - 1
+        assert rows > 1 or columns > 1, table[:200]  # a one-cell pivot repeats the summary
+    assert "white-space: nowrap" in page and "td { text-align: right;" in page and "td.text { text-align: left; }" in page.replace("th, td.text", "td.text")
+
+
+CHROMIUM = next((path for path in (shutil.which("chromium"), shutil.which("chromium-browser")) if path), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_the_html_report_renders_in_headless_chromium(report_db, tmp_path):
+    from matplotlib.image import imread
+
+    page = tmp_path / "report.html"
+    code, _, err = run_cli("report", "--db", str(report_db), "--format", "html", "-o", str(page))
+    assert code == 0, err
+    shot = tmp_path / "report.png"
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,1600", f"--screenshot={shot}", page.as_uri()]
+    subprocess.run(command, capture_output=True, timeout=120, check=False)
+    assert shot.is_file(), "Chromium wrote no screenshot"
+    pixels = imread(shot)
+    assert pixels.shape[:2] == (1600, 1280)
+    ink = (pixels[..., :3].mean(axis=2) < 0.5).mean()
+    assert 0.005 < ink < 0.5  # text and tables drawn, not a blank or black page
+
+
+def test_accuracy_is_a_percentage_on_the_curves_as_in_the_tables(report_db):
+    """Issue 12: a percentage in the tables, a fraction on the curves' axis."""
+    from gradbench.report.plots import training_curves
+
+    with Store.open(report_db, readonly=True) as store:
+        (run,) = [r for r in store.runs() if r["task"] != "linreg" and r["optimizer"] == "adam" and r["lr"] == 0.1 and r["seed"] == 0 and r["activation"] == "relu"]
+        figure = training_curves(store, [run], "test_accuracy")
+        stored = [row["test_accuracy"] for row in store.evaluations(run["key"])]
+    (line,) = figure.axes[0].get_lines()
+    assert list(line.get_ydata()) == pytest.approx([100 * value for value in stored])
+    assert figure.axes[0].get_ylabel() == "test accuracy (%)"
+    rows = list(csv.DictReader(io.StringIO(run_cli("report", "--db", str(report_db), "--metric", "test_accuracy", "--format", "csv")[1])))
+    assert {row["unit"] for row in rows} == {"%"}
+    flat = list(csv.DictReader(io.StringIO(run_cli("report", "--db", str(report_db), "--format", "csv")[1])))
+    with Store.open(report_db, readonly=True) as store:
+        accuracy = {r["key"]: r["final_test_accuracy"] for r in store.runs() if r["final_test_accuracy"] is not None}
+    percents = [float(row["test_accuracy_percent_mean"]) for row in flat if row["test_accuracy_percent_mean"]]
+    assert percents and min(percents) >= 100 * min(accuracy.values()) - 1e-9 and max(percents) > 1  # percent, not a fraction
+    assert "final_test_accuracy_mean" not in flat[0]
+
+
+def test_layers_are_numbered_the_same_in_the_heatmap_the_depth_profile_and_diagnose(report_db):
+    """Issue 12: heatmap 'layers.0, layers.2', depth 'layer 0..8', diagnose 'layer 1 of 9'."""
+    from gradbench.report.plots import depth_profile, grad_heatmap
+
+    with Store.open(report_db, readonly=True) as store:
+        (run,) = [r for r in store.runs() if r["task"] != "linreg" and r["optimizer"] == "sgd" and r["lr"] == 0.1 and r["seed"] == 0 and r["activation"] == "relu" and r["clip"] == "none"]
+        names, _, _ = store.layer_grad_matrix(run["key"])
+        heatmap = grad_heatmap(store, run["key"])
+        depth = depth_profile(store, [run])
+    expected = [f"layer {i} ({name})" for i, name in enumerate(names)]
+    assert [t.get_text() for t in heatmap.axes[0].get_yticklabels()] == expected
+    assert [t.get_text() for t in depth.axes[0].get_xticklabels()] == expected
+    code, out, _ = run_cli("diagnose", "--db", str(report_db), run["key"], "--threshold", "vanishing_ratio=50")
+    assert code == 0 and f"{expected[0]}, the first of {len(names)}, receives" in out
+
+
+def test_the_html_report_leaves_out_pivots_of_one_cell(report_db, tmp_path):
+    """One configuration: each metric's pivot would be one cell, a repeat of the summary."""
+    output = tmp_path / "one.html"
+    where = ["--where", "task=linreg", "--where", "optimizer=sgd", "--where", "lr=0.1", "--where", "clip=none"]
+    code, _, err = run_cli("report", "--db", str(report_db), "--format", "html", "-o", str(output), *where)
+    assert code == 0, err
+    page = output.read_text(encoding="utf-8")
+    assert "<h2>Details" not in page
+    assert page[: page.index("<h2>Figures</h2>")].count("<table>") == 1 + (2 if "<h2>Performance profiles</h2>" in page else 0)
+
+
+def test_a_legend_of_ten_lines_or_more_fits_in_the_figure_beside_the_plot(report_db):
+    """Issue 12: with ten lines or more the legend was cut off and squashed the plot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from gradbench.report.plots import training_curves
+
+    with Store.open(report_db, readonly=True) as store:
+        runs = [r for r in store.runs() if r["task"] != "linreg"]
+        figure = training_curves(store, runs, "train_loss")
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    axes = figure.axes[0]
+    legend = axes.get_legend()
+    assert len(legend.get_texts()) >= 10
+    box, whole, plot = legend.get_window_extent(renderer), figure.bbox, axes.get_window_extent(renderer)
+    assert whole.x0 <= box.x0 and box.x1 <= whole.x1 + 1 and whole.y0 <= box.y0 and box.y1 <= whole.y1 + 1  # not cut off
+    assert not _overlaps(box, plot) and plot.width > 0.4 * whole.width and plot.height > 0.5 * whole.height  # not squashed
