@@ -91,10 +91,16 @@ def _connect(path: Path, readonly: bool, new: bool = False) -> sqlite3.Connectio
 
 
 def _identity(connection: sqlite3.Connection) -> tuple[int, int, int]:
-    """(application_id, user_version, number of schema objects)."""
-    application_id = connection.execute("PRAGMA application_id").fetchone()[0]
-    version = connection.execute("PRAGMA user_version").fetchone()[0]
-    tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    """(application_id, user_version, number of schema objects), read in one transaction: read
+    one by one, another process creating the file in between could show its tables without
+    its mark, a file that looks like another application's."""
+    connection.execute("BEGIN")
+    try:
+        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    finally:
+        connection.execute("COMMIT")
     return application_id, version, tables
 
 

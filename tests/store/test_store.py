@@ -396,6 +396,35 @@ def test_two_processes_creating_one_database_both_succeed(tmp_path):
             assert store.runs() == []
 
 
+def test_a_database_created_while_it_is_read_is_seen_whole_or_not_at_all(tmp_path):
+    """Another process may create the schema between the reads of a file's mark and of its
+    tables; read one by one, the file would look like another application's."""
+    from gradbench.store.database import _identity
+    from gradbench.store.schema import APPLICATION_ID, create_schema
+
+    path = tmp_path / "new.db"
+    reader = sqlite3.connect(path)
+    reader.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    creator = sqlite3.connect(path, timeout=0.2)
+    outcome = []
+
+    def create_in_between(statement: str) -> None:
+        if statement.startswith("PRAGMA user_version") and not outcome:
+            try:
+                create_schema(creator)
+                outcome.append("created")
+            except sqlite3.OperationalError as error:  # the reader's snapshot holds it off
+                outcome.append(str(error))
+
+    reader.set_trace_callback(create_in_between)
+    application_id, _version, tables = _identity(reader)
+    reader.set_trace_callback(None)
+    assert outcome, "the creator never ran"
+    assert (application_id, tables > 0) in {(0, False), (APPLICATION_ID, True)}, (application_id, tables, outcome)
+    reader.close()
+    creator.close()
+
+
 def test_switching_to_wal_waits_for_a_writer_instead_of_failing(tmp_path):
     """SQLite answers "locked" at once, without its busy handler, when the WAL switch meets
     another writer's lock (two processes creating one file hit this): the store waits."""
