@@ -190,6 +190,7 @@ _HESSIAN = "needs Hessian-vector products: a backward pass that keeps its graph 
 LIMITATIONS: dict[str, str] = {
     "adahessian": _HESSIAN,
     "sophiah": _HESSIAN,
+    "sara": "updates only a mask of small-magnitude weights, for fine-tuning a trained model: from a fresh initialisation it leaves the loss unchanged (200 steps of the catalogue test)",
 }
 
 # Offered by the packages, not registered: what they need is not an optimizer over parameters.
