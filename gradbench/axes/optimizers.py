@@ -51,7 +51,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -376,7 +376,11 @@ def _check_option(spec: OptimizerSpec, key: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"{label}: expected true or false")
     elif key == COMPANION:
-        companions = [name for name, entry in OPTIMIZERS.items() if entry.split is None and not entry.full_batch and not entry.needs_closure]
+        # One that steps plainly: no split of its own, no closure, no train/eval modes to switch.
+        companions = [
+            name for name, entry in OPTIMIZERS.items()
+            if entry.split is None and not (entry.full_batch or entry.needs_closure or entry.train_eval_modes or entry.limitation)
+        ]
         if value not in companions:
             raise ValueError(f"{label}; choose from: {', '.join(companions)}")
     elif key == COMPANION_LR and value is not None:
@@ -485,7 +489,7 @@ def build_optimizer(
     # Biases and norm-layer parameters, if the option takes weight decay off them.
     exempt = {id(p) for _, p in split_decay(source).rest} if options.get(NO_DECAY) else None
 
-    def groups(tensors: list[torch.Tensor], **extra: Any) -> list[dict[str, Any]]:
+    def groups(tensors: Sequence[torch.Tensor], **extra: Any) -> list[dict[str, Any]]:
         if exempt is None:
             return [{"params": tensors, **extra}]
         decay = [p for p in tensors if id(p) not in exempt]

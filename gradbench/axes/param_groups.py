@@ -88,7 +88,8 @@ def split_decay(source: nn.Module | Iterable[torch.Tensor]) -> Split:
     if not isinstance(source, nn.Module):
         pairs = _bare(source)
         return Split([p for p in pairs if p[1].ndim >= 2], [p for p in pairs if p[1].ndim < 2])
-    decay, no_decay = [], []
+    decay: list[tuple[str, nn.Parameter]] = []
+    no_decay: list[tuple[str, nn.Parameter]] = []
     for name, module, own_name, parameter in _owned(source):
         exempt = own_name == "bias" or own_name.startswith("bias_") or is_norm_layer(module)
         (no_decay if exempt else decay).append((name, parameter))
@@ -102,7 +103,8 @@ def split_hidden_matrices(source: nn.Module | Iterable[torch.Tensor]) -> Split:
         pairs = _bare(source)
         return Split([p for p in pairs if p[1].ndim == 2], [p for p in pairs if p[1].ndim != 2])
     head = output_layer(source)
-    hidden, rest = [], []
+    hidden: list[tuple[str, nn.Parameter]] = []
+    rest: list[tuple[str, nn.Parameter]] = []
     for name, module, _, parameter in _owned(source):
         matrix = parameter.ndim == 2 and module is not head and not isinstance(module, (nn.Embedding, nn.EmbeddingBag))
         (hidden if matrix else rest).append((name, parameter))

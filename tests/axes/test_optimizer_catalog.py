@@ -15,7 +15,7 @@ import torch
 from gradbench.axes.optimizer_catalog import CATALOG, LEFT_OUT, LIMITATIONS
 from gradbench.axes.optimizers import OPTIMIZERS, get_optimizer, resolve_hyperparameters
 
-from test_optimizers import _train  # the same regression problem and loop as the torch.optim entries
+from optimizer_training import train as _train  # the same problem and loop as torch.optim's entries
 
 torch.set_num_threads(1)
 pytest.importorskip("pytorch_optimizer", reason="the extra gradbench[optimizers] is not installed")

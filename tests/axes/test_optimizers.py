@@ -11,6 +11,7 @@ from torch import nn
 
 from gradbench.axes.optimizers import OPTIMIZERS, build_optimizer, get_optimizer, list_optimizers, register_optimizer, resolve_hyperparameters
 from gradbench.grid import expand, parse_suite
+from optimizer_training import train as _train
 
 torch.set_num_threads(1)
 
@@ -23,56 +24,8 @@ torch.set_num_threads(1)
 # Every other optimizer uses its registered defaults unchanged.
 LR_OVERRIDES = {"radam": 1e-2, "muon": 1e-2}
 
-STEPS = 200
-BATCH = 16
 # The torch.optim entries; other packages' are trained by test_optimizer_catalog.py.
 TORCH_OPTIMIZERS = [name for name in list_optimizers() if get_optimizer(name).source == "torch.optim"]
-
-
-def _regression_problem(seed: int = 0):
-    generator = torch.Generator().manual_seed(seed)
-    inputs = torch.randn(128, 8, generator=generator)
-    true_weights = torch.randn(8, 1, generator=generator) * 0.5
-    targets = inputs @ true_weights + 0.01 * torch.randn(128, 1, generator=generator)
-    return inputs, targets
-
-
-def _train(name: str, hyperparameters: dict, steps: int = STEPS, seed: int = 0) -> tuple[float, float]:
-    inputs, targets = _regression_problem(seed)
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
-    spec = get_optimizer(name)
-    optimizer = build_optimizer(name, model, hyperparameters)  # the model: Muon's split needs it
-    if spec.train_eval_modes:  # Schedule-Free: train() before stepping, eval() to read the averaged weights
-        optimizer.train()
-    with torch.no_grad():
-        initial = nn.functional.mse_loss(model(inputs), targets).item()
-    full_batch = spec.full_batch
-    batches = torch.Generator().manual_seed(seed + 1)
-    for _ in range(steps):
-        if full_batch:
-            x, y = inputs, targets
-        else:
-            index = torch.randint(0, len(inputs), (BATCH,), generator=batches)
-            x, y = inputs[index], targets[index]
-
-        @torch.enable_grad()  # AliG calls it inside its no_grad step
-        def closure(x=x, y=y) -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            return loss
-
-        if get_optimizer(name).needs_closure:  # L-BFGS evaluates the loss itself, several times a step
-            optimizer.step(closure)
-        else:
-            closure()
-            optimizer.step()
-    if spec.train_eval_modes:
-        optimizer.eval()
-    with torch.no_grad():
-        final = nn.functional.mse_loss(model(inputs), targets).item()
-    return initial, final
 
 
 @pytest.mark.parametrize("name", TORCH_OPTIMIZERS)
