@@ -18,10 +18,8 @@ torch.set_num_threads(1)
 # Learning rates that differ from the registered defaults in the convergence test, and why.
 # RAdam's variance rectification acts as a warm-up over ~1/(1 - beta2) = 1000 steps: at its
 # default lr=1e-3 it only reaches ~0.76x the initial loss in 200 steps (Adam: ~0.17x), so it
-# gets 10x the default here. Muon with its AdamW companion at lr=1e-3 reaches 0.64x (the
-# 16 x 8 hidden matrix's orthogonalised step is small at this width), so it gets 10x too;
-# Rprop, made for full batches, is a sign method whose step sizes adapt to mini-batch noise.
-# Every other optimizer uses its registered defaults unchanged.
+# gets 10x the default here. Muon with its AdamW companion at lr=1e-3 reaches 0.64x, so it
+# gets 10x too. Every other optimizer uses its registered defaults unchanged.
 LR_OVERRIDES = {"radam": 1e-2, "muon": 1e-2}
 
 # The torch.optim entries; other packages' are trained by test_optimizer_catalog.py.

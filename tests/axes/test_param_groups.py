@@ -141,3 +141,16 @@ def test_a_model_may_name_its_output_layer():
     assert split_hidden_matrices(model).chosen_names == ["hidden.weight"]
     del model.output_layer
     assert output_layer(model) is model.hidden  # without it: the last layer defined
+
+
+def test_the_monitor_sees_both_halves_update():
+    """The monitor's step hooks are on the combined optimizer: the update ratio of every layer,
+    the companion's output layer included, is measured around one step of both."""
+    from gradbench.run.train import run_cell
+
+    (cell,) = expand(parse_suite(f'tasks = ["{MLP}"]\noptimizers = ["muon"]\nsteps = 10\nrecord_every = 5\ndetail_every = 10\n'))
+    result = run_cell(cell)
+    assert result.status == "done", result.error
+    assert result.history is not None
+    (ratios,) = [row for row in result.history.layer_update_ratios if row is not None]
+    assert len(ratios) == len(result.history.layer_names) and all(ratio > 0 for ratio in ratios)
