@@ -62,11 +62,12 @@ def test_schedulefree_evaluates_its_averaged_weights():
     data, loss_fn = session.task.data, session.task.loss_fn
     at_y = evaluate(session.task.model, data, loss_fn, 10, 0.0).train_loss  # where the gradients are taken
     seen = session.evaluate(10, 0.0).train_loss
+    assert session.optimizer.param_groups[0]["train_mode"]  # back in train mode: the next step may run
+    assert evaluate(session.task.model, data, loss_fn, 10, 0.0).train_loss == at_y
     session.optimizer.eval()
     at_x = evaluate(session.task.model, data, loss_fn, 10, 0.0).train_loss  # the averaged weights
     session.optimizer.train()
     assert seen == at_x != at_y
-    assert evaluate(session.task.model, data, loss_fn, 10, 0.0).train_loss == at_y  # back in train mode
 
 
 class KeywordsOnly(torch.optim.Optimizer):
