@@ -35,6 +35,8 @@ def zoo(only: list[str] | None = None, steps: int = STEPS) -> str:
         if unknown:
             raise SystemExit(f"zoo_suite.py: not registered, or not trainable here: {', '.join(unknown)}")
         names = [name for name in names if name in only]
+    # A reduced zoo says how it was made, so the table made from it does too.
+    reduced = "" if only is None else f" (a reduced zoo: scripts/zoo_suite.py --only {','.join(names)} --steps {steps})"
     lines = [
         "# The optimizer zoo: every registered optimizer the runner can train (`gradbench list",
         "# optimizers`; the catalogue's need `pip install 'gradbench[optimizers]'`), each at 1/3x, 1x",
@@ -43,7 +45,7 @@ def zoo(only: list[str] | None = None, steps: int = STEPS) -> str:
         "# Written by scripts/zoo_suite.py (a test checks it is current); scripts/zoo_table.sh runs it",
         "# and writes docs/optimizers.md.",
         'name = "zoo"',
-        f'description = "{len(names)} optimizers x 3 learning rates on an MLP, a CNN and a GRU, tuned on a validation split"',
+        f'description = "{len(names)} optimizers x 3 learning rates on an MLP, a CNN and a GRU, tuned on a validation split{reduced}"',
         "tasks = [" + ", ".join(f'"{task}"' for task in TASKS) + "]",
         f"steps = {steps}",
         "seeds = [0]",

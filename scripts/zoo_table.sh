@@ -19,14 +19,14 @@ gradbench=${GRADBENCH:-gradbench}
 # shellcheck disable=SC2086  # the extra flags are words
 $gradbench run "$suite" --db "$db" --no-progress ${GRADBENCH_RUN_FLAGS:-} > /dev/null
 
-pivot=(--db "$db" --tuned --rows optimizer --columns task)
+pivot=(--db "$db" --tuned --rows optimizer)  # one table per task
 table=$(mktemp docs/.optimizers.md.XXXXXX)
 trap 'rm -f "$table"' EXIT
 description=$(sed -n 's/^description = "\(.*\)"$/\1/p' "$suite")
 {
     echo "# The optimizer zoo"
     echo
-    echo "Made by \`scripts/zoo_table.sh\` from \`$suite\` ($description; $(sed -n 's/^steps = //p' "$suite") steps, 1 seed)."
+    echo "Made by \`scripts/zoo_table.sh\` from the suite $(sed -n 's/^name = "\(.*\)"$/\1/p' "$suite"): $description; $(sed -n 's/^steps = //p' "$suite") steps, 1 seed."
     echo "Each optimizer at the learning rate with the best validation loss of the three it ran with;"
     echo "bold: the best in its column. Step times are of one CPU thread on the machine that made the"
     echo "table; an L-BFGS step holds up to 25 loss evaluations. State memory: to come."
