@@ -117,3 +117,14 @@ def test_a_class_by_import_path_runs_in_a_pool_worker(tmp_path):
     assert run["status"] == "done", run.get("error")
     assert run["optimizer"] == PATH
     assert evaluations[-1]["train_loss"] < 0.5 * evaluations[0]["train_loss"]
+
+
+def test_a_closure_called_inside_no_grad_still_builds_its_graph():
+    """AliG calls the closure inside its own no_grad step: the runner's closure turns grad back
+    on, as L-BFGS does for its own calls."""
+    pytest.importorskip("pytorch_optimizer", reason="the extra gradbench[optimizers] is not installed")
+    assert get_optimizer("alig").needs_closure
+    (cell,) = expand(parse_suite('tasks = ["linreg"]\noptimizers = ["alig"]\nsteps = 20\n'))
+    result = run_cell(cell)
+    assert result.status == "done", result.error
+    assert result.evaluations[-1].train_loss < 0.5 * result.evaluations[0].train_loss
