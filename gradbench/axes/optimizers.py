@@ -75,6 +75,7 @@ __all__ = [
     "build_optimizer",
     "OPTIONS",
     "HIDDEN_MATRICES",
+    "USE_MUON",
 ]
 
 # Options gradbench reads itself, never passed to an optimizer's constructor.
@@ -165,9 +166,11 @@ class OptimizerSpec:
             return False
 
     def check_installed(self) -> None:
-        """Raises:
-        ValueError: one line naming the extra to install, for an entry of an extra that is not
-            installed."""
+        """Check that the package of an entry that comes with an extra is installed.
+
+        Raises:
+            ValueError: one line naming the extra to install.
+        """
         if self.extra is not None and not self.installed:
             raise ValueError(f"optimizer {self.name!r} comes from {self.source}, which is not installed: pip install 'gradbench[{self.extra}]'")
 
