@@ -128,3 +128,15 @@ def test_a_closure_called_inside_no_grad_still_builds_its_graph():
     result = run_cell(cell)
     assert result.status == "done", result.error
     assert result.evaluations[-1].train_loss < 0.5 * result.evaluations[0].train_loss
+
+
+def test_the_command_line_takes_a_class_by_path(tmp_path, capsys):
+    from gradbench.cli import main
+
+    db = tmp_path / "r.db"
+    assert main(["run", "--task", "linreg", "--optimizer", f"{PATH}[lr=0.1],torch.optim:SGD", "--lr", "0.05", "--steps", "10", "--db", str(db), "--no-progress"]) == 0
+    with Store.open(db, readonly=True) as store:
+        assert sorted((run["optimizer"], run["status"]) for run in store.runs()) == [(PATH, "done"), ("torch.optim:SGD", "done")]
+    assert main(["run", "--task", "linreg", "--optimizer", "torch.optim:NoSuch", "--db", str(tmp_path / "bad.db")]) == 2
+    assert "cannot import 'torch.optim:NoSuch'" in capsys.readouterr().err
+    assert not (tmp_path / "bad.db").exists()
