@@ -686,7 +686,7 @@ def _list(args: argparse.Namespace) -> int:
         if kind == "tasks":
             rows = [(t.name, f"{t.description}; knobs: {t.describe_knobs()}") for _, t in TASKS.items()]
         elif kind == "optimizers":
-            rows = [(o.name, f"{o.description}; defaults {format_spec('', dict(o.defaults))[1:-1]}") for _, o in OPTIMIZERS.items()]
+            rows = [(o.name, f"[{_optimizer_source(o)}] {o.description}; defaults {format_spec('', dict(o.defaults))[1:-1]}") for _, o in OPTIMIZERS.items()]
         elif kind == "schedules":
             rows = [(format_spec(s.name, dict(s.params)), s.description) for _, s in SCHEDULES.items()]
         elif kind == "activations":
@@ -699,6 +699,17 @@ def _list(args: argparse.Namespace) -> int:
         for name, description in rows:
             print(f"  {name:<{width}}  {description}")
     return 0
+
+
+def _optimizer_source(spec: Any) -> str:
+    """Where an optimizer comes from, for ``list``: its package, whether that is installed (found,
+    not imported: ``list`` imports no torch), and why the runner cannot train it, if it cannot."""
+    text = spec.source
+    if spec.extra is not None and not spec.installed:
+        text += f", not installed: pip install 'gradbench[{spec.extra}]'"
+    if spec.limitation:
+        text += f"; not trainable here: {spec.limitation}"
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

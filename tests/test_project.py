@@ -58,7 +58,7 @@ def test_every_third_party_import_is_declared_in_pyproject():
     imported = _imported_modules(ROOT / "gradbench") | _imported_modules(ROOT / "tests")
     missing = []
     for module in sorted(imported):
-        if module in sys.stdlib_module_names or module in ("gradbench", "tomli", "conftest", "report_store"):
+        if module in sys.stdlib_module_names or module in ("gradbench", "tomli", "conftest", "report_store", "optimizer_training"):
             continue
         names = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
         if not names & declared:

@@ -19,6 +19,8 @@ __all__ = ["parse_spec", "format_spec", "format_value", "split_top_level", "pars
 MAX_VALUE_CHARS = 1000
 _MAX_NAME_CHARS = 100
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+# A class named by import path, ``package.module:ClassName`` (optimizers taken without registration).
+_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 _BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*\Z")
 _OPEN = {"[": "]", "(": ")", "{": "}"}
 
@@ -161,7 +163,9 @@ def parse_value(text: str) -> Any:
 
 
 def parse_spec(text: str) -> tuple[str, dict[str, Any]]:
-    """Parse ``name[key=value,...]`` into the name and a dict of parameters.
+    """Parse ``name[key=value,...]`` into the name and a dict of parameters. The name is a
+    registry name or an import path (``package.module:ClassName``); which axes take paths is
+    theirs to say (an unknown name is the registry's error).
 
     Raises:
         ValueError: naming the malformed part.
@@ -174,7 +178,7 @@ def parse_spec(text: str) -> tuple[str, dict[str, Any]]:
     else:
         name, body = text, ""
     name = name.strip()
-    if len(name) > _MAX_NAME_CHARS or not _NAME.match(name):
+    if len(name) > _MAX_NAME_CHARS or not (_NAME.match(name) or _PATH.match(name)):
         raise ValueError(f"malformed name {shown(name)} in {shown(text)}")
     params: dict[str, Any] = {}
     if body.strip():

@@ -80,6 +80,7 @@ def closure_step(
     """
     evaluations = 0
 
+    @torch.enable_grad()  # some optimizers (AliG) call it inside their own no_grad step
     def closure() -> torch.Tensor:
         nonlocal evaluations
         optimizer.zero_grad(set_to_none=True)
@@ -206,6 +207,8 @@ class Session:
             timed step (``None``: a constant learning rate).
         step_function: ``train_step``, or ``closure_step`` for an optimizer that re-evaluates
             the loss itself (chosen once, not in every step).
+        train_eval_modes: The optimizer has ``train()``/``eval()`` modes (Schedule-Free):
+            ``evaluate`` runs between ``optimizer.eval()`` and ``optimizer.train()``.
     """
 
     cell: Cell
@@ -217,15 +220,31 @@ class Session:
     batches: Batches
     scheduler: Any = None
     step_function: Callable[..., torch.Tensor] = train_step
+    train_eval_modes: bool = False
 
     @property
     def lr(self) -> float:
-        """The learning rate the next step uses (of the first parameter group)."""
-        return float(self.optimizer.param_groups[0]["lr"])
+        """The learning rate the next step uses (of the first parameter group; the cell's, for an
+        optimizer whose groups hold none, as A2Grad's)."""
+        return float(self.optimizer.param_groups[0].get("lr", self.cell.lr))
 
     def step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """One training step (the timed code)."""
         return self.step_function(self.model, self.task.loss_fn, self.optimizer, self.monitor, inputs, targets)
+
+    def evaluate(self, step: int, train_time_s: float) -> Evaluation:
+        """``evaluate`` the model at this step, with the learning rate it trained with. An
+        optimizer with train/eval modes (Schedule-Free) is switched to eval first, so the
+        model holds the weights it would be used with (Schedule-Free's averaged ``x``, not the
+        point its gradients are taken at), and back to train after. Not at step 0: nothing is
+        averaged yet, and some (SPlus) have no averages to switch to before their first step."""
+        if not self.train_eval_modes or step == 0:
+            return evaluate(self.task.model, self.task.data, self.task.loss_fn, step, train_time_s)
+        self.optimizer.eval()  # type: ignore[attr-defined]
+        try:
+            return evaluate(self.task.model, self.task.data, self.task.loss_fn, step, train_time_s)
+        finally:
+            self.optimizer.train()  # type: ignore[attr-defined]
 
 
 def prepare(cell: Cell, *, compile_model: bool = False, data_options: DataOptions | None = None) -> Session:
@@ -246,7 +265,12 @@ def prepare(cell: Cell, *, compile_model: bool = False, data_options: DataOption
     task = _build(cell, device, data_options)
     task.model.train()
     model = torch.compile(task.model) if compile_model else task.model
-    optimizer = build_optimizer(cell.optimizer, task.model.parameters(), dict(cell.hyperparameters))
+    spec = get_optimizer(cell.optimizer)
+    # Given the model, so that its options can split the parameters into groups (Muon's hidden
+    # matrices, no weight decay on biases and norms).
+    optimizer = build_optimizer(cell.optimizer, task.model, dict(cell.hyperparameters))
+    if spec.train_eval_modes:  # Schedule-Free refuses to step until told it is training
+        optimizer.train()  # type: ignore[attr-defined]
     # The monitor sees the original module, so layer names do not carry the compile wrapper.
     # Its optimizer hooks measure update ratios; its activation hooks come and go around
     # detailed steps, which compiled code would not follow, so a compiled model records none.
@@ -261,8 +285,8 @@ def prepare(cell: Cell, *, compile_model: bool = False, data_options: DataOption
     )
     batches = Batches(task.data, cell.batch_size, cell.seed, device, dict(cell.task_knobs).get(ORDER_KNOB, ORDER_CHOICES[0]))
     scheduler = build_schedule(cell.schedule, optimizer, cell.steps)
-    step_function = closure_step if get_optimizer(cell.optimizer).needs_closure else train_step
-    return Session(cell, device, task, model, optimizer, monitor, batches, scheduler, step_function)
+    step_function = closure_step if spec.needs_closure else train_step
+    return Session(cell, device, task, model, optimizer, monitor, batches, scheduler, step_function, spec.train_eval_modes)
 
 
 def run_cell(cell: Cell, *, data_options: DataOptions | None = None, on_steps: Callable[[int], None] | None = None) -> RunResult:
@@ -315,7 +339,7 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
     result.env["step_cpu_clock"] = timer.cpu_clock
     _record_jacobians(session, result, 0)
     last_lr = session.lr
-    result.evaluations.append(replace(evaluate(task.model, task.data, task.loss_fn, 0, 0.0), lr=last_lr))
+    result.evaluations.append(replace(session.evaluate(0, 0.0), lr=last_lr))
     reported = 0
     for step in range(1, cell.steps + 1):
         inputs, targets = session.batches.next()
@@ -341,7 +365,7 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
                 _end_diverged(result, history)
                 return
             if step % cell.eval_every == 0 or step == cell.steps:
-                evaluation = replace(evaluate(task.model, task.data, task.loss_fn, step, sum(result.step_times)), lr=last_lr)
+                evaluation = replace(session.evaluate(step, sum(result.step_times)), lr=last_lr)
                 result.evaluations.append(evaluation)
                 if not math.isfinite(evaluation.train_loss):
                     # Finite batch losses but a non-finite full-set loss: weights overflowed.
