@@ -76,7 +76,7 @@ METRICS: dict[str, Metric] = {
 
 # Axes every run has, in display order; task knobs follow. Seeds are what cells aggregate over.
 _RUN_AXES = ("optimizer", "lr", "schedule", "activation", "init", "clip", "batch_size", "steps")
-_SETTINGS = ("device", "threads", "eval_every", "record_every", "detail_every", "validation", "jacobian_every")
+_SETTINGS = ("device", "precision", "compile", "threads", "eval_every", "record_every", "detail_every", "validation", "jacobian_every")
 
 
 def _optimizer_label(config: Mapping[str, Any]) -> str:
@@ -112,7 +112,8 @@ def run_axes(run: Mapping[str, Any]) -> dict[str, Any]:
         "batch_size": config["batch_size"] if config["batch_size"] is not None else "full",  # full-batch optimizers
         "steps": config["steps"],
     }
-    axes.update({name: config.get(name, 0) for name in _SETTINGS})  # absent: stored before it existed
+    # Absent: stored before it existed (0; fp32 and eager for precision and compile).
+    axes.update({name: config.get(name, QUIET_DEFAULTS.get(name, 0)) for name in _SETTINGS})
     for knob, value in knobs_of(config).items():
         axes.setdefault(knob, value)
     return axes

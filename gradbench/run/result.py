@@ -59,6 +59,8 @@ class RunResult:
         nonfinite: Where a NaN or Inf first appeared (``diverged`` runs).
         error: ``ExceptionType: message`` for ``failed`` runs.
         env: The environment (torch version, device name, threads, dtype, ...).
+        compile_time_s: A compiled run's warm-up, in seconds: the steps that compiled the
+            model and the optimizer step, before the first timed step (``None``: eager).
         jacobians: ``(step, site index, spectrum)`` of the layer Jacobians' singular values,
             where the cell asked for them (``jacobian_every``); a ``None`` spectrum for a site
             too wide to take.
@@ -78,6 +80,7 @@ class RunResult:
     error: str | None = None
     env: dict[str, Any] = field(default_factory=dict)
     jacobians: list[tuple[int, int, JacobianSpectrum | None]] = field(default_factory=list)
+    compile_time_s: float | None = None
     started_at: str = ""
     finished_at: str = ""
     wall_time_s: float = 0.0

@@ -136,8 +136,8 @@ def test_opening_a_version_1_file_for_writing_migrates_it_additively(tmp_path, r
     path = tmp_path / "old.db"
     _version_1_file(path)
     with Store.open(path) as store:
-        assert store.version == SCHEMA_VERSION == 5
-        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert store.version == SCHEMA_VERSION == 6
+        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 6
         assert store.live_claims() == {}  # version 3's claims table is there, empty
         store.save(results[0])  # the new tables and columns take the new run
         old = [r for r in store.layer_rows(["old"])]
@@ -147,7 +147,7 @@ def test_opening_a_version_1_file_for_writing_migrates_it_additively(tmp_path, r
         old_run = store.runs(["old"])[0]
         assert old_run["final_validation_loss"] is None and old_run["final_validation_accuracy"] is None
     with Store.open(path) as store:  # a second open finds nothing to migrate
-        assert store.version == 5 and len(store.runs()) == 2
+        assert store.version == 6 and len(store.runs()) == 2
 
 
 def test_a_migrated_file_has_the_tables_and_columns_of_a_new_one(tmp_path):
@@ -207,18 +207,25 @@ ALTER TABLE activation_stats ADD COLUMN output_grad_norm REAL;
 INSERT INTO steps VALUES ('old', 1, 0.7, 0.004), ('old', 2, 0.6, 0.005);
 PRAGMA user_version = 4;
 """
+# Version 5 added the CPU step times.
+_ADDED_5 = """
+ALTER TABLE steps ADD COLUMN step_cpu_s REAL;
+ALTER TABLE runs ADD COLUMN median_step_cpu_s REAL;
+PRAGMA user_version = 5;
+"""
 
 
 def _older_file(path: Path, version: str) -> None:
     _version_1_file(path)
     connection = sqlite3.connect(path)
     connection.executescript(
-        _ADDED_2 + (_PARTIAL_3 if version in ("partial 3", "3", "4") else "") + (_REST_OF_3 if version in ("3", "4") else "") + (_ADDED_4 if version == "4" else "")
+        _ADDED_2 + (_PARTIAL_3 if version in ("partial 3", "3", "4", "5") else "") + (_REST_OF_3 if version in ("3", "4", "5") else "")
+        + (_ADDED_4 if version in ("4", "5") else "") + (_ADDED_5 if version == "5" else "")
     )
     connection.close()
 
 
-@pytest.mark.parametrize("version", ["1", "2", "partial 3", "3", "4"])
+@pytest.mark.parametrize("version", ["1", "2", "partial 3", "3", "4", "5"])
 def test_opening_for_writing_repairs_whatever_the_current_schema_lacks(tmp_path, results, version):
     path, fresh = tmp_path / "old.db", tmp_path / "new.db"
     if version == "1":
@@ -266,16 +273,40 @@ def test_a_version_4_file_reads_no_cpu_times_and_migrates_with_its_rows_null(tmp
     before = path.read_bytes()
     with Store.open(path, readonly=True) as store:  # read as it is
         assert store.version == 4
-        assert store.curve("old") == [{"step": 1, "loss": 0.7, "step_time_s": 0.004, "step_cpu_s": None}, {"step": 2, "loss": 0.6, "step_time_s": 0.005, "step_cpu_s": None}]
+        assert store.curve("old") == [
+            {"step": 1, "loss": 0.7, "step_time_s": 0.004, "step_cpu_s": None, "loss_scale": None, "skipped": None},
+            {"step": 2, "loss": 0.6, "step_time_s": 0.005, "step_cpu_s": None, "loss_scale": None, "skipped": None},
+        ]
         assert store.runs()[0]["median_step_cpu_s"] is None
     assert path.read_bytes() == before
     with Store.open(path) as store:
-        assert store.version == 5
+        assert store.version == 6
         store.save(results[0])
         assert [row["step_cpu_s"] for row in store.curve("old")] == [None, None]
         assert [row["step_time_s"] for row in store.curve("old")] == [0.004, 0.005]
         assert store.runs(["old"])[0]["median_step_cpu_s"] is None
         assert [row["step_cpu_s"] for row in store.curve(results[0].cell.key)] == results[0].step_cpu_times
+    Store.open(fresh, create=True).close()
+    assert _layout(path) == _layout(fresh)
+
+
+def test_a_version_5_file_reads_as_fp32_eager_and_migrates_with_its_rows_null(tmp_path, results):
+    path, fresh = tmp_path / "old.db", tmp_path / "new.db"
+    _older_file(path, "5")
+    before = path.read_bytes()
+    with Store.open(path, readonly=True) as store:  # read as it is
+        assert store.version == 5
+        assert [(row["loss_scale"], row["skipped"]) for row in store.curve("old")] == [(None, None), (None, None)]
+        assert store.skipped_steps("old") == []
+    assert path.read_bytes() == before
+    with Store.open(path) as store:
+        assert store.version == SCHEMA_VERSION == 6
+        store.save(results[0])
+        old = store.runs(["old"])[0]
+        assert (old["precision"], old["compile"], old["compile_time_s"], old["skipped_steps"]) == (None, None, None, None)
+        new = store.runs([results[0].cell.key])[0]
+        assert (new["precision"], new["compile"], new["compile_time_s"], new["skipped_steps"]) == ("fp32", 0, None, None)
+        assert [(row["loss_scale"], row["skipped"]) for row in store.curve("old")] == [(None, None), (None, None)]
     Store.open(fresh, create=True).close()
     assert _layout(path) == _layout(fresh)
 
@@ -449,7 +480,7 @@ def test_a_hot_journal_left_by_a_killed_writer_does_not_block_reading(tmp_path, 
     store.connection.execute("PRAGMA journal_mode = DELETE")
     store.connection.execute("PRAGMA cache_size = 1")  # make the writer spill to the file
     store.connection.execute("BEGIN IMMEDIATE")
-    store.connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?, ?)", [("zz", i, 0.0, 0.0, 0.0) for i in range(20000)])
+    store.connection.executemany("INSERT INTO steps (run_key, step, loss, step_time_s, step_cpu_s) VALUES (?, ?, ?, ?, ?)", [("zz", i, 0.0, 0.0, 0.0) for i in range(20000)])
     copy = tmp_path / "killed.db"
     shutil.copy(path, copy)
     journal = Path(str(path) + "-journal")
@@ -484,7 +515,7 @@ from gradbench.store import Store
 store = Store.open({str(path)!r})
 store.connection.execute("PRAGMA cache_size = 1")
 store.connection.execute("BEGIN IMMEDIATE")
-store.connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?, ?)", [("zz", i, 0.0, 0.0, 0.0) for i in range(20000)])
+store.connection.executemany("INSERT INTO steps (run_key, step, loss, step_time_s, step_cpu_s) VALUES (?, ?, ?, ?, ?)", [("zz", i, 0.0, 0.0, 0.0) for i in range(20000)])
 print("ready", flush=True)
 time.sleep(120)
 """
