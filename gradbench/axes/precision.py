@@ -114,8 +114,12 @@ def matmul_record() -> dict[str, Any]:
     """The float32 matrix-product settings in force: stored with every run."""
     import torch
 
+    try:
+        precision = torch.get_float32_matmul_precision()
+    except RuntimeError:  # the process mixed torch's legacy and newer precision settings
+        precision = f"cuda {torch.backends.cuda.matmul.fp32_precision}, cpu {torch.backends.mkldnn.matmul.fp32_precision}"  # type: ignore[attr-defined]
     return {
-        "matmul_precision": torch.get_float32_matmul_precision(),
+        "matmul_precision": precision,
         "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
         "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
     }
@@ -123,23 +127,28 @@ def matmul_record() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def matmul_settings(precision: str) -> Iterator[None]:
-    """Float32 matrix products for ``precision`` while the run lasts (``tf32``: TensorFloat-32;
-    any other: ``highest``, torch's default), then the caller's settings back: they are
-    process-wide."""
+    """Float32 matrix products for ``precision`` while the run lasts, then the caller's settings
+    back (they are process-wide). ``tf32``: ``set_float32_matmul_precision("high")``, which
+    also turns on ``torch.backends.cuda.matmul.allow_tf32``, and TF32 convolutions
+    (``torch.backends.cudnn.allow_tf32``); any other: ``highest`` (torch's default), and
+    ``allow_tf32`` off with it. (Setting ``allow_tf32`` on its own as well would mix torch's two
+    ways of saying this, which it refuses to read back.)"""
     import torch
 
-    saved = (torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        saved: str | None = torch.get_float32_matmul_precision()
+    except RuntimeError:
+        saved = None  # mixed settings of the caller's: left to it, as torch's default after the run
+    saved_cudnn = torch.backends.cudnn.allow_tf32
     tf32 = precision == "tf32"
     try:
         torch.set_float32_matmul_precision("high" if tf32 else "highest")
-        torch.backends.cuda.matmul.allow_tf32 = tf32
         if tf32:
             torch.backends.cudnn.allow_tf32 = True
         yield
     finally:
-        torch.set_float32_matmul_precision(saved[0])
-        torch.backends.cuda.matmul.allow_tf32 = saved[1]
-        torch.backends.cudnn.allow_tf32 = saved[2]
+        torch.set_float32_matmul_precision(saved or "highest")
+        torch.backends.cudnn.allow_tf32 = saved_cudnn
 
 
 def scaler_state(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
