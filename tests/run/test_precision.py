@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from gradbench.cli import main
 from gradbench.grid import Cell, expand, parse_suite
 from gradbench.run import run_cell
 from gradbench.store import Store
@@ -39,7 +40,7 @@ def test_bf16_trains_under_autocast_and_stores_its_precision(small_mlp_task, tmp
         assert (row["precision"], row["compile"], row["skipped_steps"]) == ("bf16", 0, None)
 
 
-def test_an_fp16_step_the_scaler_skips_is_recorded_and_the_run_stays_done(small_mlp_task, tmp_path, monkeypatch):
+def test_an_fp16_step_the_scaler_skips_is_recorded_and_the_run_stays_done(small_mlp_task, tmp_path, monkeypatch, capsys):
     """fp16 on the CPU (a hand-made cell: the grid refuses it, the runner does not), with an Inf
     written into a gradient before the third unscale_: the real GradScaler skips that step."""
     unscale = torch.amp.GradScaler.unscale_
@@ -67,6 +68,8 @@ def test_an_fp16_step_the_scaler_skips_is_recorded_and_the_run_stays_done(small_
         curve = store.curve(fp16.key)
         assert [row["skipped"] for row in curve] == [0, 0, 1] + [0] * 9
         assert [row["loss_scale"] for row in curve][2:4] == [2.0**16, 2.0**15]
+    assert main(["diagnose", "--db", str(tmp_path / "r.db")]) == 0
+    assert "loss scaler: skipped 1 steps for non-finite scaled gradients (steps 3); not divergence" in capsys.readouterr().out
 
 
 def test_fp16_diverges_when_the_scale_collapses(small_mlp_task, monkeypatch):
