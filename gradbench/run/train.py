@@ -363,9 +363,9 @@ def _autocast_closure_step(context: Callable[[], contextlib.AbstractContextManag
 
 def warm_up(session: Session, steps: int = WARMUP_STEPS) -> float:
     """Run the steps that compile a compiled session, untimed, and leave it as it was: the
-    weights and buffers, the optimizer's and scaler's state and the random state are put back,
-    and the steps are recorded by a throwaway monitor (whose optimizer hooks come and go as the
-    session's will, so both variants of the optimizer step compile). The batch is the first
+    weights and buffers (copied in place: the compiled graph keeps its parameters), the
+    optimizer's and scaler's state and the random state are put back, and the steps are
+    recorded by a throwaway monitor built as the session's is. The batch is the first
     ``batch_size`` training examples, not drawn from ``session.batches``. Returns the seconds it
     took (device synchronised).
     """
