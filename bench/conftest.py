@@ -14,6 +14,8 @@
     pytest bench/test_step.py --gb-slowdown 0.15   # test-only: every timed step does 15% more work
     pytest bench/test_step.py --gb-plugin my_optim.py -k "test_optimizer and mlp and (adamw or lion)"
                                                    # your optimizer's step against AdamW's
+    pytest bench/test_step.py --gb-optimizers lion,soap,adamw -k test_optimizer
+                                                   # the optional extras' optimizers (default: builtin)
 
 Two kinds of benchmark:
 
@@ -29,6 +31,9 @@ The benchmarks are generated from the registries, so plugins join them: the inst
 packages' ``gradbench.plugins`` entry points are loaded before collection, and ``--gb-plugin``
 (repeatable) imports a module or ``.py`` file as ``gradbench run --plugin`` does. An optimizer
 they register is benchmarked in the ``optimizer | <task>`` groups beside the built-ins.
+``--gb-optimizers`` chooses the optimizers of the per-optimizer benchmarks: ``builtin`` (the
+default: torch.optim's and the plugins'), ``all`` (the ``gradbench[optimizers]`` catalogue too,
+more than a hundred, hours on a CPU), or names and patterns.
 
 ``--gb-clock`` is the clock of every benchmark here: pytest-benchmark's ``--benchmark-timer``
 for the step benchmarks and the clock of the interleaved comparisons. ``cpu`` (this thread's
@@ -50,7 +55,7 @@ import torch
 from pytest_benchmark.timers import default_timer
 from pytest_benchmark.utils import NameWrapper
 
-from gradbench.axes import check_device
+from gradbench.axes import OPTIMIZERS, check_device, parse_spec
 from gradbench.plugins import PluginError, load_entry_points, load_plugins
 from gradbench.grid import AXES, Cell, expand, parse_suite
 from gradbench.run.benchmark import CLOCKS, TimedStep, machine_info
@@ -78,6 +83,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--gb-plugin", action="append", default=[], metavar="MODULE",
         help="import a module or .py file that registers optimizers, tasks, ... before the benchmarks are generated (repeatable); "
         "installed packages' 'gradbench.plugins' entry points load without it",
+    )
+    group.addoption(
+        "--gb-optimizers", default="builtin", metavar="WHICH",
+        help="the optimizers of the per-optimizer benchmarks: builtin (torch.optim's and plugins', the default), all (the "
+        "optional extras' catalogue too, those that train on this machine), or a comma list of names and patterns (lion,ada*)",
     )
     group.addoption(
         "--gb-slowdown", type=float, default=0.0, metavar="FRACTION",
@@ -153,10 +163,36 @@ def _slow_down_steps(fraction: float, timer: Callable[[], float]) -> None:
     TimedStep.__call__ = slower_step  # type: ignore[method-assign]
 
 
+def _chosen_optimizers(config: pytest.Config) -> set[str]:
+    """--gb-optimizers as registry names. The default leaves out the optional extras'
+    catalogue (more than a hundred optimizers, hours of benchmarks on a CPU)."""
+    which = config.getoption("--gb-optimizers")
+    if which == "builtin":
+        return {name for name, spec in OPTIMIZERS.items() if spec.extra is None}
+    if which == "all":
+        return {name for name, spec in OPTIMIZERS.items() if spec.installed and not spec.limitation}
+    chosen: set[str] = set()
+    for pattern in filter(None, (part.strip() for part in which.split(","))):
+        found = OPTIMIZERS.names(pattern)
+        if not found:
+            raise pytest.UsageError(f"--gb-optimizers: no registered optimizer matches {pattern!r}; 'gradbench list optimizers' shows them")
+        chosen.update(found)
+    return chosen
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.getoption("--gb-quick"):
-        return
-    selected = [item for item in items if item.get_closest_marker("quick")]
+    chosen = _chosen_optimizers(config)
+
+    def wanted(item: pytest.Item) -> bool:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        optimizer = params.get("optimizer")
+        if optimizer is None:
+            return True
+        return parse_spec(optimizer)[0] in chosen
+
+    selected = [item for item in items if wanted(item)]
+    if config.getoption("--gb-quick"):
+        selected = [item for item in selected if item.get_closest_marker("quick")]
     config.hook.pytest_deselected(items=[item for item in items if item not in selected])
     items[:] = selected
 

@@ -1,8 +1,9 @@
 """The training step (forward, backward, monitor and clip, optimizer step), timed per group.
 
 Generated from the registries: every optimizer, every activation and every clipping mode on
-each representative task, plus optimizer implementations (for-loop, foreach, fused) and
-``torch.compile``. Each benchmark's ``extra_info`` holds its full cell configuration. All are
+each representative task, plus optimizer implementations (for-loop, foreach, fused),
+``torch.compile`` and precisions: every optimizer under bf16 autocast (and fp16 with its loss
+scaler on CUDA) beside fp32, and eager beside compiled, on the deep MLP. Each benchmark's ``extra_info`` holds its full cell configuration. All are
 marked ``gated``: the regression gate (scripts/bench_regression.sh) holds their medians to a
 saved baseline.
 """
@@ -73,3 +74,37 @@ def test_compile(benchmark, make_cell, timing, compiled):
     """torch.compile of the model (the monitor and optimizer stay eager); compilation is warm-up."""
     benchmark.group = "torch.compile | mlp | adam"
     run_benchmark(benchmark, make_cell(tasks=TASKS["mlp"], optimizers="adam"), compile_model=compiled, **timing)
+
+
+# What mixed precision buys each optimizer: fp32 beside bf16 autocast (CPU and CUDA) and fp16 with
+# its loss scaler (CUDA only: the grid refuses fp16 on the CPU). One group per optimizer, so
+# pytest-benchmark's table puts the precisions of one optimizer side by side.
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+# The quick subset keeps one: adam under bf16.
+PRECISION_CASES = [
+    pytest.param(optimizer, precision, marks=pytest.mark.quick) if (optimizer, precision) == ("adam", "bf16") else (optimizer, precision)
+    for optimizer in list_optimizers()
+    for precision in PRECISIONS
+]
+
+
+@pytest.mark.parametrize("optimizer, precision", PRECISION_CASES)
+def test_precision(benchmark, make_cell, timing, gb_device, optimizer, precision):
+    if precision == "fp16" and gb_device.type != "cuda":
+        pytest.skip("fp16 runs on CUDA only (gradbench.axes.precision)")
+    if precision == "fp16" and optimizer == "lbfgs":
+        pytest.skip("a loss scaler cannot drive a closure optimizer")
+    benchmark.group = f"precision | mlp | {optimizer}"
+    run_benchmark(benchmark, make_cell(tasks=TASKS["mlp"], optimizers=optimizer, precision=precision), **timing)
+
+
+# What compilation buys each optimizer: the model's forward and backward compiled (the
+# optimizer step stays eager, as in a run; gradbench.run.train.prepare), compilation as warm-up.
+# Not in the quick subset: each compiled benchmark compiles for seconds on a CPU.
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("optimizer", list_optimizers())
+def test_compiled_optimizer(benchmark, make_cell, timing, optimizer, compiled):
+    benchmark.group = f"torch.compile | mlp | {optimizer}"
+    run_benchmark(benchmark, make_cell(tasks=TASKS["mlp"], optimizers=optimizer, compile=compiled), **timing)

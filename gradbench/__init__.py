@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # each name from the subpackage that owns it
     from gradbench.axes import (
         ACTIVATIONS, CLIPS, INITS, OPTIMIZERS, Clipping, Registry, activation_gain, build_activation, build_optimizer, initialise,
         list_activations, list_clips, list_inits, list_optimizers, parse_clipping, register_activation, register_init,
-        register_optimizer, resolve_hyperparameters, SCHEDULES, list_schedules, register_schedule,
+        register_optimizer, resolve_hyperparameters, SCHEDULES, list_schedules, register_schedule, PRECISIONS,
     )
     from gradbench.grid import Cell, Suite, SuiteError, default_suite, expand, load_suite, parse_suite
     from gradbench.monitor import ActivationSite, GradientMonitor, MonitorHistory, NonFinite

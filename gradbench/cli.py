@@ -157,6 +157,14 @@ def _build_parser() -> _Parser:
         "--jacobian-every", type=int,
         help="steps between the singular values of the layer-to-layer Jacobians on a probe batch (Glorot & Bengio 4.2), also at step 0 and the end; 0 for none (default)",
     )
+    settings.add_argument(
+        "--precision",
+        help="fp32 (default), tf32 (CUDA: TensorFloat-32 matrix products), bf16 (autocast to bfloat16; CPU or CUDA) or fp16 (CUDA: autocast to float16 with a loss scaler)",
+    )
+    settings.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=None,
+        help="train with torch.compile'd steps, compiled before the first timed step (default: no; activation statistics are off when compiled)",
+    )
     settings.add_argument("--max-cells", type=int, help="refuse a grid of more cells than this, counted before any is built (default: 100000)")
     settings.add_argument("--db", default=None, help="results database (default: gradbench.db)")
     settings.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import a module or .py file that registers tasks, optimizers, ... (repeatable); workers import it too. Installed packages' 'gradbench.plugins' entry points load without it")
@@ -280,7 +288,7 @@ def _overrides(args: argparse.Namespace, max_cells: int) -> dict[str, Any]:
         overrides["steps"] = _numbers("--steps", args.steps, int)
     if args.batch_size is not None:
         overrides["batch_sizes"] = _numbers("--batch-size", args.batch_size, int, words=("full",))
-    for flag in ("device", "threads", "eval_every", "record_every", "detail_every", "validation", "jacobian_every"):
+    for flag in ("device", "threads", "eval_every", "record_every", "detail_every", "validation", "jacobian_every", "precision", "compile"):
         if getattr(args, flag) is not None:
             overrides[flag] = getattr(args, flag)
     return overrides
@@ -607,6 +615,12 @@ def _diagnose(args: argparse.Namespace) -> int:
                 print(f"  failed: {run['error']}")
             for verdict in found:
                 print(f"  {verdict.name}: {verdict.message}")
+            if json.loads(run["config"]).get("compile"):
+                print("  activation statistics: not recorded (compiled: torch.compile does not follow the monitor's forward hooks), so no dead_units or saturated verdict")
+            if run.get("skipped_steps"):
+                skipped = store.skipped_steps(run["key"])
+                shown = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
+                print(f"  loss scaler: skipped {run['skipped_steps']} steps for non-finite scaled gradients (steps {shown}); not divergence")
     return 0
 
 

@@ -3,11 +3,11 @@
     python3 scripts/gpu_check.py environment                  # versions, GPUs, mnist1d, gradbench
     python3 scripts/gpu_check.py sync-timing --device cuda    # synchronised vs unsynchronised host clock
     python3 scripts/gpu_check.py bench-table BENCH.json       # pytest-benchmark's JSON as one table
-    python3 scripts/gpu_check.py store DB [--expect N] [--expect-gpus G]   # runs, wall time, worker -> GPU
+    python3 scripts/gpu_check.py store DB [--expect N] [--expect-gpus G] [--expect-precision P]   # runs, wall time, worker -> GPU
 
 Run from the repository root with the repository on PYTHONPATH (gradbench need not be installed).
 ``store`` exits 1 unless every run is done (or diverged, with ``--allow-diverged``; there are ``--expect`` of them, and the workers
-used ``--expect-gpus`` GPUs, one each).
+used ``--expect-gpus`` GPUs, one each; every run stored with precision ``--expect-precision``).
 """
 
 from __future__ import annotations
@@ -142,14 +142,17 @@ def bench_table(path: Path) -> int:
     return 0
 
 
-def store(path: Path, expect: int | None, expect_gpus: int | None, allow_diverged: bool) -> int:
+def store(path: Path, expect: int | None, expect_gpus: int | None, allow_diverged: bool, expect_precision: str | None = None) -> int:
     """A store's runs, read with sqlite3 alone: status counts, wall time, which worker ran on
     which GPU (the environment each run stored), median step time, errors. Passes when every run
     is done (or diverged, a result, with ``allow_diverged``), there are ``expect`` of them, and (``expect_gpus``) each worker kept one GPU and
-    the workers used ``expect_gpus`` different ones."""
+    the workers used ``expect_gpus`` different ones, and (``expect_precision``) every run was stored
+    with that precision; the steps a loss scaler skipped are counted (schema 6 stores)."""
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     connection.row_factory = sqlite3.Row
-    runs = [dict(row) for row in connection.execute("SELECT key, label, status, error, env, wall_time_s FROM runs ORDER BY rowid")]
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+    extra = ", precision, skipped_steps" if "precision" in columns else ", NULL AS precision, NULL AS skipped_steps"
+    runs = [dict(row) for row in connection.execute(f"SELECT key, label, status, error, env, wall_time_s{extra} FROM runs ORDER BY rowid")]
     medians = {
         key: statistics.median(times)
         for key in (r["key"] for r in runs)
@@ -179,6 +182,15 @@ def store(path: Path, expect: int | None, expect_gpus: int | None, allow_diverge
             print(f"\n{run['status']} {run['key'][:8]} {run['label']}: {run['error']}")
     finished = statuses.get("done", 0) + (statuses.get("diverged", 0) if allow_diverged else 0)
     ok = bool(runs) and finished == len(runs) and (expect is None or len(runs) == expect)
+    if expect_precision is not None:
+        precisions = Counter(str(r["precision"]) for r in runs)
+        skipped = [r["skipped_steps"] or 0 for r in runs]
+        print(f"\nprecisions stored: {', '.join(f'{n} {p}' for p, n in sorted(precisions.items()))} (expected {expect_precision})")
+        matmul = Counter(str(json.loads(r["env"]).get("matmul_precision")) for r in runs)
+        print(f"float32 matmul precision in the runs' environment: {', '.join(f'{n} {p}' for p, n in sorted(matmul.items()))}")
+        if any(r["skipped_steps"] is not None for r in runs):
+            print(f"loss scaler: {sum(skipped)} steps skipped over {len(runs)} runs (at most {max(skipped)} in one)")
+        ok = ok and set(precisions) == {expect_precision}
     if expect_gpus is not None:
         gpus_of: dict[object, set[object]] = {}
         for pid, gpu in workers:
@@ -205,6 +217,7 @@ def main() -> int:
     reading.add_argument("--expect", type=int, default=None, help="the number of runs there should be")
     reading.add_argument("--allow-diverged", action="store_true", help="count diverged runs (results) as passing")
     reading.add_argument("--expect-gpus", type=int, default=None, help="the number of GPUs the workers should have used, one each")
+    reading.add_argument("--expect-precision", default=None, help="the precision every run should be stored with (fp32, tf32, bf16, fp16)")
     args = parser.parse_args()
     if args.command == "environment":
         return environment()
@@ -212,7 +225,7 @@ def main() -> int:
         return sync_timing(args.device, args.steps, args.repeats)
     if args.command == "bench-table":
         return bench_table(args.json)
-    return store(args.db, args.expect, args.expect_gpus, args.allow_diverged)
+    return store(args.db, args.expect, args.expect_gpus, args.allow_diverged, args.expect_precision)
 
 
 if __name__ == "__main__":

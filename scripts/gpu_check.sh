@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Check gradbench's CUDA paths on a GPU machine in one go (under 8 minutes on one GPU) and write
+# Check gradbench's CUDA paths on a GPU machine in one go (under 10 minutes on one GPU) and write
 # one Markdown summary: a verdict table, then a section per part with its result, key numbers
 # and the tail of its log (full logs in a folder beside it: gpu_check.logs/ for gpu_check.md).
 #
@@ -16,15 +16,18 @@
 #   3 benchmarks   pytest bench/ --gb-quick --gb-device cuda, then one training step timed by the
 #                  host clock with and without synchronisation (scripts/gpu_check.py sync-timing)
 #   4 suite        the default suite with --device cuda into a fresh store, then gradbench report
+#   6 precisions   the default suite (500 steps a cell) under --precision bf16 and fp16 into fresh
+#                  stores: every run done (or diverged), stored with its precision, the steps fp16's
+#                  loss scaler skipped (on the CPU dry run: bf16 at 20 steps, and fp16 refused, exit 2)
 #   5 pool         a small grid with --executor process on every visible GPU: which worker ran on
 #                  which GPU, from the environment each run stored
 #
 # Environment:
 #   GB_CHECK_DEVICE=cpu  every part on the CPU with tiny sizes, the CUDA tests skipping (same as
 #                        --dry-run): proves the plumbing, the summary and the timeouts without a GPU
-#   GB_CHECK_BUDGET=460  seconds for the whole check. Each step may use its planned share plus what
+#   GB_CHECK_BUDGET=560  seconds for the whole check. Each step may use its planned share plus what
 #                        the steps before it left unused, never the shares of the steps after it
-#   GB_CHECK_PARTS       the parts to run, of: tests bench suite pool (default: all; 0 always runs)
+#   GB_CHECK_PARTS       the parts to run, of: tests bench suite precision pool (default: all; 0 always runs)
 #   GB_CHECK_WORK        folder for the stores and the dataset cache (default: a new temporary one)
 #   PYTHON               the interpreter (default: python3)
 #   GRADBENCH            the gradbench command (default: the gradbench entry point if on PATH,
@@ -53,16 +56,16 @@ case "$device" in
   cuda | cpu) ;;
   *) echo "gpu_check.sh: invalid GB_CHECK_DEVICE '$device'; choose from: cuda, cpu" >&2; exit 2 ;;
 esac
-budget=${GB_CHECK_BUDGET:-460}
+budget=${GB_CHECK_BUDGET:-560}
 if ! [[ $budget =~ ^[0-9]+$ ]] || ((budget < 60)); then
   echo "gpu_check.sh: invalid GB_CHECK_BUDGET '$budget'; give whole seconds >= 60" >&2
   exit 2
 fi
-parts_wanted=${GB_CHECK_PARTS:-tests bench suite pool}
+parts_wanted=${GB_CHECK_PARTS:-tests bench suite precision pool}
 for part in $parts_wanted; do
   case "$part" in
-    tests | bench | suite | pool) ;;
-    *) echo "gpu_check.sh: invalid part '$part' in GB_CHECK_PARTS; choose from: tests, bench, suite, pool" >&2; exit 2 ;;
+    tests | bench | suite | precision | pool) ;;
+    *) echo "gpu_check.sh: invalid part '$part' in GB_CHECK_PARTS; choose from: tests, bench, suite, precision, pool" >&2; exit 2 ;;
   esac
 done
 
@@ -93,9 +96,10 @@ deadline=$((start + budget))
 say() { printf '[gpu_check %4ds] %s\n' "$((SECONDS - start))" "$*"; }
 
 # Planned seconds per step, in run order (one H200: the CUDA tests ~1 min, the quick benchmarks
-# ~1-1.5 min, the default suite's 20 cells ~1.5-2 min). They add up to the default budget.
-steps_all=(env tests tests_old bench sync_timing suite pool)
-declare -A planned=([env]=40 [tests]=80 [tests_old]=30 [bench]=90 [sync_timing]=30 [suite]=145 [pool]=45)
+# ~1-1.5 min, the default suite's 20 cells ~1.5-2 min, at 500 steps under two precisions ~1.5 min:
+# planned, not yet measured). They add up to the default budget.
+steps_all=(env tests tests_old bench sync_timing suite precision pool)
+declare -A planned=([env]=40 [tests]=80 [tests_old]=30 [bench]=90 [sync_timing]=30 [suite]=145 [precision]=100 [pool]=45)
 declare -A runs_step=([env]=1)
 for part in $parts_wanted; do
   case "$part" in
@@ -462,6 +466,70 @@ part_suite() {
   record suite "$title" "$verdict" "$((SECONDS - t0))" "${stored:-nothing stored}; run: $out_run, ${wall} s wall"
 }
 
+# -- 6. the default suite under bf16 and fp16 ----------------------------------------------------
+
+part_precision() {
+  local title="6 precisions" log="$logs/6_precisions.log" t0=$SECONDS limit
+  : >"$log"
+  limit=$(limit_for precision) || { skipped_for_time precision "$title"; return; }
+  local steps=500 verdict=PASS notes="" lines=() precision left
+  [[ $device == cpu ]] && steps=20
+  say "$title: the default suite at $steps steps under bf16 and fp16, $device (limit $limit s)"
+  for precision in bf16 fp16; do
+    local db="$work/suite_$precision.db"
+    rm -f "$db"
+    if [[ $device == cpu && $precision == fp16 ]]; then
+      # fp16 runs on CUDA only: the dry run checks that the CPU refuses it (one line, exit 2, no store).
+      run_logged "$log" 60 "${gb[@]}" run --device cpu --precision fp16 --steps "$steps" --db "$db" --no-progress gradbench/suites/default.toml
+      if ((rc == 2)) && [[ ! -e $db ]]; then
+        lines+=("- fp16: refused on the CPU as designed (exit 2, nothing written): $(grep -E '^gradbench: error' "$log" | tail -n 1)")
+        notes+="fp16 refused on the CPU; "
+      else
+        verdict=FAIL
+        lines+=("- fp16 on the CPU: expected exit 2 and no store, got $outcome")
+        notes+="fp16 not refused on the CPU; "
+      fi
+      continue
+    fi
+    # Each precision gets half of what is left (the second all of it), less 15 s for the store check.
+    left=$((limit - (SECONDS - t0)))
+    [[ $precision == bf16 ]] && left=$((left / 2))
+    ((left > 20)) || left=20
+    local t_run=$SECONDS
+    run_logged "$log" $((left - 15)) "${gb[@]}" run --device "$device" --precision "$precision" --steps "$steps" --db "$db" --no-progress gradbench/suites/default.toml
+    local rc_run=$rc out_run=$outcome wall=$((SECONDS - t_run)) line cells rc_store=1
+    line=$(grep -E "^suite '.*': [0-9]+ cells" "$log" | tail -n 1)
+    cells=$(grep -oE '[0-9]+ cells' <<<"$line" | cut -d' ' -f1)
+    : >"$work/precision_$precision.md"
+    if [[ -f $db ]]; then
+      run_logged "$work/precision_$precision.md" 10 "$PY" scripts/gpu_check.py store "$db" --allow-diverged --expect-precision "$precision" ${cells:+--expect "$cells"}
+      rc_store=$rc
+      cp -f "$db" "$logs/" 2>/dev/null
+    fi
+    ((rc_run == 0 && rc_store == 0)) || verdict=FAIL
+    local stored skipped
+    stored=$(grep -E '^runs: ' "$work/precision_$precision.md" 2>/dev/null)
+    skipped=$(grep -E '^loss scaler: ' "$work/precision_$precision.md" 2>/dev/null)
+    notes+="$precision: ${stored:-nothing stored}${skipped:+, $skipped}; "
+    lines+=("- \`${gb[*]} run --device $device --precision $precision --steps $steps gradbench/suites/default.toml\`: $out_run, ${wall} s wall; ${line:-no summary line}")
+    lines+=("  stored: ${stored:-nothing}${skipped:+; $skipped}; store: \`$logs/$(basename "$db")\`")
+  done
+  {
+    echo "## $title: $verdict"
+    echo
+    printf '%s\n' "${lines[@]}"
+    for precision in bf16 fp16; do
+      [[ -s $work/precision_$precision.md ]] || continue
+      echo
+      echo "Runs under $precision as stored (scripts/gpu_check.py store):"
+      echo
+      grep -v '^\$ ' "$work/precision_$precision.md" | head -n 40
+    done
+    tail_of "$log" 15
+  } >"$(section_of precision)"
+  record precision "$title" "$verdict" "$((SECONDS - t0))" "${notes%; }"
+}
+
 # -- 5. the process pool on every visible GPU ----------------------------------------------------
 
 part_pool() {
@@ -512,16 +580,17 @@ write_summary
 part_env
 if [[ $device == cuda && ${result[env]} != PASS && $(cat "$work/gpu_count" 2>/dev/null || echo 0) == 0 ]]; then
   say "no CUDA GPU: the other parts cannot run (GB_CHECK_DEVICE=cpu runs them on the CPU)"
-  printf '## 1-5: NOT RUN\n\nNo CUDA GPU is visible to torch (see part 0); GB_CHECK_DEVICE=cpu runs the parts on the CPU.\n' >"$(section_of rest)"
-  record rest "1-5 the rest" FAIL 0 "not run: no CUDA GPU"
+  printf '## 1-6: NOT RUN\n\nNo CUDA GPU is visible to torch (see part 0); GB_CHECK_DEVICE=cpu runs the parts on the CPU.\n' >"$(section_of rest)"
+  record rest "1-6 the rest" FAIL 0 "not run: no CUDA GPU"
 else
-  for part in tests bench suite pool; do
+  for part in tests bench suite precision pool; do
     ((interrupted)) && break
     [[ -n ${runs_step[$part]:-} ]] || continue
     case "$part" in
       tests) part_tests ;;
       bench) part_bench ;;
       suite) part_suite ;;
+      precision) part_precision ;;
       pool) part_pool ;;
     esac
   done

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -324,6 +325,9 @@ BAD_INPUTS = [
     (["run", "--task", "digits_mlp[test_size=0.99]"], r"batch size 64 is larger than the training set of digits_mlp.* \(17 examples\)$"),
     (["run", "--batch-size", "fool"], r"invalid --batch-size value 'fool': expected ints like 500,1000 or 'full'$"),
     (["run", "--optimizer", "lbfgs[line_search_fn=armijo]"], r"invalid lbfgs hyper-parameter line_search_fn='armijo'; choose from: strong_wolfe, none$"),
+    (["run", "--precision", "fp8"], r"--precision: invalid precision 'fp8'; choose from: fp32, tf32, bf16, fp16$"),
+    (["run", "--precision", "fp16", "--device", "cpu"], r"--precision: precision 'fp16' needs a CUDA device .*; on the CPU choose from: fp32, bf16$"),
+    (["run", "--precision", "tf32", "--device", "cpu"], r"--precision: precision 'tf32' is a CUDA tensor-core mode, not available on cpu; on the CPU choose from: fp32, bf16$"),
 ]
 if not torch.cuda.is_available():
     BAD_INPUTS.append((["run", "--device", "cuda"], r"device 'cuda' asked for but CUDA is not available here.*choose from: cpu"))
@@ -499,3 +503,29 @@ def test_failed_cells_are_skipped_unless_retry_failed(tmp_path, capsys):
             assert [r["status"] for r in store.runs()] == ["done"]
     finally:
         TASKS.unregister("flaky_mlp")
+
+
+def test_compile_where_torch_cannot_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    """torch.compile's CPU backend builds C++: without a C compiler on PATH, --compile is refused
+    before anything is written."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cc, gcc or clang here
+    db = tmp_path / "r.db"
+    code, out, err = run_cli(capsys, "run", "--task", SMALL, "--compile", "--steps", "5", "--db", str(db), "--no-progress")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and re.search(r"--compile: compile asked for but no C compiler \(cc, gcc, clang\) is on PATH .*; choose from: false$", err), err
+    assert not db.exists()
+
+
+def test_bf16_compiled_run_is_done_and_export_shows_both_settings(tmp_path, capsys):
+    """The issue's 'done means', on a small MLP: a bf16 compiled run finishes done, and export
+    and the report name both settings."""
+    db = tmp_path / "r.db"
+    code, out, err = run_cli(capsys, "run", "--task", SMALL, "--precision", "bf16", "--compile", "--steps", "20", "--db", str(db), "--no-progress")
+    assert code == 0, err
+    assert "precision bf16; compile True" in out and "record no activation statistics" in out
+    code, out, _ = run_cli(capsys, "export", "--what", "runs", "--db", str(db))
+    (row,) = csv.DictReader(io.StringIO(out))
+    assert (row["status"], row["precision"], row["compile"]) == ("done", "bf16", "1")
+    assert float(row["compile_time_s"]) > 0
+    env = json.loads(row["env"])
+    assert env["autocast_dtype"] == "bfloat16" and env["compiled"] == ["model"] and env["matmul_precision"] == "highest"

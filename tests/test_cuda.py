@@ -285,3 +285,32 @@ def test_fp32_results_on_cuda_agree_with_the_cpu():
     for cuda_row, cpu_row in zip(cuda.history.layer_grad_norms, cpu.history.layer_grad_norms, strict=True):
         assert cuda_row == pytest.approx(cpu_row, rel=RTOL, abs=ATOL)
     assert [e.test_loss for e in cuda.evaluations] == pytest.approx([e.test_loss for e in cpu.evaluations], rel=RTOL, abs=ATOL)
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bf16", "fp16"])
+def test_a_cuda_run_under_each_precision_is_done_and_stored_with_it(precision, tmp_path):
+    """tf32, bf16 and fp16 on the GPU: done, stored with the precision, the environment naming
+    the matmul precision and autocast dtype; fp16 with its scaler's scale every step."""
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bfloat16")
+    cell = _cell(MLP, steps=[60], precision=precision, optimizers=["adam"])
+    result = run_cell(cell)
+    assert result.status == "done", result.error
+    assert result.env["matmul_precision"] == ("high" if precision == "tf32" else "highest")
+    assert result.env["autocast_dtype"] == {"tf32": None, "bf16": "bfloat16", "fp16": "float16"}[precision]
+    assert result.history.losses[-1] < result.history.losses[0]
+    if precision == "fp16":
+        assert result.history.scale_steps == list(range(1, 61)) and result.history.loss_scales[0] == 2.0**16
+    with Store.open(tmp_path / "r.db", create=True) as store:
+        store.save(result)
+        row = store.runs()[0]
+        assert row["precision"] == precision and (row["skipped_steps"] is not None) == (precision == "fp16")
+
+
+def test_a_compiled_cuda_run_matches_eager(tmp_path):
+    eager = _cell(MLP, steps=[30], optimizers=["adam"], record_every=1)
+    compiled = run_cell(Cell.from_config({**eager.config(), "compile": True}))
+    reference = run_cell(eager)
+    assert compiled.status == "done", compiled.error
+    assert compiled.compile_time_s is not None and compiled.compile_time_s > 0
+    assert compiled.history.losses == pytest.approx(reference.history.losses, abs=1e-4)  # TF32 off; inductor reorders float32 sums

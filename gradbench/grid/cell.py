@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gradbench.axes.precision import DEFAULT_PRECISION
 from gradbench.axes.schedules import CONSTANT
 from gradbench.axes.specs import format_spec
 
@@ -45,6 +46,8 @@ class Cell:
         schedule: The learning-rate schedule's canonical spec (``constant``: none).
         jacobian_every: Steps between the layer Jacobians' singular values on a probe batch
             (also at step 0 and the last step; 0: never).
+        precision: ``fp32``, ``tf32``, ``bf16`` or ``fp16`` (``gradbench.axes.precision``).
+        compile: Train with ``torch.compile``d steps (compiled before the first timed step).
     """
 
     task: str
@@ -65,6 +68,8 @@ class Cell:
     validation: float = 0.0
     schedule: str = CONSTANT
     jacobian_every: int = 0
+    precision: str = DEFAULT_PRECISION
+    compile: bool = False
 
     @property
     def lr(self) -> float:
@@ -109,6 +114,9 @@ class Cell:
             **({"schedule": self.schedule} if self.schedule != CONSTANT else {}),
             # Left out at 0 (none, as before they existed): keys stay.
             **({"jacobian_every": self.jacobian_every} if self.jacobian_every else {}),
+            # Left out at fp32 and eager (how every run trained before they existed): keys stay.
+            **({"precision": self.precision} if self.precision != DEFAULT_PRECISION else {}),
+            **({"compile": True} if self.compile else {}),
         }
 
     @classmethod
@@ -121,6 +129,8 @@ class Cell:
         fields.setdefault("validation", 0.0)  # stored before validation splits existed
         fields.setdefault("schedule", CONSTANT)  # stored before schedules existed
         fields.setdefault("jacobian_every", 0)  # stored before Jacobian statistics existed
+        fields.setdefault("precision", DEFAULT_PRECISION)  # stored before precisions existed
+        fields.setdefault("compile", False)  # stored before compiled runs existed
         fields["task_knobs"] = items(config["task_knobs"])
         fields["hyperparameters"] = items(config["hyperparameters"])
         return cls(**fields)
@@ -136,4 +146,6 @@ class Cell:
         parts += [f"schedule={self.schedule}"] if self.schedule != CONSTANT else []
         parts += [p for p in (self.activation, self.init) if p]
         parts += [f"clip={self.clip}", f"seed={self.seed}"]
+        parts += [f"precision={self.precision}"] if self.precision != DEFAULT_PRECISION else []
+        parts += ["compiled"] if self.compile else []
         return " ".join(parts)

@@ -19,6 +19,7 @@ from gradbench.axes.clipping import parse_clipping
 from gradbench.axes.devices import check_device, parse_device
 from gradbench.axes.inits import check_init_params, init_defaults
 from gradbench.axes.optimizers import build_optimizer, get_optimizer, resolve_hyperparameters
+from gradbench.axes.precision import check_compile, check_precision
 from gradbench.axes.schedules import CONSTANT, check_schedule, check_schedule_on, schedule_defaults
 from gradbench.axes.specs import format_spec, parse_spec
 from gradbench.grid.cell import Cell
@@ -146,6 +147,14 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_device
         except ValueError as error:
             raise suite_error(suite, index, key, str(error)) from None
 
+    # Precision and compilation depend on the device: checked against it where it runs here.
+    device = parse_device(settings["device"]) if local_devices else None
+    for key, check in (("precision", check_precision), ("compile", check_compile)):
+        try:
+            settings[key] = check(settings[key], device)
+        except ValueError as error:
+            raise suite_error(suite, index, key, str(error)) from None
+
     detail_every = settings["detail_every"]
     if detail_every is None:
         detail_every = DETAIL_FACTOR * settings["record_every"]
@@ -186,6 +195,11 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_device
             overrides = dict(params) if lr is None else {**params, "lr": float(lr)}
             key = "lrs" if lr is not None else "optimizers"
             optimizers.append((name, checked(key, resolve_hyperparameters, name, overrides)))
+    if settings["precision"] == "fp16":
+        for opt_name, _ in optimizers:
+            if get_optimizer(opt_name).needs_closure:
+                # torch.amp.GradScaler.step refuses closures: L-BFGS cannot run under a loss scaler.
+                raise suite_error(suite, index, "precision", f"precision 'fp16' runs with a loss scaler, which cannot drive {opt_name!r} (its step takes a closure); choose from: fp32, tf32, bf16")
     for opt_name, hyper in optimizers:  # what torch refuses only with the optimizer in hand
         for schedule in schedules:
             if schedule != CONSTANT:
@@ -229,6 +243,8 @@ def _expand_grid(suite: Suite, index: int, grid: Mapping[str, Any], local_device
             validation=settings["validation"],
             schedule=schedule,
             jacobian_every=settings["jacobian_every"],
+            precision=settings["precision"],
+            compile=settings["compile"],
         )
 
 

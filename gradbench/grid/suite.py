@@ -62,8 +62,11 @@ AXES: dict[str, list[Any]] = {
 # tuned tables (gradbench.report.tuning) choose learning rates on.
 # jacobian_every: steps between the layer Jacobians' singular values (0: never), an opt-in
 # analysis outside training (gradbench.monitor.jacobians).
+# precision: fp32, tf32, bf16 (autocast) or fp16 (autocast and a loss scaler); compile: the
+# model's forward and backward through torch.compile (gradbench.axes.precision, run.train).
 SETTINGS: dict[str, Any] = {
     "device": "cpu", "threads": 1, "eval_every": None, "record_every": DEFAULT_EVERY, "detail_every": None, "validation": 0.0, "jacobian_every": 0,
+    "precision": "fp32", "compile": False,
 }
 _META = ("name", "description")
 
@@ -119,6 +122,7 @@ FLAGS = {
     "clips": "--clip", "lrs": "--lr", "schedules": "--schedule", "seeds": "--seeds", "steps": "--steps", "batch_sizes": "--batch-size",
     "device": "--device", "threads": "--threads", "eval_every": "--eval-every", "record_every": "--record-every",
     "detail_every": "--detail-every", "validation": "--validation", "jacobian_every": "--jacobian-every",
+    "precision": "--precision", "compile": "--compile",
 }
 
 

@@ -183,6 +183,7 @@ def _diverged(nonfinite: NonFinite) -> Verdict:
         "loss": "the loss became NaN or Inf",
         "gradient": f"the gradient{of} became NaN or Inf first (the layer nearest the output to do so)",
         "weight": f"the weights{of} became NaN or Inf in the optimizer's update",
+        "loss_scale": "the loss scaler skipped a step at a scale of 1 or less: the gradients overflow float16 at their true size",
     }.get(nonfinite.quantity, f"the {nonfinite.quantity}{of} became NaN or Inf")
     return Verdict("diverged", f"at step {nonfinite.step} {what}", {"step": nonfinite.step, "quantity": nonfinite.quantity, "layer": nonfinite.layer})
 

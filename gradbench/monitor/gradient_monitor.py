@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from gradbench.axes.clipping import Clipping, parse_clipping
+from gradbench.axes.precision import MIN_LOSS_SCALE, scaler_state
 from gradbench.monitor.activation_stats import ActivationRecorder
 from gradbench.monitor.history import ActivationSite, MonitorHistory, NonFinite
 from gradbench.monitor.layer_norms import LayerGroups, LayerNorms, is_bias, layer_modules, model_layers, norm_dtype
@@ -116,8 +117,9 @@ class GradientMonitor:
     """Records per-layer gradient health on the device; optionally clips.
 
     Create it after moving the model to its device. Under mixed precision with a
-    ``GradScaler``, call ``scaler.unscale_(optimizer)`` before ``monitor.step``, so that norms
-    and clipping see true gradients, not scaled ones. Call ``flush()`` after
+    ``GradScaler``, give it ``scaler=`` and call ``scaler.unscale_(optimizer)`` before
+    ``monitor.step``, so that norms and clipping see true gradients, not scaled ones; the monitor
+    then records the scale of every step and the steps the scaler skips. Call ``flush()`` after
     ``optimizer.step()``, not between ``monitor.step`` and it (an update not yet measured would
     be dropped).
 
@@ -140,6 +142,11 @@ class GradientMonitor:
             layers' and activations' outputs at detailed steps, through forward and tensor hooks
             registered only for those steps' passes. Under ``torch.compile`` pass ``False``:
             compiled code does not follow hooks that come and go.
+        scaler: The ``torch.amp.GradScaler`` of an ``fp16`` loop (needs ``optimizer``): each step's
+            scale and overflow flag are kept on the device and read back with the rest. A step
+            the scaler skips (non-finite gradients after scaling) is recorded in
+            ``skipped_steps``, and its non-finite gradients are not divergence; a skip at a
+            scale of ``MIN_LOSS_SCALE`` (1) or less is (quantity ``loss_scale``).
 
     Raises:
         ValueError: for an invalid argument or a model without trainable parameters.
@@ -156,6 +163,7 @@ class GradientMonitor:
         optimizer: torch.optim.Optimizer | None = None,
         weights: bool = True,
         activations: bool = True,
+        scaler: torch.amp.GradScaler | None = None,
     ) -> None:
         _check_count("every", every, 0)
         _check_count("buffer_steps", buffer_steps, 1)
@@ -168,6 +176,11 @@ class GradientMonitor:
             raise ValueError(f"invalid optimizer={optimizer!r}: must be a torch.optim.Optimizer")
         if optimizer is not None and not weights:
             raise ValueError("optimizer is given for update ratios, which need weights=True")
+        if scaler is not None and optimizer is None:
+            raise ValueError("scaler is given without the optimizer it unscales: pass optimizer= too")
+        # The scaler and the optimizer whose gradients it unscales (None: no loss scaling).
+        self._scaling = (scaler, optimizer) if scaler is not None and scaler.is_enabled() and optimizer is not None else None
+        self._scaler_states: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.clipping = parse_clipping(clip) if isinstance(clip, str) else clip
         self._clip_kind = self.clipping.kind if self.clipping.enabled else None
         self.every = every
@@ -240,6 +253,8 @@ class GradientMonitor:
         # The loss tensor itself is kept (a detached view, no copy; nothing writes into a loss
         # after backward): flush() stacks them, which saves an operation every step.
         self._losses.append(loss.detach() if loss is not None else None)
+        if self._scaling is not None:
+            self._scaler_states.append(scaler_state(*self._scaling))
         record, detail = self._record_next, self._detail_next
         self.steps += 1
         self._record_next = self.every > 0 and self.steps % self.every == 0
@@ -385,7 +400,7 @@ class GradientMonitor:
         if count == 0:
             return self._history
         self._update_record = self._snapshot_record = None  # an update not yet measured is dropped
-        values, outputs, losses = self._read_back()
+        values, outputs, losses, scaling = self._read_back()
         activation_rows = self._activations.read(count) if self._activations is not None and any(self._activations_recorded) else []
         decoded = iter(self._decode(values, outputs))
         pending = next(decoded, None)
@@ -393,22 +408,29 @@ class GradientMonitor:
             step = self._buffer_first_step + offset
             if self._losses[offset] is not None:
                 self._add_loss(step, losses[offset])
+            skipped = False
+            if scaling:
+                overflow, scale = scaling[2 * offset], scaling[2 * offset + 1]
+                skipped = overflow != 0
+                self._add_scale(step, scale, skipped)
             if pending is not None and pending.offset == offset:
-                self._add_record(step, pending)
+                self._add_record(step, pending, skipped)
                 pending = next(decoded, None)
             if self._activations_recorded[offset]:
                 self._add_activations(step, offset, activation_rows[offset])
         self._buffer_first_step += count
         self._losses.clear()
+        self._scaler_states.clear()
         self._records.clear()
         self._activations_recorded.clear()
         return self._history
 
-    def _read_back(self) -> tuple[list[float], list[float], dict[int, float]]:
+    def _read_back(self) -> tuple[list[float], list[float], dict[int, float], list[float]]:
         """Everything kept since the last flush, in one transfer: every record's 0-d tensors
-        (in record order, each in ``_Record.scalars`` order), their output gradient norms, and
-        the losses by step offset. One stack of all the 0-d tensors, not one per record: a
-        stack costs microseconds whatever it holds."""
+        (in record order, each in ``_Record.scalars`` order), their output gradient norms, the
+        losses by step offset, and under a loss scaler each step's overflow flag and scale
+        (alternating). One stack of all the 0-d tensors, not one per record: a stack costs
+        microseconds whatever it holds."""
         scalars = [tensor for record in self._records for tensor in record.scalars()]
         outputs = [record.outputs for record in self._records if record.outputs is not None]
         given = [(offset, loss) for offset, loss in enumerate(self._losses) if loss is not None]
@@ -423,10 +445,14 @@ class GradientMonitor:
             except RuntimeError:
                 stacked = torch.stack([loss.reshape(()) for _, loss in given])
             parts.append(stacked.to(self._device, torch.float64))
+        scaling = [tensor.reshape(()) for state in self._scaler_states for tensor in state]
+        if scaling:
+            parts.append(torch.stack([tensor.to(self._device, torch.float64) for tensor in scaling]))
         flat = torch.cat(parts).tolist() if parts else []
-        first_output, first_loss = len(scalars), len(flat) - len(given)
+        first_scaling = len(flat) - len(scaling)
+        first_output, first_loss = len(scalars), first_scaling - len(given)
         losses = {offset: flat[first_loss + index] for index, (offset, _) in enumerate(given)}
-        return flat[:first_output], flat[first_output:first_loss], losses
+        return flat[:first_output], flat[first_output:first_loss], losses, flat[first_scaling:]
 
     def _decode(self, values: list[float], outputs: list[float]) -> list[_Decoded]:
         """Split the read-back values by record (in ``_Record.scalars`` order), then combine
@@ -474,7 +500,18 @@ class GradientMonitor:
         if history.nonfinite is None and not math.isfinite(loss):
             history.nonfinite = NonFinite(step, "loss")
 
-    def _add_record(self, step: int, item: _Decoded) -> None:
+    def _add_scale(self, step: int, scale: float, skipped: bool) -> None:
+        """A loss scaler's scale for this step and whether it skipped it; a skip at a scale of
+        ``MIN_LOSS_SCALE`` or less is divergence: the gradients overflow unscaled."""
+        history = self._history
+        history.scale_steps.append(step)
+        history.loss_scales.append(scale)
+        if skipped:
+            history.skipped_steps.append(step)
+            if history.nonfinite is None and scale <= MIN_LOSS_SCALE:
+                history.nonfinite = NonFinite(step, "loss_scale")
+
+    def _add_record(self, step: int, item: _Decoded, skipped: bool = False) -> None:
         history, layers = self._history, self.num_layers
         combined = item.gradients
         norms, total = combined[:layers], combined[3 * layers]
@@ -506,8 +543,9 @@ class GradientMonitor:
         history.layer_update_ratios.append(ratios)
         if history.nonfinite is None:
             # Within a step: the loss (checked first), then the gradients, then the weights
-            # (as the step began, and as the update left them).
-            bad = [index for index, norm in enumerate(norms) if not math.isfinite(norm)]
+            # (as the step began, and as the update left them). The gradients of a step the
+            # loss scaler skipped overflowed after scaling: routine, judged by its scale.
+            bad = [] if skipped else [index for index, norm in enumerate(norms) if not math.isfinite(norm)]
             if bad:
                 history.nonfinite = NonFinite(step, "gradient", self.layer_names[max(bad)])
                 return

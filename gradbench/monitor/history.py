@@ -18,8 +18,9 @@ from typing import Any
 __all__ = ["NonFinite", "ActivationSite", "MonitorHistory", "QUANTITIES", "first_last_ratio", "finite_ratios", "window", "WINDOW"]
 
 # The order in which the quantities of one step are computed: the loss (forward pass), the
-# gradients (backward pass), then the weights (the optimizer's update).
-QUANTITIES = ("loss", "gradient", "weight")
+# gradients (backward pass), the loss scale (a loss scaler's verdict on them), then the weights
+# (the optimizer's update).
+QUANTITIES = ("loss", "gradient", "loss_scale", "weight")
 WINDOW = 0.1  # early and late windows: the first and last tenth of the records
 
 
@@ -29,7 +30,10 @@ class NonFinite:
 
     Attributes:
         step: The step, counting ``step()`` calls from 1.
-        quantity: ``"loss"``, ``"gradient"`` or ``"weight"``, in the order a step computes them.
+        quantity: ``"loss"``, ``"gradient"``, ``"loss_scale"`` or ``"weight"``, in the order a
+            step computes them. ``loss_scale``: a loss scaler skipped the step for non-finite
+            gradients at a scale of ``MIN_LOSS_SCALE`` (1) or less, where the gradients overflow
+            at their true size (a skip at a higher scale is routine, not divergence).
         layer: For a gradient, the layer nearest the output whose gradient norm is not finite:
             back-propagation runs from the output down, so that is where it began. For the
             weights, the first layer (in model order) whose update or weight norm is not finite.
@@ -99,6 +103,10 @@ class MonitorHistory:
             output values (every example and unit).
         activation_output_grad_norms: Per site, the L2 norm of the loss's gradient with respect
             to its output: the back-propagated gradient at the layer's output.
+        scale_steps, loss_scales: Under a loss scaler (``fp16``), the scale each step's loss
+            was multiplied by, every step.
+        skipped_steps: The steps the loss scaler skipped (non-finite gradients after scaling:
+            no update, the scale lowered). Not divergence, unless at a scale of 1 or less.
         nonfinite: The first non-finite loss, gradient or weight, if any.
     """
 
@@ -124,6 +132,9 @@ class MonitorHistory:
     activation_mean: list[list[float]] = field(default_factory=list)
     activation_std: list[list[float]] = field(default_factory=list)
     activation_output_grad_norms: list[list[float | None]] = field(default_factory=list)
+    scale_steps: list[int] = field(default_factory=list)
+    loss_scales: list[float] = field(default_factory=list)
+    skipped_steps: list[int] = field(default_factory=list)
     nonfinite: NonFinite | None = None
 
     @property
@@ -138,6 +149,9 @@ class MonitorHistory:
         including the first non-finite step)."""
         keep_losses = sum(1 for step in self.loss_steps if step <= last_step)
         del self.loss_steps[keep_losses:], self.losses[keep_losses:]
+        keep_scales = sum(1 for step in self.scale_steps if step <= last_step)
+        del self.scale_steps[keep_scales:], self.loss_scales[keep_scales:]
+        self.skipped_steps[:] = [step for step in self.skipped_steps if step <= last_step]
         keep = sum(1 for step in self.grad_steps if step <= last_step)
         per_record: tuple[list[Any], ...] = (
             self.grad_steps, self.layer_grad_norms, self.layer_grad_norms_after, self.total_norm_before,

@@ -19,19 +19,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gradbench.axes.precision import DEFAULT_PRECISION
 from gradbench.axes.schedules import CONSTANT
 from gradbench.grid.labels import optimizer_label
 
-__all__ = ["TEXT_COLUMNS", "Table", "build_table", "render", "FORMATS", "cell_texts", "config_text", "constants_text", "verdict_text", "bytes_text"]
+__all__ = ["TEXT_COLUMNS", "Table", "build_table", "render", "FORMATS", "cell_texts", "config_text", "constants_text", "verdict_text", "bytes_text", "COMPILED_NOTE"]
 
 FORMATS = ("md", "csv")
 # Configuration columns, in display order; seed is what rows aggregate over.
 _CONFIG = (
-    "task", "optimizer", "lr", "schedule", "activation", "init", "clip", "batch_size", "steps", "device", "threads", "eval_every", "record_every",
-    "detail_every", "validation", "jacobian_every",
+    "task", "optimizer", "lr", "schedule", "activation", "init", "clip", "batch_size", "steps", "device", "precision", "compile", "threads", "eval_every",
+    "record_every", "detail_every", "validation", "jacobian_every",
 )
 # Shown in the line of constants only when a run set them (the defaults say nothing new).
-QUIET_DEFAULTS = {"validation": 0, "schedule": CONSTANT, "jacobian_every": 0}
+QUIET_DEFAULTS = {"validation": 0, "schedule": CONSTANT, "jacobian_every": 0, "precision": DEFAULT_PRECISION, "compile": False}
+# Under the table when some row trained compiled: why it has no dead-unit or saturation verdicts.
+COMPILED_NOTE = "compiled runs (compile True) record no activation statistics (torch.compile does not follow the monitor's forward hooks): no dead_units or saturated verdicts for them"
 _ALWAYS_SHOWN = ("optimizer", "activation", "clip")
 # Columns of words, left-aligned (the rest are numbers, right-aligned).
 TEXT_COLUMNS = ("task", "optimizer", "schedule", "activation", "init", "clip", "device", "runs", "verdict")
@@ -85,6 +88,8 @@ def _display(run: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any
     shown["validation"] = config.get("validation") or None  # shown only for runs that held one out
     shown["schedule"] = config.get("schedule", QUIET_DEFAULTS["schedule"])  # stored before schedules existed: constant
     shown["jacobian_every"] = config.get("jacobian_every", QUIET_DEFAULTS["jacobian_every"])
+    shown["precision"] = config.get("precision", DEFAULT_PRECISION)  # stored before precisions existed: fp32
+    shown["compile"] = config.get("compile", False)
     return shown
 
 
@@ -247,6 +252,8 @@ def _markdown(table: Table) -> str:
         for row, error in failures:
             identity = " ".join(config_text(row[c]) for c in table.columns if c in _CONFIG)
             lines.append(f"- {identity}: {error}")
+    if any(row["compile"] for row in table.rows):
+        lines.append(f"\n{COMPILED_NOTE}")
     target = {(r["task"], r["metric"], r["target"]) for r in table.rows if r["target"] is not None}
     for task, metric, value in sorted(target, key=str):
         name = task if task is not None else table.constants.get("task")

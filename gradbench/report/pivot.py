@@ -85,7 +85,7 @@ METRICS: dict[str, Metric] = {
 
 # Axes every run has, in display order; task knobs follow. Seeds are what cells aggregate over.
 _RUN_AXES = ("optimizer", "lr", "schedule", "activation", "init", "clip", "batch_size", "steps")
-_SETTINGS = ("device", "threads", "eval_every", "record_every", "detail_every", "validation", "jacobian_every")
+_SETTINGS = ("device", "precision", "compile", "threads", "eval_every", "record_every", "detail_every", "validation", "jacobian_every")
 
 
 def knobs_of(config: Mapping[str, Any]) -> dict[str, Any]:

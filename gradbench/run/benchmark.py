@@ -85,6 +85,7 @@ class TimedStep:
             "cell_key": cell.key,
             "label": cell.label,
             "compiled": self.session.model is not self.session.task.model,
+            "precision": cell.precision,
             "synchronized": self.synchronize,
         }
 
@@ -116,7 +117,7 @@ def run_benchmark(
     if getattr(benchmark, "disabled", False):
         benchmark.pedantic(step, setup=step.setup, rounds=1)
         return step
-    step.run(warmup_steps + (3 if compile_model else 0))
+    step.run(warmup_steps + (3 if compile_model or cell.compile else 0))
     rounds = rounds_for(step.estimate_seconds(), max_time, min_rounds)
     benchmark.pedantic(step, setup=step.setup, rounds=rounds, warmup_rounds=1)
     return step

@@ -67,6 +67,8 @@ class RunResult:
             during the run (``torch.cuda.max_memory_allocated``, reset when the run starts, so
             it includes what the process already held: cached datasets of earlier runs);
             ``None`` on the CPU.
+        compile_time_s: A compiled run's warm-up, in seconds: the steps that compiled the
+            model and the optimizer step, before the first timed step (``None``: eager).
         jacobians: ``(step, site index, spectrum)`` of the layer Jacobians' singular values,
             where the cell asked for them (``jacobian_every``); a ``None`` spectrum for a site
             too wide to take.
@@ -88,6 +90,7 @@ class RunResult:
     jacobians: list[tuple[int, int, JacobianSpectrum | None]] = field(default_factory=list)
     optimizer_state_bytes: int | None = None
     peak_memory_bytes: int | None = None
+    compile_time_s: float | None = None
     started_at: str = ""
     finished_at: str = ""
     wall_time_s: float = 0.0

@@ -3,12 +3,22 @@
 ``run_cell`` never raises for a problem inside the run: a NaN or Inf loss or gradient ends the
 run as ``diverged`` (with the step, quantity and layer where it began), any other exception
 ends it as ``failed`` with its message, and the sweep goes on. Only ``KeyboardInterrupt`` and
-``SystemExit`` pass through.
+``SystemExit`` pass through. Under ``fp16`` a step the loss scaler skips is recorded, not
+divergence (``GradientMonitor``'s ``scaler``); the run diverges when the loss goes non-finite or
+a step is skipped at a scale of 1 or less.
+
+A compiled cell (``Cell.compile``) compiles before its first timed step: ``warm_up`` runs the
+steps that compile on the real model and batch with a throwaway monitor, then puts the weights,
+optimizer, scaler and random state back as they were, so the run trains the same steps as an
+eager one; the warm-up's time is stored apart (``RunResult.compile_time_s``). The optimizer step
+stays eager (see ``prepare``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import math
 import time
 import traceback
@@ -21,6 +31,7 @@ from torch import nn
 
 from gradbench.axes.devices import check_device
 from gradbench.axes.optimizers import build_optimizer, get_optimizer
+from gradbench.axes.precision import autocast, grad_scaler, matmul_record, matmul_settings
 from gradbench.axes.schedules import build_schedule
 from gradbench.axes.specs import parse_spec
 from gradbench.grid.cell import Cell
@@ -36,10 +47,16 @@ from gradbench.tasks.blocks import constant_prediction_loss
 from gradbench.tasks.datasets import Dataset, on_device, standardized, validation_split
 from gradbench.tasks.image_datasets import DataOptions
 
-__all__ = ["RunResult", "Evaluation", "Session", "Batches", "prepare", "train_step", "closure_step", "run_cell", "evaluate", "READBACK_STEPS"]
+__all__ = [
+    "RunResult", "Evaluation", "Session", "Batches", "prepare", "train_step", "closure_step", "mixed_precision_step", "warm_up", "run_cell", "evaluate",
+    "READBACK_STEPS", "WARMUP_STEPS",
+]
 
 # Steps between read-backs of the device-side records (and divergence checks).
 READBACK_STEPS = 50
+# Warm-up steps of a compiled cell: the first compiles the model's forward and backward, the
+# second runs what the first compiled (and anything a guard sends back to compile).
+WARMUP_STEPS = 2
 _EVAL_CHUNK = 8192
 
 
@@ -61,6 +78,39 @@ def train_step(
     loss.backward()
     monitor.step(loss)
     optimizer.step()
+    return loss
+
+
+def mixed_precision_step(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    monitor: GradientMonitor,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+    scaler: torch.amp.GradScaler | None = None,
+) -> torch.Tensor:
+    """``train_step`` with the forward pass and the loss under ``autocast()`` (``bf16``,
+    ``fp16``) and, given a ``scaler`` (``fp16``), the loss scaled before backward and the
+    gradients unscaled before the monitor's norms and clipping; ``scaler.step`` skips the update
+    when they overflowed (it reads that flag back: torch's own synchronisation), and
+    ``scaler.update`` adjusts the scale.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    with autocast():
+        loss = loss_fn(model(inputs), targets)
+    if scaler is None:
+        loss.backward()
+        monitor.step(loss)
+        optimizer.step()
+        return loss
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    monitor.step(loss)
+    scaler.step(optimizer)
+    scaler.update()
     return loss
 
 
@@ -205,10 +255,16 @@ class Session:
             and the batch source.
         scheduler: The learning-rate scheduler, stepped after each optimizer step outside the
             timed step (``None``: a constant learning rate).
-        step_function: ``train_step``, or ``closure_step`` for an optimizer that re-evaluates
-            the loss itself (chosen once, not in every step).
+        step_function: ``train_step``, ``closure_step`` for an optimizer that re-evaluates
+            the loss itself, or ``mixed_precision_step`` under ``bf16`` / ``fp16`` (chosen once,
+            not in every step).
         train_eval_modes: The optimizer has ``train()``/``eval()`` modes (Schedule-Free):
             ``evaluate`` runs between ``optimizer.eval()`` and ``optimizer.train()``.
+        scaler: The loss scaler (``fp16``), else ``None``.
+        new_monitor: Builds a monitor like ``monitor`` (a compiled cell's warm-up uses one
+            and throws it away).
+        compiled: What ``torch.compile`` compiled (``model``: its forward and backward); empty
+            when eager.
     """
 
     cell: Cell
@@ -221,6 +277,9 @@ class Session:
     scheduler: Any = None
     step_function: Callable[..., torch.Tensor] = train_step
     train_eval_modes: bool = False
+    scaler: torch.amp.GradScaler | None = None
+    new_monitor: Callable[[], GradientMonitor] | None = None
+    compiled: tuple[str, ...] = ()
 
     @property
     def lr(self) -> float:
@@ -252,10 +311,14 @@ def prepare(cell: Cell, *, compile_model: bool = False, data_options: DataOption
 
     Args:
         cell: The cell.
-        compile_model: Wrap the model in ``torch.compile`` (the first steps then compile; time
-            them as warm-up, never as steps).
+        compile_model: Compile as ``cell.compile`` does, whatever the cell says (the benchmarks'
+            eager-against-compiled pairs). The first steps then compile: ``warm_up`` runs them
+            untimed, or time them as warm-up, never as steps.
         data_options: Where real datasets live and whether they may be downloaded (default:
             ``$GRADBENCH_DATA`` or its default, no downloads). Not part of the cell's identity.
+
+    ``tf32``'s matrix-product settings are process-wide: ``run_cell`` sets them around the run
+    (``gradbench.axes.precision.matmul_settings``); other callers of ``prepare`` set them.
     """
     device = check_device(cell.device)
     if device.type == "cuda":
@@ -264,29 +327,112 @@ def prepare(cell: Cell, *, compile_model: bool = False, data_options: DataOption
     torch.manual_seed(cell.seed)
     task = _build(cell, device, data_options)
     task.model.train()
-    model = torch.compile(task.model) if compile_model else task.model
+    compiled = compile_model or cell.compile
+    if compiled:
+        # A fresh compile cache for each compiled run: runs in one process (the serial executor)
+        # would otherwise pile variants of one forward onto torch's recompile limit, past which
+        # it runs them eagerly without a word.
+        torch._dynamo.reset()
+    model = torch.compile(task.model) if compiled else task.model
     spec = get_optimizer(cell.optimizer)
     # Given the model, so that its options can split the parameters into groups (Muon's hidden
     # matrices, no weight decay on biases and norms).
     optimizer = build_optimizer(cell.optimizer, task.model, dict(cell.hyperparameters))
     if spec.train_eval_modes:  # Schedule-Free refuses to step until told it is training
         optimizer.train()  # type: ignore[attr-defined]
+    closure = spec.needs_closure
+    # The optimizer step stays eager: a compiled step guards on the identity of its state
+    # tensors, which the first step creates, so it would compile again at the run's first two
+    # steps (timed) unless the warm-up kept the state of steps the eager run never trains.
+    what_compiled: tuple[str, ...] = ("model",) if compiled else ()
+    scaler = grad_scaler(cell.precision, device)
     # The monitor sees the original module, so layer names do not carry the compile wrapper.
     # Its optimizer hooks measure update ratios; its activation hooks come and go around
     # detailed steps, which compiled code would not follow, so a compiled model records none.
-    monitor = GradientMonitor(
+    new_monitor = functools.partial(
+        GradientMonitor,
         task.model,
         clip=cell.clip,
         every=cell.record_every,
         detail_every=cell.detail_every,
         buffer_steps=READBACK_STEPS,
         optimizer=optimizer,
-        activations=not compile_model,
+        activations=not compiled,
+        scaler=scaler,
     )
+    monitor = new_monitor()
     batches = Batches(task.data, cell.batch_size, cell.seed, device, dict(cell.task_knobs).get(ORDER_KNOB, ORDER_CHOICES[0]))
     scheduler = build_schedule(cell.schedule, optimizer, cell.steps)
-    step_function = closure_step if spec.needs_closure else train_step
-    return Session(cell, device, task, model, optimizer, monitor, batches, scheduler, step_function, spec.train_eval_modes)
+    step_function: Callable[..., torch.Tensor] = closure_step if closure else train_step
+    if cell.precision in ("bf16", "fp16"):
+        if closure:  # the forward passes of a closure optimizer's evaluations under autocast
+            step_function = _autocast_closure_step(functools.partial(autocast, cell.precision, device))
+        else:
+            step_function = functools.partial(mixed_precision_step, autocast=functools.partial(autocast, cell.precision, device), scaler=scaler)
+    return Session(cell, device, task, model, optimizer, monitor, batches, scheduler, step_function, spec.train_eval_modes, scaler, new_monitor, what_compiled)
+
+
+def _autocast_closure_step(context: Callable[[], contextlib.AbstractContextManager[Any]]) -> Callable[..., torch.Tensor]:
+    """``closure_step`` with every forward pass under autocast (``bf16``; ``fp16`` cannot drive
+    a closure optimizer, which the grid refuses)."""
+
+    def step(model: Callable[[torch.Tensor], torch.Tensor], *args: Any) -> torch.Tensor:
+        def under_autocast(inputs: torch.Tensor) -> torch.Tensor:
+            with context():
+                return model(inputs)
+
+        return closure_step(under_autocast, *args)
+
+    return step
+
+
+def warm_up(session: Session, steps: int = WARMUP_STEPS) -> float:
+    """Run the steps that compile a compiled session, untimed, and leave it as it was: the
+    weights and buffers (copied in place: the compiled graph keeps its parameters), the
+    optimizer's and scaler's state and the random state are put back, and the steps are
+    recorded by a throwaway monitor built as the session's is. The batch is the first
+    ``batch_size`` training examples, not drawn from ``session.batches``. Returns the seconds it
+    took (device synchronised).
+    """
+    assert session.new_monitor is not None
+    task = session.task
+    model_state = copy.deepcopy(task.model.state_dict())
+    # A new optimizer's state is empty (it fills at the first step; Schedule-Free's train()
+    # leaves an empty entry per parameter): emptied again in place.
+    optimizer_state = None if not any(session.optimizer.state.values()) else copy.deepcopy(session.optimizer.state_dict())
+    # What the steps write into the parameter groups (Schedule-Free counts its steps there),
+    # put back into the same group objects.
+    groups = [{key: copy.deepcopy(value) for key, value in group.items() if key != "params"} for group in session.optimizer.param_groups]
+    scaler_state = copy.deepcopy(session.scaler.state_dict()) if session.scaler is not None else None
+    size = session.batches.batch_size or session.batches.count
+    inputs, targets = session.batches.x[:size], session.batches.y[:size]
+    gpus = [session.device.index if session.device.index is not None else torch.cuda.current_device()] if session.device.type == "cuda" else []
+    synchronize = torch.cuda.synchronize if session.device.type == "cuda" else (lambda device: None)
+    synchronize(session.device)
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=gpus):
+        monitor = session.new_monitor()
+        try:
+            for _ in range(steps):
+                session.step_function(session.model, task.loss_fn, session.optimizer, monitor, inputs, targets)
+            synchronize(session.device)
+        finally:
+            monitor.close()
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        task.model.load_state_dict(model_state)
+    if optimizer_state is None:
+        for group, saved in zip(session.optimizer.param_groups, groups):
+            group.update(saved)
+        # Every inner optimizer's state of a combined one (Muon and its companion), not only
+        # the first map of its ChainMap, which is all a ChainMap's clear() empties.
+        for state in getattr(session.optimizer.state, "maps", [session.optimizer.state]):
+            state.clear()
+    else:
+        session.optimizer.load_state_dict(optimizer_state)
+    if session.scaler is not None and scaler_state is not None:
+        session.scaler.load_state_dict(scaler_state)
+    return seconds
 
 
 def run_cell(cell: Cell, *, data_options: DataOptions | None = None, on_steps: Callable[[int], None] | None = None) -> RunResult:
@@ -307,7 +453,7 @@ def run_cell(cell: Cell, *, data_options: DataOptions | None = None, on_steps: C
         with contextlib.suppress(RuntimeError):  # a bad device string fails inside, as a result
             index = torch.device(cell.device).index
             gpus = [index if index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=gpus), (torch.cuda.device(gpus[0]) if gpus else contextlib.nullcontext()):
+    with torch.random.fork_rng(devices=gpus), (torch.cuda.device(gpus[0]) if gpus else contextlib.nullcontext()), matmul_settings(cell.precision):
         try:
             if gpus:  # the run's peak: from here (model, data, optimizer, evaluations) to its end
                 torch.cuda.reset_peak_memory_stats(gpus[0])
@@ -331,6 +477,11 @@ def run_cell(cell: Cell, *, data_options: DataOptions | None = None, on_steps: C
 def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None, data_options: DataOptions | None) -> None:
     session = prepare(cell, data_options=data_options)
     result.env = environment(session.device)
+    result.env.update(matmul_record())  # the float32 matrix-product precision this run had
+    result.env["autocast_dtype"] = {"bf16": "bfloat16", "fp16": "float16"}.get(cell.precision)
+    if cell.compile:
+        result.env["compiled"] = list(session.compiled)
+        result.compile_time_s = warm_up(session)
     task, monitor = session.task, session.monitor
     result.metric, result.target = task.metric, task.target
     result.chance_loss = constant_prediction_loss(task)

@@ -267,6 +267,7 @@ class Store:
         cell, key = result.cell, result.cell.key
         metrics = result.metrics()
         nonfinite = result.nonfinite
+        history = result.history
         row: dict[str, Any] = {
             "key": key,
             "status": result.status,
@@ -298,8 +299,11 @@ class Store:
             "wall_time_s": result.wall_time_s,
             "schedule": cell.schedule,
             "chance_loss": _finite(result.chance_loss),
+            "precision": cell.precision,
+            "compile": int(cell.compile),
+            "compile_time_s": result.compile_time_s,
+            "skipped_steps": len(history.skipped_steps) if history and history.scale_steps else None,
         }
-        history = result.history
         with self._write_transaction():  # all of the run or none of it, and its claim gone
             self.connection.execute("DELETE FROM claims WHERE key = ?", (key,))
             for table in CHILD_TABLES:
@@ -309,11 +313,18 @@ class Store:
             self.connection.execute(f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
             losses = dict(zip(history.loss_steps, history.losses)) if history else {}
             cpu_times = result.step_cpu_times
+            scales = dict(zip(history.scale_steps, history.loss_scales)) if history else {}
+            skipped = set(history.skipped_steps) if history else set()
             step_rows = [
-                (key, step, _finite(losses.get(step)), seconds, cpu_times[step - 1] if step <= len(cpu_times) else None)
+                (
+                    key, step, _finite(losses.get(step)), seconds, cpu_times[step - 1] if step <= len(cpu_times) else None,
+                    _finite(scales.get(step)), (int(step in skipped) if step in scales else None),
+                )
                 for step, seconds in enumerate(result.step_times, start=1)
             ]
-            self.connection.executemany("INSERT INTO steps (run_key, step, loss, step_time_s, step_cpu_s) VALUES (?, ?, ?, ?, ?)", step_rows)
+            self.connection.executemany(
+                "INSERT INTO steps (run_key, step, loss, step_time_s, step_cpu_s, loss_scale, skipped) VALUES (?, ?, ?, ?, ?, ?, ?)", step_rows
+            )
             self.connection.executemany(
                 "INSERT INTO evaluations (run_key, step, train_loss, test_loss, test_accuracy, train_time_s, validation_loss, validation_accuracy, lr)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -527,10 +538,12 @@ class Store:
         return health
 
     def curve(self, key: str) -> list[dict[str, Any]]:
-        """One run's steps: step, loss, wall (or CUDA-event) step time, and CPU step time
-        (``None`` on CUDA and in files older than schema 5)."""
+        """One run's steps: step, loss, wall (or CUDA-event) step time, CPU step time (``None``
+        on CUDA and in files older than schema 5), and under a loss scaler the scale and whether
+        the step was skipped (``None`` without one and in files older than schema 6)."""
         cpu = "step_cpu_s" if self.version >= 5 else "NULL AS step_cpu_s"
-        query = f"SELECT step, loss, step_time_s, {cpu} FROM steps WHERE run_key = ? ORDER BY step"
+        scaler = "loss_scale, skipped" if self.version >= 6 else "NULL AS loss_scale, NULL AS skipped"
+        query = f"SELECT step, loss, step_time_s, {cpu}, {scaler} FROM steps WHERE run_key = ? ORDER BY step"
         return [dict(row) for row in self.connection.execute(query, (key,))]
 
     def evaluation_rows(self, keys: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
@@ -549,6 +562,12 @@ class Store:
         for row in self.connection.execute(f"SELECT run_key, step, loss, step_time_s, {cpu} FROM steps ORDER BY run_key, step"):
             if wanted is None or row[0] in wanted:
                 yield dict(row)
+
+    def skipped_steps(self, key: str) -> list[int]:
+        """The steps a run's loss scaler skipped (empty without one, or in files older than schema 6)."""
+        if self.version < 6:
+            return []
+        return [row[0] for row in self.connection.execute("SELECT step FROM steps WHERE run_key = ? AND skipped = 1 ORDER BY step", (key,))]
 
     def evaluations(self, key: str) -> list[dict[str, Any]]:
         return [dict(row) for row in self.connection.execute("SELECT * FROM evaluations WHERE run_key = ? ORDER BY step", (key,))]

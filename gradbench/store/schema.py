@@ -4,8 +4,9 @@ Tables (``step`` k is the k-th optimizer step; evaluation step 0 is the initiali
     runs(key, status, label, task, task_knobs, optimizer, hyperparameters, lr, activation,
          init, clip, seed, steps, batch_size, device, threads, config, metric, target,
          <metrics>, nonfinite_step, nonfinite_quantity, nonfinite_layer, error, env,
-         started_at, finished_at, wall_time_s, schedule, chance_loss)
-    steps(run_key, step, loss, step_time_s, step_cpu_s)
+         started_at, finished_at, wall_time_s, schedule, chance_loss, precision, compile,
+         compile_time_s, skipped_steps)
+    steps(run_key, step, loss, step_time_s, step_cpu_s, loss_scale, skipped)
     evaluations(run_key, step, train_loss, test_loss, test_accuracy, train_time_s,
                 validation_loss, validation_accuracy, lr)
     layers(run_key, layer_index, layer_name, num_params)
@@ -30,8 +31,10 @@ Schema versions: 1 had neither ``clip_fired`` nor the layer and activation stati
 gradient norms apart and the back-propagated gradients, ``layer_stats.weight_grad_norm``,
 ``bias_grad_norm``, ``output_grad_norm``; ``activation_stats.pinned_fraction``,
 ``output_grad_norm``); 4 had no CPU step times (``steps.step_cpu_s``,
-``runs.median_step_cpu_s``); 5 had no memory costs (``runs.optimizer_state_bytes``,
-``runs.peak_memory_bytes``). Opening an older file for writing adds what it lacks
+``runs.median_step_cpu_s``); 5 had no precision or compiled runs (``runs.precision``,
+``runs.compile``, ``runs.compile_time_s``, ``runs.skipped_steps``, ``steps.loss_scale``,
+``steps.skipped``: NULL in older rows, which trained in fp32, eager) and no memory costs
+(``runs.optimizer_state_bytes``, ``runs.peak_memory_bytes``). Opening an older file for writing adds what it lacks
 (``migrate``: additive, in one transaction, older rows untouched, their new columns NULL; it
 checks every table and column whatever the file's version says, so a file that claims version 3
 but lacks some of it is repaired too);
@@ -40,7 +43,12 @@ reading one leaves it as it is, and its runs read as having no such statistics.
 ``steps.step_time_s`` is the wall time of a CPU step (``perf_counter``) or the CUDA-event time
 of a GPU step; ``steps.step_cpu_s`` the CPU time of a CPU step, by the clock the run's ``env``
 names as ``step_cpu_clock`` (``thread_time`` with one torch thread, ``process_time`` with more),
-NULL on CUDA. ``runs.optimizer_state_bytes`` is the size of the optimizer's state tensors
+NULL on CUDA. ``runs.precision`` is ``fp32``, ``tf32``, ``bf16`` or ``fp16``; ``runs.compile`` 1
+for a run trained with ``torch.compile``d steps, whose warm-up (the compiling steps, untimed) took
+``runs.compile_time_s``. Under ``fp16``'s loss scaler, ``steps.loss_scale`` is the scale of each
+step's loss, ``steps.skipped`` 1 where the scaler skipped the step (non-finite gradients after
+scaling), and ``runs.skipped_steps`` their count; NULL for a run without a scaler.
+``runs.optimizer_state_bytes`` is the size of the optimizer's state tensors
 (``gradbench.run.memory``); ``runs.peak_memory_bytes`` the CUDA allocator's peak during the run,
 NULL on the CPU. A file from a newer gradbench is refused.
 """
@@ -157,10 +165,23 @@ _COLUMNS_4 = (
 # Added in schema version 5: each CPU step's CPU time beside its wall time (NULL: a CUDA run, or a
 # run stored before them), and its median.
 _COLUMNS_5 = (("steps", "step_cpu_s", "REAL"), ("runs", "median_step_cpu_s", "REAL"))
+# Added in schema version 6: the precision and compilation a run trained with (NULL: a run stored
+# before them, fp32 and eager), the compiling warm-up's time, under a loss scaler (fp16) each
+# step's scale and whether the scaler skipped it, with the count of skipped steps; and the
+# optimizer's memory.
+_COLUMNS_6 = (
+    ("runs", "precision", "TEXT"),
+    ("runs", "compile", "INTEGER"),
+    ("runs", "compile_time_s", "REAL"),
+    ("runs", "skipped_steps", "INTEGER"),
+    ("steps", "loss_scale", "REAL"),
+    ("steps", "skipped", "INTEGER"),
+    # What the optimizer costs in memory (NULL: a run stored before them; peak memory also NULL
+    # on the CPU, where no allocator counts it).
+    ("runs", "optimizer_state_bytes", "INTEGER"),
+    ("runs", "peak_memory_bytes", "INTEGER"),
+)
 # Each version's additions, in order; migrate checks every one on each open for writing.
-# Added in schema version 6: what the optimizer costs in memory (NULL: a run stored before them;
-# peak memory also NULL on the CPU, where no allocator counts it).
-_COLUMNS_6 = (("runs", "optimizer_state_bytes", "INTEGER"), ("runs", "peak_memory_bytes", "INTEGER"))
 _MIGRATIONS = ((2, _TABLES_2, _COLUMNS_2), (3, _TABLES_3, _COLUMNS_3), (4, _TABLES_4, _COLUMNS_4), (5, "", _COLUMNS_5), (6, "", _COLUMNS_6))
 # Per-layer and per-site statistics beyond the gradient norm, with the schema version that added
 # each (a file older than that reads them as NULL).
@@ -199,7 +220,11 @@ CREATE TABLE runs (
     finished_at TEXT NOT NULL,
     wall_time_s REAL NOT NULL,
     schedule TEXT,
-    chance_loss REAL
+    chance_loss REAL,
+    precision TEXT,
+    compile INTEGER,
+    compile_time_s REAL,
+    skipped_steps INTEGER
 );
 CREATE TABLE steps (
     run_key TEXT NOT NULL REFERENCES runs(key),
@@ -207,6 +232,8 @@ CREATE TABLE steps (
     loss REAL,
     step_time_s REAL,
     step_cpu_s REAL,
+    loss_scale REAL,
+    skipped INTEGER,
     PRIMARY KEY (run_key, step)
 ) WITHOUT ROWID;
 CREATE TABLE evaluations (

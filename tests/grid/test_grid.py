@@ -182,3 +182,70 @@ def test_clip_thresholds_keep_every_digit():
 def test_error_lines_for_quoted_keys_and_grid_tables(text, pattern):
     with pytest.raises(SuiteError, match=pattern):
         expand(parse_suite(text, "suite.toml"))
+
+
+def test_fp32_and_eager_leave_every_existing_key_unchanged():
+    """Keys computed on main before precision and compile existed (commit f05fa44): the
+    defaults must find every stored result again, not train it anew."""
+    before = {
+        "5665c671e3e2d9d7": {},
+        "d1a8741fa0f7b190": {"tasks": ["mnist1d_mlp"], "steps": [50]},
+    }
+    for key, overrides in before.items():
+        (cell,) = suite_of(**overrides)
+        assert cell.key == key, overrides
+        assert suite_of(**overrides, precision="fp32", compile=False)[0].key == key
+    many = suite_of(
+        tasks=["mnist1d_mlp[depth=8,width=64]"], optimizers=["adam", "sgd"], activations=["sigmoid"], inits=["standard"], clips=["norm:1"],
+        schedules=["cosine"], validation=0.1, jacobian_every=10, detail_every=0, seeds=[0, 1], steps=[100],
+    )
+    assert [cell.key for cell in many] == ["c6b11d4b92f9ba53", "2250d0ec7cb0fba9", "2792febc0a31f9f1", "8732b34ef94a7272"]
+    import hashlib
+
+    default_keys = ",".join(cell.key for cell in expand(default_suite()))
+    assert hashlib.sha256(default_keys.encode()).hexdigest()[:16] == "1430dd75f4e6c4d9"  # the default suite's 20 keys
+
+
+def test_precision_and_compile_are_part_of_the_key_and_the_label_only_when_set():
+    (plain,) = suite_of(steps=[10])
+    (bf16,) = suite_of(steps=[10], precision="bf16")
+    (compiled,) = suite_of(steps=[10], compile=True)
+    (both,) = suite_of(steps=[10], precision="bf16", compile=True)
+    assert len({plain.key, bf16.key, compiled.key, both.key}) == 4
+    assert (bf16.precision, compiled.compile, both.precision, both.compile) == ("bf16", True, "bf16", True)
+    assert "precision" not in plain.config() and "compile" not in plain.config()
+    assert bf16.config()["precision"] == "bf16" and compiled.config()["compile"] is True
+    assert "precision" not in plain.label and "compiled" not in plain.label
+    assert both.label.endswith("precision=bf16 compiled")
+    assert Cell.from_config(both.config()) == both
+    assert Cell.from_config(plain.config()) == plain  # a config stored before they existed reads as fp32, eager
+
+
+@pytest.mark.parametrize(
+    "settings, pattern",
+    [
+        ({"precision": "fp64"}, r"--precision: invalid precision 'fp64'; choose from: fp32, tf32, bf16, fp16$"),
+        ({"precision": "fp16"}, r"--precision: precision 'fp16' needs a CUDA device"),
+        ({"precision": "tf32"}, r"--precision: precision 'tf32' is a CUDA tensor-core mode"),
+        ({"compile": "yes"}, r"--compile: invalid compile 'yes': must be true or false$"),
+    ],
+)
+def test_bad_precision_or_compile_is_refused_naming_the_choices(settings, pattern):
+    with pytest.raises(SuiteError, match=pattern):
+        suite_of(steps=[10], **settings)
+
+
+def test_a_suite_file_sets_precision_and_compile_and_names_the_line_of_a_bad_one():
+    cells = expand(parse_suite('steps = 10\nprecision = "bf16"\ncompile = true\n', "p.toml"))
+    assert [(c.precision, c.compile) for c in cells] == [("bf16", True)]
+    with pytest.raises(SuiteError, match=r"p.toml, line 2: invalid precision 'half'"):
+        expand(parse_suite('steps = 10\nprecision = "half"\n', "p.toml"))
+
+
+def test_fp16_is_refused_for_closure_optimizers_whose_step_a_loss_scaler_cannot_drive():
+    """Checked by name where the cells run elsewhere (no CUDA needed here)."""
+    suite = parse_suite("").with_overrides({"tasks": ["linreg"], "optimizers": ["lbfgs"], "steps": [5], "device": "cuda", "precision": "fp16"})
+    with pytest.raises(SuiteError, match=r"--precision: precision 'fp16' runs with a loss scaler, which cannot drive 'lbfgs'"):
+        expand(suite, local_devices=False)
+    (cell,) = expand(suite.with_overrides({"precision": "bf16"}), local_devices=False)
+    assert cell.precision == "bf16"

@@ -346,3 +346,33 @@ def test_the_gradient_ratio_caption_says_geometric(report_db):
     assert code == 0
     (caption,) = {line for line in out.splitlines() if line.startswith("first/last-layer gradient ratio:")}
     assert caption.startswith("first/last-layer gradient ratio: geometric mean ×/÷ 10^(std of log10) over seeds") and "mean ± std" not in caption
+
+
+@pytest.fixture(scope="module")
+def precision_db(tmp_path_factory):
+    """linreg under fp32 and under bf16: precision varies, compile does not."""
+    db = tmp_path_factory.mktemp("precision") / "precision.db"
+    for precision in ("fp32", "bf16"):
+        code, _, err = run_cli("run", "--task", "linreg", "--lr", "0.01,0.1", "--steps", "5", "--precision", precision, "--db", str(db), "--no-progress")
+        assert code == 0, err
+    return db
+
+
+def test_precision_is_an_axis_of_tables_where_export_and_plots_named_only_where_it_varies(precision_db, tmp_path):
+    cells = csv_cells(precision_db, "--metric", "train_loss", "--rows", "lr", "--columns", "precision")
+    assert {r["precision"] for r in cells} == {"fp32", "bf16"}
+    assert sum(int(r["runs"]) for r in csv_cells(precision_db, "--where", "precision=bf16", "--metric", "train_loss")) == 2
+    code, out, err = run_cli("report", "--db", str(precision_db))
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if line.startswith("| "))
+    assert "| precision |" in header and "compile" not in header  # varies: a column; at its default: not named
+    assert "compile" not in out.splitlines()[0] and "record no activation statistics" not in out
+    code, out, err = run_cli("report", "--db", str(precision_db), "--where", "precision=bf16")
+    assert "precision bf16" in out.splitlines()[0]  # shared by every row, away from the default: in the constants line
+    code, out, err = run_cli("export", "--what", "runs", "--db", str(precision_db))
+    assert sorted((r["precision"], r["compile"]) for r in csv.DictReader(io.StringIO(out))) == [("bf16", "0")] * 2 + [("fp32", "0")] * 2
+    figure = tmp_path / "curves.png"
+    code, _, err = run_cli("plot", "curves", "--db", str(precision_db), "--by", "lr,precision", "-o", str(figure))
+    assert code == 0 and figure.stat().st_size > 0, err
+    code, _, err = run_cli("plot", "curves", "--db", str(precision_db), "--by", "lr", "-o", str(tmp_path / "merged.png"))
+    assert code == 2 and "precision" in err  # a varying precision may not be merged into one line

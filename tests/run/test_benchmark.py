@@ -205,3 +205,20 @@ def test_plugin_optimizers_join_the_step_benchmarks_from_a_file_and_from_an_entr
     assert "3 passed" in process.stdout
     broken = _pytest("bench/test_step.py", "--gb-plugin", str(tmp_path / "missing.py"), "--collect-only", "-q")
     assert broken.returncode == 4 and f"plugin file '{tmp_path / 'missing.py'}' does not exist" in broken.stderr
+
+
+def test_the_optional_catalogue_joins_the_optimizer_benchmarks_only_when_asked():
+    """More than a hundred catalogue optimizers would make bench/ take hours on a CPU: the
+    default is torch.optim's and plugins'; --gb-optimizers names others or takes all."""
+
+    def collected(*args: str) -> list[str]:
+        process = _pytest("bench/test_step.py", "--collect-only", "-q", "-k", "test_optimizer and mlp", *args)
+        assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-2000:]
+        return [line for line in process.stdout.splitlines() if line.startswith("bench/")]
+
+    default = collected()
+    assert "bench/test_step.py::test_optimizer[adam-mlp]" in default and not any("lion" in line for line in default)
+    assert collected("--gb-optimizers", "lion,adam") == ["bench/test_step.py::test_optimizer[adam-mlp]", "bench/test_step.py::test_optimizer[lion-mlp]"]
+    assert len(collected("--gb-optimizers", "all")) > 100
+    broken = _pytest("bench/test_step.py", "--collect-only", "-q", "--gb-optimizers", "adam,nosuch")
+    assert broken.returncode == 4 and "no registered optimizer matches 'nosuch'" in broken.stderr

@@ -273,7 +273,10 @@ def test_a_version_4_file_reads_no_cpu_times_and_migrates_with_its_rows_null(tmp
     before = path.read_bytes()
     with Store.open(path, readonly=True) as store:  # read as it is
         assert store.version == 4
-        assert store.curve("old") == [{"step": 1, "loss": 0.7, "step_time_s": 0.004, "step_cpu_s": None}, {"step": 2, "loss": 0.6, "step_time_s": 0.005, "step_cpu_s": None}]
+        assert store.curve("old") == [
+            {"step": 1, "loss": 0.7, "step_time_s": 0.004, "step_cpu_s": None, "loss_scale": None, "skipped": None},
+            {"step": 2, "loss": 0.6, "step_time_s": 0.005, "step_cpu_s": None, "loss_scale": None, "skipped": None},
+        ]
         assert store.runs()[0]["median_step_cpu_s"] is None
     assert path.read_bytes() == before
     with Store.open(path) as store:
@@ -283,6 +286,27 @@ def test_a_version_4_file_reads_no_cpu_times_and_migrates_with_its_rows_null(tmp
         assert [row["step_time_s"] for row in store.curve("old")] == [0.004, 0.005]
         assert store.runs(["old"])[0]["median_step_cpu_s"] is None
         assert [row["step_cpu_s"] for row in store.curve(results[0].cell.key)] == results[0].step_cpu_times
+    Store.open(fresh, create=True).close()
+    assert _layout(path) == _layout(fresh)
+
+
+def test_a_version_5_file_reads_as_fp32_eager_and_migrates_with_its_rows_null(tmp_path, results):
+    path, fresh = tmp_path / "old.db", tmp_path / "new.db"
+    _older_file(path, "5")
+    before = path.read_bytes()
+    with Store.open(path, readonly=True) as store:  # read as it is
+        assert store.version == 5
+        assert [(row["loss_scale"], row["skipped"]) for row in store.curve("old")] == [(None, None), (None, None)]
+        assert store.skipped_steps("old") == []
+    assert path.read_bytes() == before
+    with Store.open(path) as store:
+        assert store.version == SCHEMA_VERSION == 6
+        store.save(results[0])
+        old = store.runs(["old"])[0]
+        assert (old["precision"], old["compile"], old["compile_time_s"], old["skipped_steps"]) == (None, None, None, None)
+        new = store.runs([results[0].cell.key])[0]
+        assert (new["precision"], new["compile"], new["compile_time_s"], new["skipped_steps"]) == ("fp32", 0, None, None)
+        assert [(row["loss_scale"], row["skipped"]) for row in store.curve("old")] == [(None, None), (None, None)]
     Store.open(fresh, create=True).close()
     assert _layout(path) == _layout(fresh)
 
@@ -485,7 +509,7 @@ def test_a_hot_journal_left_by_a_killed_writer_does_not_block_reading(tmp_path, 
     store.connection.execute("PRAGMA journal_mode = DELETE")
     store.connection.execute("PRAGMA cache_size = 1")  # make the writer spill to the file
     store.connection.execute("BEGIN IMMEDIATE")
-    store.connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?, ?)", [("zz", i, 0.0, 0.0, 0.0) for i in range(20000)])
+    store.connection.executemany("INSERT INTO steps (run_key, step, loss, step_time_s, step_cpu_s) VALUES (?, ?, ?, ?, ?)", [("zz", i, 0.0, 0.0, 0.0) for i in range(20000)])
     copy = tmp_path / "killed.db"
     shutil.copy(path, copy)
     journal = Path(str(path) + "-journal")
@@ -520,7 +544,7 @@ from gradbench.store import Store
 store = Store.open({str(path)!r})
 store.connection.execute("PRAGMA cache_size = 1")
 store.connection.execute("BEGIN IMMEDIATE")
-store.connection.executemany("INSERT INTO steps VALUES (?, ?, ?, ?, ?)", [("zz", i, 0.0, 0.0, 0.0) for i in range(20000)])
+store.connection.executemany("INSERT INTO steps (run_key, step, loss, step_time_s, step_cpu_s) VALUES (?, ?, ?, ?, ?)", [("zz", i, 0.0, 0.0, 0.0) for i in range(20000)])
 print("ready", flush=True)
 time.sleep(120)
 """
