@@ -28,9 +28,12 @@ def test_labels_name_every_axis_that_varies_and_nothing_else():
 
 
 def test_a_field_added_to_the_configuration_later_is_an_axis_where_it_varies():
-    """Another branch adds precision and compile axes to cells: labels take fields generically."""
+    """Labels take fields generically: one unknown to this gradbench reads '-' where a
+    configuration lacks it; a Cell field such as precision takes its default (fp32)."""
+    labels = varying_labels([_config(future_axis="a"), _config(future_axis="b"), _config()])
+    assert labels == ["future_axis=a", "future_axis=b", "future_axis=-"]
     labels = varying_labels([_config(precision="bf16"), _config(precision="fp32"), _config()])
-    assert labels == ["precision=bf16", "precision=fp32", "precision=-"]
+    assert labels == ["precision=bf16", "precision=fp32", "precision=fp32"]
     assert varying_labels([_config(compile=True), _config(compile=True, seed=1)]) == ["seed=0", "seed=1"]
 
 
