@@ -347,7 +347,7 @@ def _run(args: argparse.Namespace) -> int:
         with Store.open(db, create=True) as store:
             try:
                 job = RunContext(data_options=data_options, plugins=tuple(plugins))
-                summary = run_sweep(cells, store, executor=executor, progress=args.progress, retry_failed=args.retry_failed, job=job, on_result=tensorboard)
+                summary = run_sweep(cells, store, executor=executor, progress=args.progress, retry_failed=args.retry_failed, job=job, on_result=tensorboard, command=shlex.join(["gradbench", *args.argv]))
             except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (Terminated)
                 kept = len(store.finished_keys() & {c.key for c in cells})
                 print(f"\n{_stopped(interrupt)}: {kept} of {len(cells)} cells are stored in {db}; run the same command again to resume", file=sys.stderr)

@@ -2,14 +2,13 @@
 # Run the optimizer zoo and write docs/optimizers.md: per optimizer and task, at each one's
 # best learning rate (report --tuned, chosen on the validation split), the test accuracy,
 # steps to the task's target and the step time, then the performance profiles over the three
-# tasks (Dolan & More, on steps and on time to target).
+# tasks (Dolan & More, on steps and on time to target), and the bytes of each optimizer's state.
 #   scripts/zoo_table.sh [DB] [SUITE]
 #     DB     the store (default /tmp/gradbench-zoo.db); the run resumes, so a stored zoo trains nothing
 #     SUITE  the suite (default gradbench/suites/zoo.toml; scripts/zoo_suite.py --only ... writes a reduced one)
 # Needs the optimizer extra: pip install 'gradbench[optimizers]'. The full zoo is 1179 cells
 # (131 optimizers x 3 learning rates x 3 tasks, 1000 steps): hours on one CPU core, so give it
 # --executor process on a machine with cores to spare (GRADBENCH_RUN_FLAGS="--executor process").
-# State memory per optimizer joins the tables when the store records it (a column to add here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 db=${1:-/tmp/gradbench-zoo.db}
@@ -29,7 +28,8 @@ description=$(sed -n 's/^description = "\(.*\)"$/\1/p' "$suite")
     echo "Made by \`scripts/zoo_table.sh\` from the suite $(sed -n 's/^name = "\(.*\)"$/\1/p' "$suite"): $description; $(sed -n 's/^steps = //p' "$suite") steps, 1 seed."
     echo "Each optimizer at the learning rate with the best validation loss of the three it ran with;"
     echo "bold: the best in its column. Step times are of one CPU thread on the machine that made the"
-    echo "table; an L-BFGS step holds up to 25 loss evaluations. State memory: to come."
+    echo "table; an L-BFGS step holds up to 25 loss evaluations. State memory: the bytes of the tensors"
+    echo "the optimizer keeps (after its first and last step, the larger; each storage once)."
     echo
     echo "## Test accuracy"
     echo
@@ -42,6 +42,10 @@ description=$(sed -n 's/^description = "\(.*\)"$/\1/p' "$suite")
     echo "## Step time (wall)"
     echo
     $gradbench report "${pivot[@]}" --metric step_time
+    echo
+    echo "## Optimizer state memory"
+    echo
+    $gradbench report "${pivot[@]}" --metric state_bytes
     echo
     echo "## Performance profiles over the three tasks"
     echo

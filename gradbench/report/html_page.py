@@ -64,8 +64,8 @@ def _flat_table(runs: Sequence[Mapping[str, Any]], verdicts: Mapping[str, Sequen
 
 
 def _provenance(store: Store, runs: Sequence[Mapping[str, Any]]) -> str:
-    """Where the numbers come from: versions, devices, threads, dates and run counts, from the
-    environment each run stored."""
+    """Where the numbers come from: versions, devices, threads, dates, run counts and the
+    commands that made the runs, from the environment each run stored."""
     from gradbench import __version__
 
     envs = [json.loads(run["env"]) if run.get("env") else {} for run in runs]
@@ -89,6 +89,7 @@ def _provenance(store: Store, runs: Sequence[Mapping[str, Any]]) -> str:
         ("devices", "; ".join(sorted({f"{env.get('device', '?')}: {env.get('device_name', '?')}" for env in envs})) or "not stored"),
         ("torch threads", values("threads")),
         ("hosts", values("host")),
+        ("commands", "; ".join(sorted({env["command"] for env in envs if env.get("command")})) or "not stored"),
     ]
     rows = "".join(f"<dt>{html.escape(name)}</dt><dd>{html.escape(text)}</dd>" for name, text in items)
     return f"<dl class=provenance>{rows}</dl>"

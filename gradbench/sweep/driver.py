@@ -64,6 +64,7 @@ def run_sweep(
     retry_failed: bool = False,
     job: CellJob | None = None,
     on_result: Callable[[RunResult], Any] | None = None,
+    command: str | None = None,
     **deprecated: Any,
 ) -> SweepSummary:
     """Run every cell not yet in ``store``; commit each result in one transaction as it arrives.
@@ -80,6 +81,8 @@ def run_sweep(
             executor hands it to its workers without looking inside.
         on_result: Called in the driver with each result once the store has it (the
             TensorBoard writer of ``gradbench run --tensorboard``).
+        command: The command line that started the sweep, stored in each of its runs'
+            environment as ``command`` (reports show where their numbers came from).
         deprecated: 0.1's ``data_options=`` and ``plugins=``, made into the ``RunContext``
             (with a ``DeprecationWarning``).
     """
@@ -123,6 +126,8 @@ def run_sweep(
         with Heartbeat(store.path, claimant):
             try:
                 for result in results:
+                    if command is not None:
+                        result.env["command"] = command
                     store.save(result)
                     if on_result is not None:  # after the store: a result is never lost to it
                         on_result(result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import html
 import io
 import json
 import re
@@ -316,8 +317,9 @@ def test_the_html_report_opens_with_provenance_then_the_summary_then_tables_wort
         runs = store.runs()
     env = json.loads(runs[0]["env"])
     assert env["gradbench"] == gradbench.__version__  # each run stores the version that made it
+    assert env["command"].startswith("gradbench run ") and "--db" in env["command"]  # and the command
     provenance = page[: page.index("<h2>Summary</h2>")]
-    for text in (f"{len(runs)}: {len(runs)} done", "gradbench", env["torch"], env["device_name"], "torch threads", runs[0]["started_at"][:10]):
+    for text in (f"{len(runs)}: {len(runs)} done", "gradbench", env["torch"], env["device_name"], "torch threads", runs[0]["started_at"][:10], html.escape(env["command"])):
         assert text in provenance, text
     assert page.index("<h2>Summary</h2>") < page.index("<h2>Details") < page.index("<h2>Figures</h2>")
     details = page[page.index("<h2>Details") : page.index("<h2>Figures</h2>")]
