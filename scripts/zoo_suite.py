@@ -5,6 +5,7 @@ rates around its own default (1/3x, 1x, 3x), on three offline tasks, with a vali
 
     scripts/zoo_suite.py > gradbench/suites/zoo.toml          # the shipped suite
     scripts/zoo_suite.py --only adam,lion,muon --steps 300     # a reduced one, same shape
+    scripts/zoo_suite.py --exclude kron --steps 300            # all but one too slow on a CPU
 
 Needs the optimizer extra (pip install 'gradbench[optimizers]') only to run the suite: the
 registry lists its optimizers without it. tests/grid/test_zoo_suite.py checks that the shipped
@@ -28,15 +29,19 @@ def learning_rates(default: float) -> list[float]:
     return [float(f"{default * factor:.3g}") for factor in FACTORS]
 
 
-def zoo(only: list[str] | None = None, steps: int = STEPS) -> str:
+def zoo(only: list[str] | None = None, steps: int = STEPS, exclude: list[str] | None = None) -> str:
     names = [name for name, spec in OPTIMIZERS.items() if not spec.limitation]
-    if only is not None:
-        unknown = sorted(set(only) - set(names))
+    for chosen in (only, exclude):
+        unknown = sorted(set(chosen or ()) - set(names))
         if unknown:
             raise SystemExit(f"zoo_suite.py: not registered, or not trainable here: {', '.join(unknown)}")
+    if only is not None:
         names = [name for name in names if name in only]
+    names = [name for name in names if name not in (exclude or ())]
     # A reduced zoo says how it was made, so the table made from it does too.
-    reduced = "" if only is None else f" (a reduced zoo: scripts/zoo_suite.py --only {','.join(names)} --steps {steps})"
+    flags = ([f"--only {','.join(names)}"] if only is not None else []) + ([f"--exclude {','.join(exclude)}"] if exclude else [])
+    flags += [f"--steps {steps}"] if steps != STEPS else []
+    reduced = f" (a reduced zoo: scripts/zoo_suite.py {' '.join(flags)})" if flags else ""
     lines = [
         "# The optimizer zoo: every registered optimizer the runner can train (`gradbench list",
         "# optimizers`; the catalogue's need `pip install 'gradbench[optimizers]'`), each at 1/3x, 1x",
@@ -64,9 +69,10 @@ def zoo(only: list[str] | None = None, steps: int = STEPS) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma list of optimizers (a reduced zoo)")
+    parser.add_argument("--exclude", help="comma list of optimizers to leave out (one whose CPU step takes seconds)")
     parser.add_argument("--steps", type=int, default=STEPS)
     args = parser.parse_args()
-    sys.stdout.write(zoo(args.only.split(",") if args.only else None, args.steps))
+    sys.stdout.write(zoo(args.only.split(",") if args.only else None, args.steps, args.exclude.split(",") if args.exclude else None))
 
 
 if __name__ == "__main__":

@@ -93,5 +93,22 @@ def varying_labels(configs: Sequence[Mapping[str, Any]], omit: Sequence[str] = (
     if len(configs) == 1 and not always:
         always = CORE_AXES
     axes = [config_axes(config) for config in configs]
+    if len({config["task"] for config in configs}) > 1:
+        # Across tasks, one task's knobs are not another's axes: each task is named as a spec
+        # (``mnist1d_mlp[depth=4]``), its knobs that differ from its defaults inside it.
+        knob_names = {knob for config in configs for knob in _knobs(config)}
+        for one, config in zip(axes, configs):
+            one["task"] = format_spec(config["task"], {k: v for k, v in _knobs(config).items() if v != _default_knobs(config["task"]).get(k)})
+            for knob in knob_names:
+                one.pop(knob, None)
     names = [*always, *(n for n in varying_axes(axes, omit) if n not in always)]
     return [label_of(one, names) or "all runs" for one in axes]
+
+
+def _default_knobs(task: str) -> dict[str, Any]:
+    return default_knobs(task) if task in TASKS else {}
+
+
+def _knobs(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A configuration's task knobs, defaults filled in."""
+    return {**_default_knobs(config["task"]), **config.get("task_knobs", {})}

@@ -42,3 +42,12 @@ def test_fields_an_old_configuration_leaves_out_take_their_defaults():
     assert (axes["validation"], axes["schedule"], axes["jacobian_every"], axes["detail_every"]) == (0.0, "constant", 0, 0)
     assert config_axes(_config(batch_size=None))["batch_size"] == "full"
     assert list(axes)[:4] == ["task", *[k for k in axes if k not in ("task",)][:3]]
+
+
+def test_across_tasks_each_task_is_named_with_its_knobs_not_by_every_knob_of_every_task():
+    """A sweep over an MLP and a CNN listed every knob of both (``channels=-, depth=4, ...``)."""
+    mlp = _config(task="mnist1d_mlp", task_knobs={"depth": 4})
+    cnn = _config(task="mnist1d_cnn", task_knobs={})
+    assert varying_labels([mlp, cnn]) == ["mnist1d_mlp[depth=4]", "mnist1d_cnn"]
+    # Within one task a knob that varies is an axis of its own.
+    assert varying_labels([mlp, _config(task="mnist1d_mlp", task_knobs={"depth": 8})]) == ["depth=4", "depth=8"]
