@@ -556,10 +556,13 @@ class Store:
 
     def step_rows(self, keys: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
         """Every run's steps, long format: run key, step, mini-batch loss, wall (or CUDA-event)
-        step time, CPU step time (``None`` on CUDA and in files older than schema 5)."""
+        step time, CPU step time (``None`` on CUDA and in files older than schema 5), and under
+        a loss scaler the step's scale and whether it was skipped (``None`` without one and in
+        files older than schema 6)."""
         cpu = "step_cpu_s" if self.version >= 5 else "NULL AS step_cpu_s"
+        scaler = "loss_scale, skipped" if self.version >= 6 else "NULL AS loss_scale, NULL AS skipped"
         wanted = set(keys) if keys is not None else None
-        for row in self.connection.execute(f"SELECT run_key, step, loss, step_time_s, {cpu} FROM steps ORDER BY run_key, step"):
+        for row in self.connection.execute(f"SELECT run_key, step, loss, step_time_s, {cpu}, {scaler} FROM steps ORDER BY run_key, step"):
             if wanted is None or row[0] in wanted:
                 yield dict(row)
 

@@ -31,7 +31,7 @@ def _number(text: str):
 
 @pytest.mark.parametrize("what, query", [
     ("evaluations", "SELECT run_key, step, train_loss, test_loss, test_accuracy, train_time_s, validation_loss, validation_accuracy, lr FROM evaluations ORDER BY run_key, step"),
-    ("steps", "SELECT run_key, step, loss, step_time_s, step_cpu_s FROM steps ORDER BY run_key, step"),
+    ("steps", "SELECT run_key, step, loss, step_time_s, step_cpu_s, loss_scale, skipped FROM steps ORDER BY run_key, step"),
 ])
 def test_export_evaluations_and_steps_round_trip_in_csv_and_json(report_db, what, query):
     expected = _sql(report_db, query)

@@ -3,6 +3,7 @@ injected overflow, tf32's matrix-product settings, and compiled steps against ea
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -70,6 +71,10 @@ def test_an_fp16_step_the_scaler_skips_is_recorded_and_the_run_stays_done(small_
         assert [row["loss_scale"] for row in curve][2:4] == [2.0**16, 2.0**15]
     assert main(["diagnose", "--db", str(tmp_path / "r.db")]) == 0
     assert "loss scaler: skipped 1 steps for non-finite scaled gradients (steps 3); not divergence" in capsys.readouterr().out
+    assert main(["export", "--db", str(tmp_path / "r.db"), "--what", "steps", "--format", "json"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert [(row["step"], row["skipped"]) for row in exported][1:4] == [(2, 0), (3, 1), (4, 0)]
+    assert [row["loss_scale"] for row in exported][2:4] == [2.0**16, 2.0**15]
 
 
 def test_fp16_diverges_when_the_scale_collapses(small_mlp_task, monkeypatch):
