@@ -31,7 +31,7 @@ def export_rows(store: Store, what: str) -> tuple[list[str], Iterable[dict[str, 
         columns = [row[1] for row in store.connection.execute("PRAGMA table_info(evaluations)")]
         return columns, store.evaluation_rows()
     if what == "steps":
-        return ["run_key", "step", "loss", "step_time_s", "step_cpu_s"], store.step_rows()
+        return ["run_key", "step", "loss", "step_time_s", "step_cpu_s", "loss_scale", "skipped"], store.step_rows()
     if what == "layers":
         return ["run_key", "step", "layer_index", "layer_name", "grad_norm", *LAYER_STATISTICS], store.layer_rows()
     if what == "jacobians":
