@@ -373,15 +373,22 @@ def prepare(cell: Cell, *, compile_model: bool = False, data_options: DataOption
 
 
 def _autocast_closure_step(context: Callable[[], contextlib.AbstractContextManager[Any]]) -> Callable[..., torch.Tensor]:
-    """``closure_step`` with every forward pass under autocast (``bf16``; ``fp16`` cannot drive
-    a closure optimizer, which the grid refuses)."""
+    """``closure_step`` with every forward pass and its loss under autocast, as
+    ``mixed_precision_step`` has them (``bf16``; ``fp16`` cannot drive a closure optimizer,
+    which the grid refuses). Autocast computes the loss in float32: outside it, the loss of
+    bfloat16 outputs would be bfloat16, and L-BFGS's line search would compare losses rounded
+    to three digits."""
 
-    def step(model: Callable[[torch.Tensor], torch.Tensor], *args: Any) -> torch.Tensor:
+    def step(model: Callable[[torch.Tensor], torch.Tensor], loss_fn: LossFn, *args: Any) -> torch.Tensor:
         def under_autocast(inputs: torch.Tensor) -> torch.Tensor:
             with context():
                 return model(inputs)
 
-        return closure_step(under_autocast, *args)
+        def loss_under_autocast(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            with context():
+                return loss_fn(outputs, targets)
+
+        return closure_step(under_autocast, loss_under_autocast, *args)
 
     return step
 

@@ -154,3 +154,30 @@ def test_the_monitor_sees_both_halves_update():
     assert result.history is not None
     (ratios,) = [row for row in result.history.layer_update_ratios if row is not None]
     assert len(ratios) == len(result.history.layer_names) and all(ratio > 0 for ratio in ratios)
+
+
+def test_the_combined_state_reads_each_parameter_from_its_owner_and_round_trips():
+    """A plain ChainMap over defaultdicts created an empty entry in Muon's state for every
+    companion parameter looked up, hiding AdamW's moments: the state-size count missed them
+    and Muon's own state_dict raised KeyError."""
+    from gradbench.run.memory import optimizer_state_bytes
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
+    combined = build_optimizer("muon", model, resolve_hyperparameters("muon", {}))
+    model(torch.randn(4, 8)).sum().backward()
+    combined.step()
+    inner = combined.optimizers
+    sizes = [len(optimizer.state) for optimizer in inner]
+    assert optimizer_state_bytes(combined, model.parameters()) == sum(optimizer_state_bytes(o, model.parameters()) for o in inner) > 0
+    assert [len(optimizer.state) for optimizer in inner] == sizes  # nothing created by reading
+    for parameter in model.parameters():
+        assert combined.state[parameter] is next(o.state[parameter] for o in inner if parameter in o.state)
+    saved = combined.state_dict()
+    inner[0].state_dict()  # raised KeyError on a foreign entry
+    combined.state.clear()
+    assert all(not optimizer.state for optimizer in inner)
+    combined.load_state_dict(saved)
+    assert [len(optimizer.state) for optimizer in inner] == sizes
+    combined.param_groups[-1]["lr"] = 0.5  # a scheduler's write still reaches the inner optimizer
+    assert inner[-1].param_groups[-1]["lr"] == 0.5

@@ -133,3 +133,12 @@ def test_the_warm_up_leaves_no_trace_in_split_or_averaging_optimizers(small_mlp_
     assert compiled_result.status == "done", compiled_result.error
     assert compiled_result.history.losses == pytest.approx(eager_result.history.losses, abs=COMPILE_TOLERANCE)
     assert [e.test_loss for e in compiled_result.evaluations] == pytest.approx([e.test_loss for e in eager_result.evaluations], abs=COMPILE_TOLERANCE)
+
+
+def test_a_closure_optimizer_under_bf16_computes_its_loss_in_float32(small_mlp_task):
+    """L-BFGS's forward passes run under autocast; its loss must too (float32, as for every
+    other optimizer), or the line search compares losses rounded to bfloat16."""
+    result = run_cell(replace(cell(small_mlp_task, steps=[3], optimizers=["lbfgs"]), precision="bf16"))
+    assert result.status == "done", result.error
+    losses = result.history.losses
+    assert all(torch.tensor(loss).bfloat16().float().item() != loss for loss in losses), losses
