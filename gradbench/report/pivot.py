@@ -371,8 +371,11 @@ def build_pivots(
 
 
 def _matches(value: Any, wanted: str) -> bool:
+    # Booleans as suites spell them (compile=true) as well as Python does (True).
+    if isinstance(value, bool):
+        return wanted.lower() == str(value).lower()
     # Numbers compare as numbers: validation=0 matches a stored 0.0 and validation=0.20 a 0.2.
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)):
         try:
             return math.isclose(value, float(wanted), rel_tol=1e-9)
         except ValueError:

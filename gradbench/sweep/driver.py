@@ -10,6 +10,7 @@ any moment leaves stale claims that the next sweep takes over (``gradbench.store
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -80,7 +81,8 @@ def run_sweep(
             directory); pass ``RunContext(plugins=..., data_options=...)`` for others. The
             executor hands it to its workers without looking inside.
         on_result: Called in the driver with each result once the store has it (the
-            TensorBoard writer of ``gradbench run --tensorboard``).
+            TensorBoard writer of ``gradbench run --tensorboard``). An ``OSError`` it raises
+            (a full disk) is a warning line: the run is stored and the sweep goes on.
         command: The command line that started the sweep, stored in each of its runs'
             environment as ``command`` (reports show where their numbers came from).
         deprecated: 0.1's ``data_options=`` and ``plugins=``, made into the ``RunContext``
@@ -130,7 +132,10 @@ def run_sweep(
                         result.env["command"] = command
                     store.save(result)
                     if on_result is not None:  # after the store: a result is never lost to it
-                        on_result(result)
+                        try:
+                            on_result(result)
+                        except OSError as error:  # a full disk under the event files: the run is stored, the sweep goes on
+                            bar.write(f"gradbench: warning: cell {result.cell.key}: stored, but on_result failed: {error}", file=sys.stderr)
                     running -= 1
                     summary.statuses[result.status] += 1
                     bar.update(1)

@@ -21,6 +21,7 @@ The writer is ``torch.utils.tensorboard``, which needs the ``tensorboard`` packa
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import shutil
 from datetime import datetime
@@ -91,13 +92,19 @@ class TensorBoardWriter:
     Raises:
         TensorBoardUnavailable: without the ``tensorboard`` package (checked here, before any
             run, so that a sweep that asks for event files never runs without them).
-        ValueError: if ``directory`` exists and is not a folder.
+        ValueError: if ``directory`` is not a folder or cannot be made or written (its nearest
+            existing ancestor is a file or is not writable).
     """
 
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory)
-        if self.directory.exists() and not self.directory.is_dir():
-            raise ValueError(f"--tensorboard {str(self.directory)!r} is not a directory")
+        # The folder is made at the first run; whether it can be is checked now, before any run.
+        existing = next(path for path in (self.directory, *self.directory.absolute().parents) if path.exists())
+        if not existing.is_dir():
+            what = "is not a directory" if existing == self.directory else f"cannot be made: {str(existing)!r} is not a directory"
+            raise ValueError(f"--tensorboard {str(self.directory)!r} {what}")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"--tensorboard {str(self.directory)!r} cannot be written: {str(existing)!r} is not writable")
         self._summary_writer = check_tensorboard()
 
     def __call__(self, result: RunResult) -> Path | None:

@@ -362,6 +362,11 @@ def test_precision_is_an_axis_of_tables_where_export_and_plots_named_only_where_
     cells = csv_cells(precision_db, "--metric", "train_loss", "--rows", "lr", "--columns", "precision")
     assert {r["precision"] for r in cells} == {"fp32", "bf16"}
     assert sum(int(r["runs"]) for r in csv_cells(precision_db, "--where", "precision=bf16", "--metric", "train_loss")) == 2
+    # Booleans as a suite spells them, and as Python does.
+    for spelling in ("false", "False"):
+        assert sum(int(r["runs"]) for r in csv_cells(precision_db, "--where", f"compile={spelling}", "--metric", "train_loss")) == 4
+    code, _, err = run_cli("report", "--db", str(precision_db), "--where", "compile=true")
+    assert code == 2 and "match --where" in err
     code, out, err = run_cli("report", "--db", str(precision_db))
     assert code == 0, err
     header = next(line for line in out.splitlines() if line.startswith("| "))

@@ -77,3 +77,24 @@ def test_a_tensorboard_path_that_is_a_file_is_refused_before_anything_runs(tmp_p
     (tmp_path / "tb").write_text("not a folder")
     code = main(["run", "--task", SMALL, "--steps", "5", "--db", str(tmp_path / "r.db"), "--tensorboard", str(tmp_path / "tb"), "--no-progress"])
     assert code == 2 and "is not a directory" in capsys.readouterr().err and not (tmp_path / "r.db").exists()
+    # Under a file, the folder cannot be made: refused before anything runs, not at the first run.
+    code = main(["run", "--task", SMALL, "--steps", "5", "--db", str(tmp_path / "r.db"), "--tensorboard", str(tmp_path / "tb" / "sub"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "cannot be made" in err and not (tmp_path / "r.db").exists()
+
+
+def test_an_event_file_that_cannot_be_written_warns_and_the_sweep_goes_on(tmp_path, capsys, monkeypatch):
+    """A full disk under the event files: every run is still stored, each failure one warning."""
+    pytest.importorskip("tensorboard")
+    from gradbench.sweep import tensorboard
+
+    def disk_full(self, result):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tensorboard.TensorBoardWriter, "__call__", disk_full)
+    code = main(["run", "--task", SMALL, "--steps", "3", "--seeds", "0,1,2", "--db", str(tmp_path / "r.db"), "--tensorboard", str(tmp_path / "tb"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.count("No space left on device") == 3
+    with Store.open(tmp_path / "r.db", readonly=True) as store:
+        assert len(store.runs()) == 3
