@@ -1,6 +1,6 @@
 """Options, fixtures and machine info for gradbench's training-step benchmarks.
 
-    pytest bench/                                  # the default run (a few minutes on 2 CPU cores)
+    pytest bench/                                  # the default run (about 10 minutes on 2 CPU cores)
     pytest bench/ --gb-quick                       # one benchmark per group (about 1.5 minutes)
     pytest bench/ --gb-device cuda                 # on the GPU (timings synchronise the device)
     pytest bench/ --gb-threads 1                   # torch CPU threads (default 1: stable numbers)
