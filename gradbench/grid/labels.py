@@ -26,7 +26,7 @@ from gradbench.grid.cell import Cell
 from gradbench.tasks import TASKS
 from gradbench.tasks.base import default_knobs
 
-__all__ = ["config_axes", "varying_axes", "axis_text", "label_of", "varying_labels", "optimizer_label", "CORE_AXES"]
+__all__ = ["config_axes", "varying_axes", "axis_text", "label_of", "varying_labels", "optimizer_label", "knobs_of", "task_label", "CORE_AXES"]
 
 # Values of the fields a configuration leaves out at their default (so old keys stay).
 _DEFAULTS = {"detail_every": 0, **{f.name: f.default for f in dataclasses.fields(Cell) if f.default is not dataclasses.MISSING}}
@@ -36,6 +36,19 @@ _ORDER = ["schedule", *(f.name for f in dataclasses.fields(Cell) if f.name not i
 CORE_AXES = ("task", "optimizer", "lr", "activation", "init", "clip", "seed")
 # Printed as the bare value: the name says which axis it is.
 _BARE = ("task", "optimizer")
+
+
+def knobs_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The task's knobs, defaults filled in (a cell's key leaves some out at their default)."""
+    name = config["task"]
+    defaults = default_knobs(name) if name in TASKS else {}
+    return {**defaults, **config.get("task_knobs", {})}
+
+
+def task_label(task: str, knobs: Mapping[str, Any]) -> str:
+    """``task[knob=value]`` for the knobs that differ from the task's defaults."""
+    defaults = default_knobs(task) if task in TASKS else {}
+    return format_spec(task, {k: v for k, v in knobs.items() if defaults.get(k, object()) != v})
 
 
 def optimizer_label(config: Mapping[str, Any]) -> str:
@@ -54,7 +67,7 @@ def optimizer_label(config: Mapping[str, Any]) -> str:
 def config_axes(config: Mapping[str, Any]) -> dict[str, Any]:
     """Every axis of ``config``, flat, in display order (see the module docstring)."""
     name = config["task"]
-    knobs = {**(default_knobs(name) if name in TASKS else {}), **config.get("task_knobs", {})}
+    knobs = knobs_of(config)
     axes: dict[str, Any] = {"task": name, **knobs, "optimizer": optimizer_label(config), "lr": float(config["hyperparameters"]["lr"])}
     fields = [*_ORDER, *(key for key in config if key not in ("task", "task_knobs", "optimizer", "hyperparameters"))]
     for key in fields:
@@ -96,19 +109,11 @@ def varying_labels(configs: Sequence[Mapping[str, Any]], omit: Sequence[str] = (
     if len({config["task"] for config in configs}) > 1:
         # Across tasks, one task's knobs are not another's axes: each task is named as a spec
         # (``mnist1d_mlp[depth=4]``), its knobs that differ from its defaults inside it.
-        knob_names = {knob for config in configs for knob in _knobs(config)}
+        knob_names = {knob for config in configs for knob in knobs_of(config)}
         for one, config in zip(axes, configs):
-            one["task"] = format_spec(config["task"], {k: v for k, v in _knobs(config).items() if v != _default_knobs(config["task"]).get(k)})
+            one["task"] = task_label(config["task"], knobs_of(config))
             for knob in knob_names:
                 one.pop(knob, None)
     names = [*always, *(n for n in varying_axes(axes, omit) if n not in always)]
     return [label_of(one, names) or "all runs" for one in axes]
 
-
-def _default_knobs(task: str) -> dict[str, Any]:
-    return default_knobs(task) if task in TASKS else {}
-
-
-def _knobs(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A configuration's task knobs, defaults filled in."""
-    return {**_default_knobs(config["task"]), **config.get("task_knobs", {})}

@@ -33,12 +33,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradbench.axes.specs import format_spec, parse_spec, shown
-from gradbench.grid.labels import config_axes, label_of
+from gradbench.axes.specs import parse_spec, shown
+from gradbench.grid.labels import config_axes, knobs_of, label_of, task_label
 from gradbench.report.flat import QUIET_DEFAULTS, config_text, verdict_text
 from gradbench.report.seed_noise import clearly_better, mean_interval
 from gradbench.tasks import TASKS, resolve_knobs
-from gradbench.tasks.base import BATCH_SIZE_KNOB, default_knobs
+from gradbench.tasks.base import BATCH_SIZE_KNOB
 
 __all__ = ["Metric", "METRICS", "CellStats", "Pivot", "PivotReport", "run_axes", "build_pivots", "axis_choices", "select_runs", "task_label", "aggregate", "knobs_of"]
 
@@ -88,13 +88,6 @@ _RUN_AXES = ("optimizer", "lr", "schedule", "activation", "init", "clip", "batch
 _SETTINGS = ("device", "precision", "compile", "threads", "eval_every", "record_every", "detail_every", "validation", "jacobian_every")
 
 
-def knobs_of(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The task's knobs, defaults filled in (a cell's key leaves some out at their default)."""
-    name = config["task"]
-    defaults = default_knobs(name) if name in TASKS else {}
-    return {**defaults, **config["task_knobs"]}
-
-
 def run_axes(run: Mapping[str, Any]) -> dict[str, Any]:
     """Every axis of a stored run (a ``Store.runs()`` row) but the task and seed: the run axes,
     the settings, any axis a newer gradbench added to the configuration, then the task's knobs
@@ -105,12 +98,6 @@ def run_axes(run: Mapping[str, Any]) -> dict[str, Any]:
     axes = {name: value for name, value in every.items() if name not in ("task", "seed") and name not in knobs}
     axes.update(knobs)
     return axes
-
-
-def task_label(task: str, knobs: Mapping[str, Any]) -> str:
-    """``task[knob=value]`` for the knobs that differ from the task's defaults."""
-    defaults = default_knobs(task) if task in TASKS else {}
-    return format_spec(task, {k: v for k, v in knobs.items() if defaults.get(k, object()) != v})
 
 
 def axis_choices(runs: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -431,10 +431,7 @@ def warm_up(session: Session, steps: int = WARMUP_STEPS) -> float:
     if optimizer_state is None:
         for group, saved in zip(session.optimizer.param_groups, groups):
             group.update(saved)
-        # Every inner optimizer's state of a combined one (Muon and its companion), not only
-        # the first map of its ChainMap, which is all a ChainMap's clear() empties.
-        for state in getattr(session.optimizer.state, "maps", [session.optimizer.state]):
-            state.clear()
+        session.optimizer.state.clear()  # a combined optimizer's clears every inner state
     else:
         session.optimizer.load_state_dict(optimizer_state)
     if session.scaler is not None and scaler_state is not None:

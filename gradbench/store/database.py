@@ -537,13 +537,17 @@ class Store:
             health.pinned = [row[2] for row in rows.values()]
         return health
 
+    def _step_columns(self) -> str:
+        """A step's columns after its number, NULL where this file's schema predates them."""
+        cpu = "step_cpu_s" if self.version >= 5 else "NULL AS step_cpu_s"
+        scaler = "loss_scale, skipped" if self.version >= 6 else "NULL AS loss_scale, NULL AS skipped"
+        return f"loss, step_time_s, {cpu}, {scaler}"
+
     def curve(self, key: str) -> list[dict[str, Any]]:
         """One run's steps: step, loss, wall (or CUDA-event) step time, CPU step time (``None``
         on CUDA and in files older than schema 5), and under a loss scaler the scale and whether
         the step was skipped (``None`` without one and in files older than schema 6)."""
-        cpu = "step_cpu_s" if self.version >= 5 else "NULL AS step_cpu_s"
-        scaler = "loss_scale, skipped" if self.version >= 6 else "NULL AS loss_scale, NULL AS skipped"
-        query = f"SELECT step, loss, step_time_s, {cpu}, {scaler} FROM steps WHERE run_key = ? ORDER BY step"
+        query = f"SELECT step, {self._step_columns()} FROM steps WHERE run_key = ? ORDER BY step"
         return [dict(row) for row in self.connection.execute(query, (key,))]
 
     def evaluation_rows(self, keys: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
@@ -559,10 +563,8 @@ class Store:
         step time, CPU step time (``None`` on CUDA and in files older than schema 5), and under
         a loss scaler the step's scale and whether it was skipped (``None`` without one and in
         files older than schema 6)."""
-        cpu = "step_cpu_s" if self.version >= 5 else "NULL AS step_cpu_s"
-        scaler = "loss_scale, skipped" if self.version >= 6 else "NULL AS loss_scale, NULL AS skipped"
         wanted = set(keys) if keys is not None else None
-        for row in self.connection.execute(f"SELECT run_key, step, loss, step_time_s, {cpu}, {scaler} FROM steps ORDER BY run_key, step"):
+        for row in self.connection.execute(f"SELECT run_key, step, {self._step_columns()} FROM steps ORDER BY run_key, step"):
             if wanted is None or row[0] in wanted:
                 yield dict(row)
 
