@@ -179,12 +179,7 @@ def _build_parser() -> _Parser:
     settings.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bars (default: on a terminal)")
     settings.add_argument("--retry-failed", action="store_true", help="run again the cells stored as failed (by default every stored cell is skipped)")
     settings.add_argument("--dry-run", action="store_true", help="list the cells (and whether each is stored) without running")
-    parallel = run.add_argument_group("where cells run")
-    parallel.add_argument("--executor", default="serial", help="serial (one after another, here), process (a pool of worker processes on this machine) or ray (Ray tasks, on this machine or a cluster); default: serial")
-    parallel.add_argument("--workers", type=int, help="process executor: worker processes (default: one per visible GPU for CUDA cells, else CPU cores // --threads)")
-    parallel.add_argument("--ray-address", help="ray executor: a running cluster, 'auto' or HOST:PORT (default: start a local Ray)")
-    parallel.add_argument("--cpus-per-run", type=float, help="ray executor: CPUs each run reserves (default: its thread count)")
-    parallel.add_argument("--gpus-per-run", type=float, help="ray executor: GPUs each run reserves, fractions allowed (default: 1 for CUDA cells, else 0)")
+    _executor_options(run)
 
     report = commands.add_parser(
         "report",
@@ -236,10 +231,39 @@ def _build_parser() -> _Parser:
     export.add_argument("--format", choices=("csv", "json", "parquet"), default="csv", help="csv (default), json, or parquet (needs pyarrow and --output)")
     export.add_argument("--output", "-o", help="write to this file instead of stdout")
 
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="re-measure a paper's published results (a shipped suite) and print published | measured | band | verdict; exit 0 when every number is in its band, 1 when not",
+    )
+    reproduce.add_argument("name", nargs="?", help="the reproduction (see --list)")
+    reproduce.add_argument("--list", action="store_true", help="list the reproductions, their papers and their sizes")
+    size = reproduce.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true", help="the paper's own size, where one GPU can run it (default: minutes on two CPU cores, smaller where needed)")
+    size.add_argument("--smoke", action="store_true", help="a few steps and one seed: checks the plumbing in seconds; its verdicts mean nothing")
+    reproduce.add_argument("--no-run", action="store_true", help="compare what is stored already, running nothing (missing runs are reported as missing)")
+    reproduce.add_argument("--db", default=None, help="results database (default: gradbench.db); a reproduction sees only its own suite's runs in it")
+    reproduce.add_argument("--output", "-o", default="reproductions", help="folder for NAME.md (the table) and NAME.png (the figure) (default: reproductions)")
+    reproduce.add_argument("--device", help="cpu, cuda or cuda:N for every run (default: the suite's, cpu)")
+    reproduce.add_argument("--threads", type=int, help="torch CPU threads per run (default: the suite's, 1)")
+    reproduce.add_argument("--data-dir", help="where MNIST, Fashion-MNIST and CIFAR-10 are read from (--full sizes that need them)")
+    reproduce.add_argument("--download", action="store_true", help="download a real dataset that is missing from the data directory")
+    reproduce.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bars (default: on a terminal)")
+    reproduce.add_argument("--retry-failed", action="store_true", help="run again the cells stored as failed")
+    _executor_options(reproduce)
+
     listing = commands.add_parser("list", help="list what can be benchmarked")
     listing.add_argument("what", nargs="?", choices=LISTS, help="one kind (default: all)")
     listing.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import a module or .py file that registers more (repeatable)")
     return parser
+
+
+def _executor_options(parser: argparse.ArgumentParser) -> None:
+    parallel = parser.add_argument_group("where cells run")
+    parallel.add_argument("--executor", default="serial", help="serial (one after another, here), process (a pool of worker processes on this machine) or ray (Ray tasks, on this machine or a cluster); default: serial")
+    parallel.add_argument("--workers", type=int, help="process executor: worker processes (default: one per visible GPU for CUDA cells, else CPU cores // --threads)")
+    parallel.add_argument("--ray-address", help="ray executor: a running cluster, 'auto' or HOST:PORT (default: start a local Ray)")
+    parallel.add_argument("--cpus-per-run", type=float, help="ray executor: CPUs each run reserves (default: its thread count)")
+    parallel.add_argument("--gpus-per-run", type=float, help="ray executor: GPUs each run reserves, fractions allowed (default: 1 for CUDA cells, else 0)")
 
 
 def _where_option(parser: argparse.ArgumentParser) -> None:
@@ -308,9 +332,7 @@ def _run(args: argparse.Namespace) -> int:
     from gradbench.grid.expansion import expand
     from gradbench.grid.suite import AXES, Suite, default_suite, load_suite
     from gradbench.report.flat import render
-    from gradbench.run.context import RunContext
     from gradbench.store.database import Store
-    from gradbench.sweep.driver import run_sweep
 
     # Everything is validated before the store is opened, so bad input writes nothing.
     plugins = _load_plugins(args)
@@ -345,13 +367,9 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with Store.open(db, create=True) as store:
-            try:
-                job = RunContext(data_options=data_options, plugins=tuple(plugins))
-                summary = run_sweep(cells, store, executor=executor, progress=args.progress, retry_failed=args.retry_failed, job=job, on_result=tensorboard, command=shlex.join(["gradbench", *args.argv]))
-            except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (Terminated)
-                kept = len(store.finished_keys() & {c.key for c in cells})
-                print(f"\n{_stopped(interrupt)}: {kept} of {len(cells)} cells are stored in {db}; run the same command again to resume", file=sys.stderr)
-                return _exit_code(interrupt)
+            summary = _sweep(cells, store, db, executor, args, plugins, data_options, on_result=tensorboard)
+            if isinstance(summary, int):
+                return summary
             runs = store.runs([c.key for c in cells])
             print(render(runs, args.format, _verdict_names(store, runs)), end="")
             elsewhere = store.live_claims()
@@ -372,6 +390,21 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _sweep(cells: Sequence[Any], store: Store, db: Path, executor: Any, args: argparse.Namespace, plugins: Sequence[str], data_options: Any, on_result: Any = None) -> Any:
+    """Run the cells not stored yet into ``store``; the sweep's summary, or the exit code of an
+    interrupted sweep (what finished is kept, and the message says how to resume)."""
+    from gradbench.run.context import RunContext
+    from gradbench.sweep.driver import run_sweep
+
+    try:
+        job = RunContext(data_options=data_options, plugins=tuple(plugins))
+        return run_sweep(cells, store, executor=executor, progress=args.progress, retry_failed=args.retry_failed, job=job, on_result=on_result, command=shlex.join(["gradbench", *args.argv]))
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (Terminated)
+        kept = len(store.finished_keys() & {c.key for c in cells})
+        print(f"\n{_stopped(interrupt)}: {kept} of {len(cells)} cells are stored in {db}; run the same command again to resume", file=sys.stderr)
+        return _exit_code(interrupt)
 
 
 def _tensorboard_writer(args: argparse.Namespace) -> Any:
@@ -683,6 +716,80 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    """Run a reproduction's suite (what is not stored yet), compare each published number with
+    the measurement, print and write the table and the figure; 0 when every number is within its
+    band, 1 when not."""
+    from gradbench.grid.expansion import expand
+    from gradbench.reproduce.catalog import get, names, suite_of
+    from gradbench.reproduce.comparison import compare, exit_code, render
+    from gradbench.reproduce.evidence import Evidence, MissingRuns
+    from gradbench.store.database import Store
+
+    if args.list:
+        if args.name:
+            raise UsageError(f"--list takes no reproduction name (got {shown(args.name)})")
+        for name in names():
+            reproduction = get(name)
+            sizes = f"about {reproduction.minutes:g} min on 2 CPU cores" + ("; --full: " + reproduction.full_note if reproduction.full else "")
+            print(f"  {name:<16}{reproduction.title} ({sizes})")
+        return 0
+    if not args.name:
+        raise UsageError(f"name a reproduction; choose from: {', '.join(names())} (gradbench reproduce --list describes them)")
+    reproduction = get(args.name)
+    size = "full" if args.full else "smoke" if args.smoke else "default"
+    suite = suite_of(reproduction, size)
+    overrides = {flag: getattr(args, flag) for flag in ("device", "threads") if getattr(args, flag) is not None}
+    executor = _make_executor(args)
+    cells = expand(suite.with_overrides(overrides), local_devices=args.executor != "ray")
+    db = _db_path(args)
+    output = Path(args.output).expanduser()
+    stem = reproduction.name + ("" if size == "default" else f".{size}")
+    table_path, figure_path = output / f"{stem}.md", output / f"{stem}.png"
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"cannot write into --output {shown(str(output))}: it is not a directory")
+    for path in (table_path, figure_path):
+        if path.exists() and not path.is_file():
+            raise UsageError(f"cannot write {shown(str(path))}: it is not a regular file")
+    if args.no_run:
+        if not db.exists():
+            raise UsageError(f"no database {shown(str(db))}: run 'gradbench reproduce {reproduction.name}' first, or give --db")
+    else:
+        data_options = _data_options(args)
+        _check_datasets(cells, data_options, args)
+        executor.check(cells)
+        started = time.perf_counter()
+        try:
+            with Store.open(db, create=True) as store:
+                summary = _sweep(cells, store, db, executor, args, [], data_options)
+                if isinstance(summary, int):
+                    return summary
+        finally:
+            executor.close()
+        print(f"reproduction {reproduction.name!r} ({size}): {summary.total} cells, ran {summary.ran}, {summary.skipped} already stored; results in {db} ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    with Store.open(db, readonly=True) as store:
+        evidence = Evidence.of_cells(store, cells)
+        outcomes = compare(reproduction, evidence)
+        text = render(reproduction, outcomes, size)
+        figure, figure_note = None, ""
+        if reproduction.figure is not None:
+            try:
+                figure = reproduction.figure(evidence)
+            except MissingRuns as error:
+                figure_note = f"figure not drawn: {error}"
+    output.mkdir(parents=True, exist_ok=True)
+    _write_atomically(table_path, text)
+    written = [str(table_path)]
+    if figure is not None:
+        from gradbench.report.plots import save_figure
+
+        save_figure(figure, figure_path)
+        written.append(str(figure_path))
+    print(text, end="")
+    print(f"\nwritten: {', '.join(written)}" + (f"; {figure_note}" if figure_note else ""))
+    return exit_code(outcomes)
+
+
 def _list(args: argparse.Namespace) -> int:
     from gradbench.axes.activations import ACTIVATIONS
     from gradbench.axes.clipping import CLIPS
@@ -741,7 +848,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
-        command = {"run": _run, "report": _report, "plot": _plot, "diagnose": _diagnose, "export": _export, "list": _list}[args.command]
+        command = {"run": _run, "report": _report, "plot": _plot, "diagnose": _diagnose, "export": _export, "list": _list, "reproduce": _reproduce}[args.command]
         with _sigterm_as_interrupt():
             return command(args)
     except (UsageError, ValueError) as error:  # SuiteError and StoreError are ValueErrors

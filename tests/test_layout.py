@@ -19,7 +19,7 @@ from gradbench._moved import MOVED
 
 PACKAGE = Path(gradbench.__file__).resolve().parent
 # The data flow, upstream first: a subpackage may import from itself and those before it.
-ORDER = ["axes", "tasks", "monitor", "grid", "run", "store", "sweep", "report"]
+ORDER = ["axes", "tasks", "monitor", "grid", "run", "store", "sweep", "report", "reproduce"]
 # Top-level modules anyone may import: no gradbench imports of their own (checked below).
 SHARED = {"gradbench", "gradbench._lazy", "gradbench._moved", "gradbench.plugins"}
 

@@ -1,0 +1,1 @@
+"""One module per reproduced paper, each defining ``REPRODUCTION`` (``gradbench.reproduce.claims``)."""
