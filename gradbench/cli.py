@@ -720,13 +720,9 @@ def _reproduce(args: argparse.Namespace) -> int:
     """Run a reproduction's suite (what is not stored yet), compare each published number with
     the measurement, print and write the table and the figure; 0 when every number is within its
     band, 1 when not."""
-    from gradbench.grid.expansion import expand
     from gradbench.reproduce.catalog import get, names, suite_of
-    from gradbench.reproduce.comparison import compare, exit_code, render
-    from gradbench.reproduce.evidence import Evidence, MissingRuns
-    from gradbench.store.database import Store
 
-    if args.list:
+    if args.list:  # torch-free: the catalogue is data
         if args.name:
             raise UsageError(f"--list takes no reproduction name (got {shown(args.name)})")
         for name in names():
@@ -736,6 +732,11 @@ def _reproduce(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise UsageError(f"name a reproduction; choose from: {', '.join(names())} (gradbench reproduce --list describes them)")
+    from gradbench.grid.expansion import expand
+    from gradbench.reproduce.comparison import compare, exit_code, render
+    from gradbench.reproduce.evidence import Evidence, MissingRuns
+    from gradbench.store.database import Store
+
     reproduction = get(args.name)
     size = "full" if args.full else "smoke" if args.smoke else "default"
     suite = suite_of(reproduction, size)

@@ -140,7 +140,7 @@ TORCH_FREE_COMMANDS = [
     ["report", "--rows", "optimizer", "--columns", "dim", "--metric", "verdict"], ["report", "--profiles"],
     ["report", "--tuned", "--tune-on", "train_loss"], ["report", "--where", "task=linreg[dim=4,num_train=64]", "--where", "optimizer=sgd,adam[lr=0.1]"],
     *(["export", "--what", what] for what in ("runs", "evaluations", "steps", "layers", "activations", "jacobians")), ["export", "--what", "runs", "--format", "json"],
-    ["diagnose"],
+    ["diagnose"], ["reproduce", "--list"],
     ["plot", "curves", "-o", "{out}/c.png"], ["plot", "heatmap", "--where", "optimizer=sgd", "--where", "seed=0", "--where", "clip=none", "-o", "{out}/h.png"],
     ["plot", "depth", "-o", "{out}/d.png"], ["plot", "clip", "-o", "{out}/k.png"], ["plot", "profile", "-o", "{out}/p.svg"],
 ]

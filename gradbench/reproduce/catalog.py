@@ -12,9 +12,12 @@ import difflib
 import importlib
 import pkgutil
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from gradbench.grid.suite import Suite, parse_suite
 from gradbench.reproduce.claims import Reproduction
+
+if TYPE_CHECKING:
+    from gradbench.grid.suite import Suite
 
 __all__ = ["ORDER", "SIZES", "names", "get", "suite_of"]
 
@@ -58,6 +61,8 @@ def suite_of(reproduction: Reproduction, size: str = "default") -> Suite:
     Raises:
         ValueError: for an unknown size, or ``full`` where the reproduction has none.
     """
+    from gradbench.grid.suite import parse_suite  # imports torch (the monitor's defaults): not for --list
+
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose from: {', '.join(SIZES)}")
     if size == "full" and not reproduction.full:
