@@ -23,7 +23,7 @@ from gradbench.reproduce.evidence import Evidence, MissingRuns, Run
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["REPRODUCTION", "accuracy_at", "last_hidden_layer", "percentile_shift", "EARLY_STEP", "END_STEP", "Z85"]
+__all__ = ["EARLY_STEP", "END_STEP", "REPRODUCTION", "Z85", "accuracy_at", "last_hidden_layer", "percentile_shift"]
 
 EARLY_STEP = 10_000  # the first labelled tick of Figure 1(a)
 END_STEP = 50_000  # the paper's last step
@@ -165,7 +165,7 @@ def figure(evidence: Evidence) -> Figure:
         for z, name in ((-Z85, "15th"), (0.0, "50th"), (Z85, "85th")):
             axes.plot(x, [mean + z * std for _, mean, std in trace], label=name)
         axes.set(ylim=(0, 1), xlabel="training step", ylabel="sigmoid output", title=f"({'b' if where is WITHOUT else 'c'}) {label}: last hidden layer, seed {evidence.config(first)['seed']}")
-        axes.legend(title="percentile (normal approx.)", fontsize=8)
+        axes.legend(title="percentile (normal approximation)", loc="upper left", ncol=3, fontsize=8, title_fontsize=8)
     accuracy.set(xlabel="training step", ylabel="test accuracy (%)", title="(a) test accuracy", ylim=(70, 100))
     accuracy.legend(loc="lower right")
     return fig
@@ -188,11 +188,14 @@ REPRODUCTION = Reproduction(
         "layer's output distribution and take its {15, 50, 85}th percentiles as a normal distribution's (mean -+ 1.036 std): "
         "pooled over the layer's units and on the output side of the sigmoid. The shift is the largest move of any of the three "
         "from the record at step 1. The figure's accuracies are read off the plot (approximate); the bands of the two gaps test "
-        "the paper's sign, not those readings. --full runs the same on MNIST itself."
+        "the paper's sign, not those readings. --full runs the same on MNIST itself. Measured at the default size (3.8 min wall with "
+        "2 workers): BN is ahead early (1.6 points at step 10,000, and far more before: 97% against 57% at step 2,000; the "
+        "baseline passes 95% only near step 7,000) but not at the end: on digits both networks reach the same 98% by step "
+        "30,000, so the end gap is outside its band."
     ),
     claims=CLAIMS,
     figure=figure,
-    minutes=3.0,
+    minutes=4.0,
     full=True,
     full_note="the paper's size on MNIST itself (needs MNIST in --data-dir, or --download); minutes on one GPU",
 )
