@@ -186,25 +186,32 @@ CLAIMS = (
 )
 
 
-def _curve(evidence: Evidence, where: dict[str, Any], x: str, y: str, scale: float = 1.0) -> tuple[list[float], list[float]]:
-    """Mean over seeds of ``y`` against ``x`` (step or train_time_s, the first seed's x)."""
+def _curve(evidence: Evidence, where: dict[str, Any], x: str, y: str, scale: float = 1.0) -> tuple[list[float], list[float], int]:
+    """Means over seeds of ``x`` (step or train_time_s) and ``y`` at each evaluation, over the
+    seeds that reached it (a diverged run stops early), and how many runs diverged."""
     runs = [run for run in evidence.runs(**where) if run["status"] != "failed"]
     if not runs:
         raise MissingRuns(f"no stored run of {where}")
     tables = [evidence.evaluations(run) for run in runs]
-    length = min(len(table) for table in tables)
-    xs = [float(row[x]) for row in tables[0][:length]]
-    ys = []
-    for index in range(length):
-        values = [table[index][y] for table in tables if table[index][y] is not None and math.isfinite(table[index][y])]
-        ys.append(scale * sum(values) / len(values) if values else math.nan)
-    return xs, ys
+    xs, ys = [], []
+    for index in range(max(len(table) for table in tables)):
+        rows = [table[index] for table in tables if index < len(table) and table[index][y] is not None and math.isfinite(table[index][y])]
+        if rows:
+            xs.append(sum(float(row[x]) for row in rows) / len(rows))
+            ys.append(scale * sum(float(row[y]) for row in rows) / len(rows))
+    return xs, ys, sum(run["status"] == "diverged" for run in runs)
+
+
+def _plot(axes: Any, curve: tuple[list[float], list[float], int], label: str) -> None:
+    xs, ys, diverged = curve
+    axes.plot(xs, ys, marker="." if len(xs) < 3 else None, label=label + (f" ({diverged} diverged)" if diverged else ""))
 
 
 def figure(evidence: Evidence) -> Figure:
     """(a) grad first/last per configuration; (b) training loss against training time, SGD
     and GD; (c) test accuracy at lr 1 with and without clipping; (d) test accuracy of the
-    sigmoid net under SGD and the adaptive optimizers. Means over seeds."""
+    sigmoid net under SGD and the adaptive optimizers. Means over the seeds that reached each
+    evaluation (a diverged run's curve stops where it diverged: the label counts them)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(12, 8), layout="constrained")
@@ -218,16 +225,16 @@ def figure(evidence: Evidence) -> Figure:
     ratio_axes.axhline(0, color="black", linewidth=0.8)
     ratio_axes.set(ylabel="log10 grad first/last", title="(a) the gradient's way down (plain SGD)")
     for label, where in (("SGD (batch 64)", RELU_HE), ("GD (full batch)", GD)):
-        time_axes.plot(*_curve(evidence, where, "train_time_s", "train_loss"), label=label)
+        _plot(time_axes, _curve(evidence, where, "train_time_s", "train_loss"), label)
     time_axes.set(xlabel="training time (s)", ylabel="training loss", title="(b) GD vs SGD at equal time (ReLU, He)")
     time_axes.legend()
     for label, where in (("lr 1, no clipping", LARGE_LR), ("lr 1, norm clipped at 1", LARGE_LR_CLIPPED)):
-        clip_axes.plot(*_curve(evidence, where, "step", "test_accuracy", 100), label=label)
+        _plot(clip_axes, _curve(evidence, where, "step", "test_accuracy", 100), label)
     clip_axes.set(xlabel="step", ylabel="test accuracy (%)", title="(c) exploding gradients and clipping (ReLU, He)")
     clip_axes.legend()
     for optimizer in ("sgd", *ADAPTIVE):
         where = SIGMOID_SGD if optimizer == "sgd" else {"optimizer": optimizer, "activation": "sigmoid"}
-        adaptive_axes.plot(*_curve(evidence, where, "step", "test_accuracy", 100), label=optimizer)
+        _plot(adaptive_axes, _curve(evidence, where, "step", "test_accuracy", 100), optimizer)
     adaptive_axes.set(xlabel="step", ylabel="test accuracy (%)", title="(d) the sigmoid net (standard init)")
     adaptive_axes.legend()
     for axes in (clip_axes, adaptive_axes):
@@ -249,9 +256,11 @@ REPRODUCTION = Reproduction(
         "one CPU thread; the machine's load is in it). (c) SGD at lr 1 on the ReLU/He net without clipping and with the global "
         "gradient norm clipped at 1; and the sigmoid net clipped likewise. (d) Adam (lr 1e-3), RMSprop (1e-3) and Adagrad (1e-2), "
         "each at its default, on the sigmoid net. The article publishes no numbers: each claim is stated in words and given a "
-        "band from first principles (chance 10%, ln 10 for the loss, the task's 50% target, factors of 10 for gradients)."
+        "band from first principles (chance 10%, ln 10 for the loss, the task's 50% target, factors of 10 for gradients). Measured "
+        "at the default size (1.5 min wall with 2 workers): every claim within its band; at lr 1 without clipping two seeds of "
+        "three diverge by step 5 and the third ends at chance."
     ),
     claims=CLAIMS,
     figure=figure,
-    minutes=1.0,
+    minutes=2.0,
 )
