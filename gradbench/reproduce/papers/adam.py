@@ -120,7 +120,7 @@ REPRODUCTION = Reproduction(
         "optimizer (gradbench's inverse_sqrt; the paper states the decay for its logistic regression without restricting "
         "it to Adam), Adam (beta1 0.9, beta2 0.999, eps 1e-8) against SGD with Nesterov momentum 0.9, Adagrad and "
         "RMSprop (alpha 0.99), each with weight_decay 1e-4 as the L2 term (the paper does not print its lambda). "
-        "Learning rates: each optimizer's best of nine half-decades from 1e-3 to 10, chosen by the mean over 3 seeds of "
+        "Learning rates: each optimizer's best of twelve half-decades from 1e-3 to 316, chosen by the mean over 3 seeds of "
         "the final training NLL (the paper: 'searched over a dense grid', 'the best hyper-parameter setting'); the "
         "momentum is not searched. The claims compare the tuned optimizers' training NLL seed by seed. Figure 1 itself "
         "is not available to us as an image, so no number is read off it: the claims are the text's."
