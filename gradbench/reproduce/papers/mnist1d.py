@@ -155,4 +155,5 @@ REPRODUCTION = Reproduction(
     minutes=9.0,  # 9 min 9 s wall with --workers 2 on 2 cores shared with two other runs; about 7 CPU-minutes in all
     full=False,
     full_note="the default size is the paper's own (6000 steps, three seeds, four models, both inputs)",
+    smoke={"steps": [20], "seeds": [0], "eval_every": 5},  # several evaluations: the best one is not simply the last
 )
