@@ -157,6 +157,10 @@ register_task(Task(
 # -- rnn: RNN, LSTM, GRU ------------------------------------------------------------------------
 
 _CELL_NAMES = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU"}  # rnn.CELLS, in its order
+# Both ways through the sequence, and a head on the last step or on every step (the MNIST-1D
+# paper's GRU: bidirectional=true, readout=all). They came after results were stored: unkeyed.
+_RECURRENT_SHAPE: Mapping[str, Any] = {"bidirectional": False, "readout": "last"}
+READOUT_CHOICES = ("last", "all")
 
 
 def _recurrent_task(
@@ -166,9 +170,9 @@ def _recurrent_task(
 ) -> Task:
     return Task(
         name=name, description=description, build=Deferred("gradbench.tasks.rnn:build_recurrent", cell=cell, problem=problem),
-        knobs={**({"nonlinearity": "tanh"} if cell == "rnn" else {}), **knobs}, uses_activation=False, batch_size=batch_size,
-        knob_choices={"nonlinearity": ("tanh", "relu")} if cell == "rnn" else {}, check_knobs=check_knobs,
-        unkeyed_defaults=unkeyed_defaults, knob_bounds=knob_bounds or {}, train_size=train_size,
+        knobs={**({"nonlinearity": "tanh"} if cell == "rnn" else {}), **knobs, **_RECURRENT_SHAPE}, uses_activation=False, batch_size=batch_size,
+        knob_choices={**({"nonlinearity": ("tanh", "relu")} if cell == "rnn" else {}), "readout": READOUT_CHOICES}, check_knobs=check_knobs,
+        unkeyed_defaults=unkeyed_defaults | frozenset(_RECURRENT_SHAPE), knob_bounds=knob_bounds or {}, train_size=train_size,
     )
 
 

@@ -8,8 +8,9 @@ get through. The ``length`` knob is the papers' ``T``: sweep it to see where eac
 
 MNIST-1D read as a 40-step sequence, one sample per step, is classified from the last hidden
 state, like pixel-by-pixel sequential MNIST (Le et al. 2015): every input reaches the loss only
-through time. (The MNIST-1D paper's GRU baseline is bidirectional and reads out every step,
-which makes the task easier; this is the harder, gradient-through-time version.)
+through time. The MNIST-1D paper's GRU baseline (``GRUBase``: 6 units, bidirectional, a linear
+readout of every step's hidden state) is ``mnist1d_gru[width=6,bidirectional=true,readout=all]``;
+it makes the task easier, since each step then reaches the loss directly.
 
 Layers are stacked single-layer modules (``layers.0``, ``layers.1``, ...), not one
 ``nn.LSTM(num_layers=depth)``: the gradient monitor groups parameters by the module that owns
@@ -57,29 +58,41 @@ class RecurrentNet(nn.Module):
     2. ``layers.1`` .. ``layers.<depth-1>``: the same cell, width -> width
     3. ``head``: Linear(width, out_features) on the last step's hidden state
 
+    With ``bidirectional`` every layer runs both ways (``2 * width`` outputs per step); with
+    ``readout="all"`` the head reads every step's outputs, flattened (``length`` steps), as the
+    MNIST-1D paper's ``GRUBase`` does, instead of the last step's.
+
     Inputs are ``[N, T, in_features]``, or ``[N, T]`` for sequences of scalars.
 
     Args:
         cell: ``rnn`` (Elman), ``lstm`` or ``gru``.
         nonlinearity: The vanilla RNN's, ``tanh`` or ``relu`` (ignored by gated cells).
+        bidirectional: Run each layer forwards and backwards.
+        readout: ``last`` (the last step's outputs) or ``all`` (every step's, ``length`` of them).
+        length: The sequence length, which ``readout="all"`` needs.
     """
 
-    def __init__(self, cell: str, in_features: int, out_features: int, *, depth: int, width: int, nonlinearity: str = "tanh") -> None:
+    def __init__(
+        self, cell: str, in_features: int, out_features: int, *, depth: int, width: int, nonlinearity: str = "tanh",
+        bidirectional: bool = False, readout: str = "last", length: int = 1,
+    ) -> None:
         super().__init__()
         recurrent_class: Callable[..., nn.Module] = CELLS[cell]
         options = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
+        outputs = 2 * width if bidirectional else width
         self.layers = nn.ModuleList(
-            recurrent_class(in_features if index == 0 else width, width, num_layers=1, batch_first=True, **options)
+            recurrent_class(in_features if index == 0 else outputs, width, num_layers=1, batch_first=True, bidirectional=bidirectional, **options)
             for index in range(depth)
         )
-        self.head = nn.Linear(width, out_features)
+        self.readout = readout
+        self.head = nn.Linear(outputs * (length if readout == "all" else 1), out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
             x = x.unsqueeze(-1)
         for layer in self.layers:
             x, _ = layer(x)
-        return self.head(x[:, -1])
+        return self.head(x.flatten(1) if self.readout == "all" else x[:, -1])
 
 
 def _adding_data(knobs: Mapping[str, Any]) -> Dataset:
@@ -99,8 +112,12 @@ def build_recurrent(config: TaskConfig, *, cell: str, problem: str) -> TaskInsta
     load, in_features, out_features, loss_fn, metric = _PROBLEMS[problem]
     knobs = config.knobs
     nonlinearity = knobs.get("nonlinearity", "tanh")
-    model = RecurrentNet(cell, in_features, out_features, depth=knobs["depth"], width=knobs["width"], nonlinearity=nonlinearity)
+    data = load(knobs)
+    model = RecurrentNet(
+        cell, in_features, out_features, depth=knobs["depth"], width=knobs["width"], nonlinearity=nonlinearity,
+        bidirectional=knobs.get("bidirectional", False), readout=knobs.get("readout", "last"), length=data.x_train.shape[1],
+    )
     # Kaiming and orthogonal init take the gain of the recurrence's nonlinearity; a gated
     # cell mixes sigmoids and tanh, and gets gain 1.
     apply_init(model, config, gain=activation_gain(nonlinearity) if cell == "rnn" else 1.0)
-    return TaskInstance(model, load(knobs), loss_fn, metric=metric, target=knobs["target"])
+    return TaskInstance(model, data, loss_fn, metric=metric, target=knobs["target"])

@@ -30,6 +30,8 @@ def test_defaults_leave_every_key_as_it_was():
     assert _cell(spelled).key == _cell("mnist1d_mlp").key
     assert _cell("digits_mlp[test_size=0.2]").key == _cell("digits_mlp").key
     assert _cell("mnist1d_gru[shuffle_seq=false]").key == _cell("mnist1d_gru").key
+    assert _cell("adding_lstm[bidirectional=false,readout=last]").key == _cell("adding_lstm").key
+    assert _cell("mnist1d_gru[readout=all]").key != _cell("mnist1d_gru").key
     assert _cell("mnist1d_mlp[depth=0]").key != _cell("mnist1d_mlp").key
 
 

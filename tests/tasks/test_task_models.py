@@ -179,3 +179,26 @@ def test_recurrent_net_reads_out_the_last_step():
 def test_vanilla_rnn_nonlinearity_knob():
     assert RecurrentNet("rnn", 2, 1, depth=1, width=4, nonlinearity="relu").layers[0].nonlinearity == "relu"
     assert RecurrentNet("rnn", 2, 1, depth=1, width=4).layers[0].nonlinearity == "tanh"
+
+
+def test_mnist1d_paper_gru_is_bidirectional_and_reads_every_step():
+    model = RecurrentNet("gru", 1, 10, depth=1, width=6, bidirectional=True, readout="all", length=40)
+    assert count(model) == 5134  # the MNIST-1D paper's GRUBase (hidden 6, bidirectional, 2*6*40 -> 10)
+    x = torch.randn(3, 40)
+    outputs, _ = model.layers[0](x.unsqueeze(-1))
+    assert outputs.shape == (3, 40, 12)
+    torch.testing.assert_close(model(x), model.head(outputs.flatten(1)))
+    stacked = RecurrentNet("lstm", 2, 1, depth=2, width=4, bidirectional=True)
+    assert stacked.layers[1].input_size == 8 and stacked(torch.randn(2, 5, 2)).shape == (2, 1)
+
+
+def test_mnist1d_paper_gru_knobs_build_it_and_leave_old_keys_alone():
+    from gradbench.tasks.base import TaskConfig
+    from gradbench.tasks.rnn import build_recurrent
+    from gradbench.tasks.base import resolve_knobs
+
+    knobs = resolve_knobs("mnist1d_gru", {"width": 6, "bidirectional": True, "readout": "all", "num_samples": 100})
+    model = build_recurrent(TaskConfig(knobs=knobs, init="default"), cell="gru", problem="mnist1d").model
+    assert count(model) == 5134
+    with pytest.raises(ValueError, match="readout='every'.*choose from: last, all"):
+        resolve_knobs("mnist1d_gru", {"readout": "every"})
