@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from gradbench.reproduce.claims import Band, Claim, Published, Reproduction
 from gradbench.reproduce.evidence import Evidence, MissingRuns, Run
 
-__all__ = ["REPRODUCTION", "layer_means", "top_minimum", "lower_at_top_minimum", "gradient_factor", "jacobian_mean"]
+__all__ = ["REPRODUCTION", "layer_means", "top_minimum", "top_final", "lower_at_top_minimum", "gradient_factor", "jacobian_mean"]
 
 SIGMOID_TASK = "mnist1d_mlp[depth=4,width=1000]"  # Figure 2: four hidden layers of 1000 sigmoid units
 TANH_TASK = "mnist1d_mlp[depth=5,width=256]"  # Section 4.2: five hidden layers of tanh units (the paper: 1000)
