@@ -94,31 +94,31 @@ def _tanh(value: Callable[[Evidence, Run], float], init: str) -> Callable[[Evide
 CLAIMS = (
     Claim(
         "top_saturates", "sigmoid, standard init: the top hidden layer's mean activation is driven towards 0 (its lowest over the run)",
-        Published("about 0 (layer 4's curve falls to the bottom of the plot)", "Figure 2 (read off the plot), Sec. 3.1", 0.0),
+        Published("\"pushed to their lower saturation value of 0\"", "Sec. 3.1 (as a summary page quotes it) and Figure 2", 0.0),
         Band(None, 0.1, "the paper's curve lies at about 0; 0.1 is where a sigmoid unit's slope is a third of its peak, still deep on the flat tail"),
         _sigmoid(lambda evidence, run: top_minimum(evidence, run)[1]),
     ),
     Claim(
         "top_recovers_slowly", "sigmoid, standard init: the top hidden layer is still saturated at the end of the run (mean at the last detailed step)",
-        Published("stays near 0 for about 100 epochs of 20k updates before it recovers", "Figure 2 (read off the plot), Sec. 3.1", 0.0),
+        Published("\"this kind of saturation can last very long\"; near 0 for about 100 epochs of 20k updates", "Sec. 3.1 (as a summary page quotes it); Figure 2 (the epochs as recalled, not retrieved)", 0.0),
         Band(None, 0.1, "our run is a few thousand updates, far inside the paper's ~2 million-update plateau, so the paper's curve is still at about 0 there"),
         _sigmoid(top_final),
     ),
     Claim(
         "lower_layers_not_saturated", "sigmoid, standard init: meanwhile the lower hidden layers are not saturated (lowest mean of layers 1-3 when the top layer's is lowest)",
-        Published("\"above 0.5\"", "Sec. 3.1 and Figure 2", 0.5),
+        Published("\"above 0.5, and decreasing as we go from the output layer to the input layer\"", "Sec. 3.1 (as a summary page quotes it) and Figure 2", 0.5),
         Band(0.45, None, "the paper prints 'above 0.5'; 0.05 below it for a mean over a 10-example minibatch of other data rather than 300 test examples"),
         _sigmoid(lower_at_top_minimum),
     ),
     Claim(
         "jacobian_sv_normalised", "tanh, normalised init: mean singular value of the layer-to-layer Jacobians at initialisation",
-        Published("about 0.8", "Sec. 4.2.1 (text)", 0.8),
+        Published("about 0.8", "Sec. 4.2.1 (text, as recalled: the stored pages did not return the sentence)", 0.8),
         Band(0.7, 0.9, "the paper prints one significant digit; +-0.1 covers its rounding and our other inputs (MNIST-1D, a 16-example probe)"),
         _tanh(jacobian_mean, "xavier_uniform"),
     ),
     Claim(
         "jacobian_sv_standard", "tanh, standard init: mean singular value of the layer-to-layer Jacobians at initialisation",
-        Published("about 0.5", "Sec. 4.2.1 (text)", 0.5),
+        Published("about 0.5", "Sec. 4.2.1 (text, as recalled: the stored pages did not return the sentence)", 0.5),
         Band(0.4, 0.6, "the paper prints one significant digit; +-0.1 covers its rounding and our other inputs (MNIST-1D, a 16-example probe)"),
         _tanh(jacobian_mean, "standard"),
     ),

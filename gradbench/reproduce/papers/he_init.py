@@ -67,31 +67,31 @@ _CONVERGED_WHY = (
 CLAIMS = (
     Claim(
         "30_xavier_stalls", "30 layers, Xavier's initialisation: training stalls (final training loss, % of the chance loss)",
-        Published("\"completely stalls\" (the error stays at its initial value)", "Figure 3 and its caption"),
+        Published("\"completely stalls\" (the error stays at its initial value)", "Figure 3 and its caption (as recalled: the stored pages have only the abstract)"),
         Band(*STALL, "a net that learns nothing keeps the chance loss; 2% allows for the output bias and the evaluation's noise"),
         _final(30, "xavier_normal"), "%",
     ),
     Claim(
         "30_he_converges", "30 layers, He et al.'s initialisation: training converges (final training loss, % of the chance loss)",
-        Published("converges", "Figure 3 and its caption"),
+        Published("converges", "Figure 3 and its caption (as recalled: the stored pages have only the abstract)"),
         Band(None, CONVERGED, _CONVERGED_WHY),
         _final(30, "kaiming_normal"), "%",
     ),
     Claim(
         "22_he_converges", "22 layers, He et al.'s initialisation: training converges (final training loss, % of the chance loss)",
-        Published("converges", "Figure 2 and its caption"),
+        Published("converges", "Figure 2 and its caption (as recalled: the stored pages have only the abstract)"),
         Band(None, CONVERGED, _CONVERGED_WHY),
         _final(22, "kaiming_normal"), "%",
     ),
     Claim(
         "22_xavier_converges", "22 layers, Xavier's initialisation: training converges too (final training loss, % of the chance loss)",
-        Published("converges (\"both converge\")", "Figure 2 and its caption"),
+        Published("converges (\"both converge\")", "Figure 2 and its caption (as recalled: the stored pages have only the abstract)"),
         Band(None, CONVERGED, _CONVERGED_WHY),
         _final(22, "xavier_normal"), "%",
     ),
     Claim(
         "22_he_earlier", "22 layers: He et al.'s initialisation starts reducing the error earlier (steps until the training loss is below 90% of chance, Xavier's / He's)",
-        Published("\"ours starts reducing error earlier\"", "Figure 2 and its caption"),
+        Published("\"ours starts reducing error earlier\"", "Figure 2 and its caption (as recalled: the stored pages have only the abstract)"),
         Band(1.05, None, "the paper says only 'earlier': any ratio above 1 agrees with it, and 1.05 keeps a tie on the 50-step evaluation grid from counting"),
         _start_ratio, "x",
     ),
