@@ -100,7 +100,7 @@ CLAIMS = (
 
 def figure(evidence: Evidence) -> Figure:
     """Figures 2 and 3 side by side: the training loss (fraction of chance) against steps, the
-    mean over seeds, for each initialisation."""
+    mean over seeds and each seed, for each initialisation."""
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     for ax, (depth, figure_name) in zip(axes, ((22, "Figure 2"), (30, "Figure 3"))):
@@ -110,14 +110,16 @@ def figure(evidence: Evidence) -> Figure:
             if not curves:
                 continue
             steps = sorted(set.intersection(*(set(curve) for curve in curves)))
-            ax.plot(steps, [statistics.fmean(curve[step] for curve in curves) for step in steps], color=color, label=f"{label}, n={len(curves)}")
+            for curve in curves:  # each seed, thin: a mean can hide a seed that stays at chance
+                ax.plot(steps, [curve[step] for step in steps], color=color, linewidth=0.6, alpha=0.4)
+            ax.plot(steps, [statistics.fmean(curve[step] for curve in curves) for step in steps], color=color, label=f"{label}: mean of n={len(curves)} (thin: each seed)")
         ax.axhline(1.0, color="grey", linestyle=":", linewidth=1, label="chance loss")
         ax.axhline(CONVERGED / 100, color="grey", linestyle="--", linewidth=0.8, label="'converged' threshold")
         ax.set_title(f"{depth} ReLU layers ({figure_name}'s comparison)")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("training loss / chance loss")
-    axes[1].legend(fontsize=8, loc="center right")
+    axes[0].legend(fontsize=8, loc="upper right")
     fig.suptitle("He et al. 2015 on MNIST-1D MLPs (width 128, momentum SGD, lr 0.01)", fontsize=10)
     return fig
 
