@@ -1,0 +1,60 @@
+"""The selu reproduction: its suite, its smoke run through the CLI, and its measures checked
+against values recomputed from the store in plain SQLite."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gradbench.cli import main
+from gradbench.grid.expansion import expand
+from gradbench.reproduce.catalog import get, suite_of
+from gradbench.reproduce.evidence import Evidence
+from gradbench.reproduce.papers.selu import NETWORKS, TASK, deepest
+from gradbench.store import Store
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    """The smoke size run once through the CLI: (its folder, exit code, printed table)."""
+    folder = tmp_path_factory.mktemp("selu")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["reproduce", "selu", "--smoke", "--db", str(folder / "smoke.db"), "--output", str(folder), "--no-progress"])
+    return folder, code, out.getvalue()
+
+
+def test_suite_expands_to_three_networks() -> None:
+    cells = expand(suite_of(get("selu")))
+    assert len(cells) == 3 * 3
+    assert {(cell.activation, cell.init) for cell in cells} == set(NETWORKS.items())
+
+
+def test_smoke_runs_end_to_end(smoke: tuple[Path, int, str]) -> None:
+    folder, code, printed = smoke
+    assert code in (0, 1)
+    assert "| claim | published |" in printed and "SELU + LeCun normal" in printed
+    assert (folder / "selu.smoke.md").read_text().startswith("### Klambauer et al. 2017")
+    assert (folder / "selu.smoke.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("activation", sorted(NETWORKS))
+def test_measures_match_the_store(smoke: tuple[Path, int, str], activation: str) -> None:
+    db = smoke[0] / "smoke.db"
+    with Store.open(db, readonly=True) as store, sqlite3.connect(db) as plain:
+        evidence = Evidence.of_cells(store, expand(suite_of(get("selu"), "smoke")))
+        (run,) = evidence.runs(task=TASK, activation=activation)
+        (key,) = plain.execute("SELECT key FROM runs WHERE activation = ?", (activation,)).fetchone()
+        first, last, top = plain.execute("SELECT min(step), max(step), max(site_index) FROM activation_stats WHERE run_key = ?", (key,)).fetchone()
+        assert top == 63 and first < last  # 64 hidden layers, two detailed steps at least
+        for when, step in (("init", first), ("trained", last)):
+            mean, std = plain.execute("SELECT mean, std FROM activation_stats WHERE run_key = ? AND step = ? AND site_index = ?", (key, step, top)).fetchone()
+            assert deepest(evidence, run, when=when, what="mean") == pytest.approx(mean)
+            assert deepest(evidence, run, when=when, what="variance") == pytest.approx(std**2)
+        claims = {claim.id: claim for claim in get("selu").claims}
+        if activation == "selu":
+            assert claims["selu_variance_trained"].measure(evidence) == [pytest.approx(deepest(evidence, run, when="trained", what="variance"))]
