@@ -243,8 +243,8 @@ def _build_parser() -> _Parser:
     reproduce.add_argument("--no-run", action="store_true", help="compare what is stored already, running nothing (missing runs are reported as missing)")
     reproduce.add_argument("--db", default=None, help="results database (default: gradbench.db); a reproduction sees only its own suite's runs in it")
     reproduce.add_argument("--output", "-o", default="reproductions", help="folder for NAME.md (the table) and NAME.png (the figure) (default: reproductions)")
-    reproduce.add_argument("--device", help="cpu, cuda or cuda:N for every run (default: the suite's, cpu)")
-    reproduce.add_argument("--threads", type=int, help="torch CPU threads per run (default: the suite's, 1)")
+    reproduce.add_argument("--device", help="cpu, cuda or cuda:N for every run (default: the suite's, cpu); part of each run's key, so --no-run needs the same")
+    reproduce.add_argument("--threads", type=int, help="torch CPU threads per run (default: the suite's, 1); part of each run's key, so --no-run needs the same")
     reproduce.add_argument("--data-dir", help="where MNIST, Fashion-MNIST and CIFAR-10 are read from (--full sizes that need them)")
     reproduce.add_argument("--download", action="store_true", help="download a real dataset that is missing from the data directory")
     reproduce.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bars (default: on a terminal)")
@@ -720,11 +720,14 @@ def _reproduce(args: argparse.Namespace) -> int:
     """Run a reproduction's suite (what is not stored yet), compare each published number with
     the measurement, print and write the table and the figure; 0 when every number is within its
     band, 1 when not."""
-    from gradbench.reproduce.catalog import get, names, suite_of
+    from gradbench.reproduce.catalog import cells_of, get, names
 
     if args.list:  # torch-free: the catalogue is data
         if args.name:
             raise UsageError(f"--list takes no reproduction name (got {shown(args.name)})")
+        for flag in ("full", "smoke", "no_run"):
+            if getattr(args, flag):
+                raise UsageError(f"--list takes no --{flag.replace('_', '-')}: it lists every reproduction and its sizes")
         for name in names():
             reproduction = get(name)
             sizes = f"about {reproduction.minutes:g} min on 2 CPU cores" + ("; --full: " + reproduction.full_note if reproduction.full else "")
@@ -732,23 +735,21 @@ def _reproduce(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise UsageError(f"name a reproduction; choose from: {', '.join(names())} (gradbench reproduce --list describes them)")
-    from gradbench.grid.expansion import expand
     from gradbench.reproduce.comparison import compare, exit_code, render
-    from gradbench.reproduce.evidence import Evidence, MissingRuns
+    from gradbench.reproduce.evidence import Evidence
     from gradbench.store.database import Store
 
     reproduction = get(args.name)
     size = "full" if args.full else "smoke" if args.smoke else "default"
-    suite = suite_of(reproduction, size)
-    overrides = {flag: getattr(args, flag) for flag in ("device", "threads") if getattr(args, flag) is not None}
     executor = _make_executor(args)
-    cells = expand(suite.with_overrides(overrides), local_devices=args.executor != "ray")
+    cells = cells_of(reproduction, size, device=args.device, threads=args.threads, local_devices=args.executor != "ray")
     db = _db_path(args)
     output = Path(args.output).expanduser()
     stem = reproduction.name + ("" if size == "default" else f".{size}")
     table_path, figure_path = output / f"{stem}.md", output / f"{stem}.png"
-    if output.exists() and not output.is_dir():
-        raise UsageError(f"cannot write into --output {shown(str(output))}: it is not a directory")
+    existing = next(folder for folder in (output, *output.parents) if folder.exists())  # checked now, created after the sweep
+    if not existing.is_dir():
+        raise UsageError(f"cannot write into --output {shown(str(output))}: {shown(str(existing))} is not a directory")
     for path in (table_path, figure_path):
         if path.exists() and not path.is_file():
             raise UsageError(f"cannot write {shown(str(path))}: it is not a regular file")
@@ -768,6 +769,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         finally:
             executor.close()
         print(f"reproduction {reproduction.name!r} ({size}): {summary.total} cells, ran {summary.ran}, {summary.skipped} already stored; results in {db} ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+        if summary.running_elsewhere:
+            print(f"{len(summary.running_elsewhere)} cells were being run by another gradbench: their claims read as missing until it stores them; run the same command again then", file=sys.stderr)
     with Store.open(db, readonly=True) as store:
         evidence = Evidence.of_cells(store, cells)
         outcomes = compare(reproduction, evidence)
@@ -776,7 +779,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         if reproduction.figure is not None:
             try:
                 figure = reproduction.figure(evidence)
-            except MissingRuns as error:
+            except Exception as error:  # MissingRuns, or a figure's bug: the table is written all the same
                 figure_note = f"figure not drawn: {error}"
     output.mkdir(parents=True, exist_ok=True)
     _write_atomically(table_path, text)

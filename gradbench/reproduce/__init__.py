@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from gradbench._lazy import attach
 
 if TYPE_CHECKING:
-    from gradbench.reproduce.catalog import get, names, suite_of
+    from gradbench.reproduce.catalog import cells_of, get, names, suite_of
     from gradbench.reproduce.claims import Band, Claim, Published, Reproduction
     from gradbench.reproduce.comparison import compare, exit_code, render
     from gradbench.reproduce.evidence import Evidence, MissingRuns

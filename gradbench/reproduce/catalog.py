@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 from gradbench.reproduce.claims import Reproduction
 
 if TYPE_CHECKING:
+    from gradbench.grid.cell import Cell
     from gradbench.grid.suite import Suite
 
-__all__ = ["ORDER", "SIZES", "names", "get", "suite_of"]
+__all__ = ["ORDER", "SIZES", "names", "get", "suite_of", "cells_of"]
 
 # The order of `reproduce --list` and docs/reproductions.md (the issue's order: the papers by
 # what they show, the project's own article last); modules not listed follow by name.
@@ -70,3 +71,17 @@ def suite_of(reproduction: Reproduction, size: str = "default") -> Suite:
         raise ValueError(f"reproduction {reproduction.name!r} has no --full size: {why}")
     suite = parse_suite(suite_text(reproduction.name, size), f"reproduction {reproduction.name}" + (" (full)" if size == "full" else ""))
     return suite.with_overrides(reproduction.smoke) if size == "smoke" else suite
+
+
+def cells_of(reproduction: Reproduction, size: str = "default", *, device: str | None = None, threads: int | None = None, local_devices: bool = True) -> list[Cell]:
+    """The cells a reproduction runs at ``size`` on ``device`` with ``threads`` (``None``: the
+    suite's). They are part of each cell's key, so the command that runs a reproduction and
+    whatever reads it back (``--no-run``, ``scripts/reproductions.py``) build them here alike.
+
+    Raises:
+        ValueError: for a bad size, device or thread count.
+    """
+    from gradbench.grid.expansion import expand
+
+    overrides = {name: value for name, value in (("device", device), ("threads", threads)) if value is not None}
+    return expand(suite_of(reproduction, size).with_overrides(overrides), local_devices=local_devices)

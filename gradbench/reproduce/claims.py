@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Published", "Band", "Claim", "Reproduction", "Measured", "Outcome", "VERDICTS", "judge"]
 
-# What a comparison can say about one claim.
-VERDICTS = ("within", "outside", "missing")
+# What a comparison can say about one claim: ``error`` is a measure that raised (a bug, or a
+# record it did not expect); the others' tables are still printed.
+VERDICTS = ("within", "outside", "missing", "error")
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,12 @@ class Reproduction:
     protocol: str
     claims: tuple[Claim, ...]
     figure: Callable[[Evidence], Any] | None = None
-    minutes: float = 5.0  # wall minutes of the default size on two CPU cores, serially, as measured
+    minutes: float = 5.0  # wall minutes of the default size on two CPU cores with --executor process --workers 2, as measured
     full: bool = False  # whether NAME.full.toml exists
     full_note: str = ""  # what --full runs, and where it needs a GPU or real datasets
-    smoke: dict[str, Any] = field(default_factory=lambda: {"steps": [20], "seeds": [0]})  # the CI size: overrides of every grid
+    # The CI size: overrides of every grid of the default suite (a setting given here reaches
+    # every grid, so keep it to what every grid can take).
+    smoke: dict[str, Any] = field(default_factory=lambda: {"steps": [20], "seeds": [0]})
 
     def __post_init__(self) -> None:
         ids = [claim.id for claim in self.claims]
@@ -123,23 +126,35 @@ class Measured:
 
     @property
     def mean(self) -> float:
-        return statistics.fmean(self.values) if self.values else math.nan
+        """The mean over seeds; ``nan`` if any seed is ``nan``, infinite if one is (and none of
+        the other sign)."""
+        if not self.values or any(math.isnan(v) for v in self.values):
+            return math.nan
+        infinite = {math.copysign(1.0, v) for v in self.values if math.isinf(v)}
+        if infinite:
+            return math.nan if len(infinite) == 2 else math.inf * infinite.pop()
+        return statistics.fmean(self.values)
 
     @property
     def std(self) -> float:
-        finite = [v for v in self.values if not math.isnan(v)]
+        """The sample standard deviation of the finite values (0 with fewer than two)."""
+        finite = [v for v in self.values if math.isfinite(v)]
         return statistics.stdev(finite) if len(finite) > 1 else 0.0
+
+    @property
+    def non_finite(self) -> int:
+        return sum(not math.isfinite(v) for v in self.values)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """A claim compared: the measurement (``None`` when runs are missing), the verdict and, for
-    ``missing``, what is missing."""
+    """A claim compared: the measurement (``None`` when runs are missing or the measure
+    raised), the verdict and, for ``missing`` and ``error``, what is missing or went wrong."""
 
     claim: Claim
     measured: Measured | None
     verdict: str
-    missing: str = ""
+    reason: str = ""  # what is missing, or the error
 
 
 def judge(claim: Claim, evidence: Evidence) -> Outcome:
@@ -149,8 +164,10 @@ def judge(claim: Claim, evidence: Evidence) -> Outcome:
     try:
         values = tuple(float(v) for v in claim.measure(evidence))
     except MissingRuns as error:
-        return Outcome(claim, None, "missing", str(error))
+        return Outcome(claim, None, "missing", reason=str(error))
+    except Exception as error:  # one claim's bug must not cost the table of the others, after a long sweep
+        return Outcome(claim, None, "error", reason=f"{type(error).__name__}: {error}")
     if not values:
-        return Outcome(claim, None, "missing", "the measure returned no value")
+        return Outcome(claim, None, "missing", reason="the measure returned no value")
     measured = Measured(values)
     return Outcome(claim, measured, "within" if claim.band.contains(measured.mean) else "outside")

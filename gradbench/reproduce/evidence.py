@@ -1,30 +1,34 @@
 """The stored runs of one reproduction, as its claims and figure read them.
 
-``Evidence`` sees only the runs of the reproduction's own cells (the suite at the size that
-ran), so other runs in the same database never enter a claim. Runs are selected as
+``Evidence`` knows the reproduction's cells (the suite at the size that ran) and sees only
+their runs, so other runs in the same database never enter a claim. Runs are selected as
 ``gradbench report --where`` selects them (``evidence.runs(task="mnist1d_cnn",
-optimizer="adam")``: values as text or numbers, a task in any spelling ``run`` accepts), and a
-claim's value per seed comes from ``per_seed``. Torch-free: it reads the store only.
+optimizer="adam")``: values as text or numbers, a task in any spelling ``run`` accepts), and
+the selection is checked against the cells: a claim that needs a cell the store lacks (not run
+yet, failed, or being run elsewhere) is ``MissingRuns``, never a mean over fewer runs. A claim
+that names an axis no cell has is a bug in the claim: ``ValueError``. Torch-free: it reads the
+store only.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gradbench.grid.cell import Cell
 from gradbench.report.pivot import select_runs
 from gradbench.store.database import Store
 
-__all__ = ["Evidence", "MissingRuns", "Run"]
+__all__ = ["Evidence", "MissingRuns", "Run", "metric", "open_evidence"]
 
 Run = Mapping[str, Any]  # a stored run row: key, status, config (JSON), the final metrics, ...
 
 
 class MissingRuns(LookupError):
-    """The runs a claim needs are not (all) stored; the message says which."""
+    """The runs a claim needs are not (all) stored, or failed; the message says which."""
 
 
 def _where(selection: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -39,83 +43,123 @@ def _described(selection: Mapping[str, Any]) -> str:
     return ", ".join(f"{name}={value}" for name, value in selection.items()) or "any run"
 
 
+def _seeds_text(seeds: Sequence[int]) -> str:
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, sorted(seeds)))
+
+
 class Evidence:
-    """Read access to the runs of ``keys`` in an open ``store``.
+    """Read access to the stored runs of ``cells`` in an open ``store``.
 
     Args:
         store: The results database, open (read-only is enough).
-        keys: The reproduction's cells' keys; runs outside them are not seen.
-        expected_seeds: The seeds the suite asks for: ``per_seed`` reports a seed without a
-            stored run as missing rather than silently averaging fewer.
+        cells: The reproduction's cells, at the size that ran (with its device and threads).
     """
 
-    def __init__(self, store: Store, keys: Iterable[str], expected_seeds: Sequence[int] = ()) -> None:
+    def __init__(self, store: Store, cells: Sequence[Cell]) -> None:
         self.store = store
-        self.keys = list(dict.fromkeys(keys))
-        self.expected_seeds = tuple(expected_seeds)
-        self._runs = store.runs(self.keys)
+        self.cells = list(dict((cell.key, cell) for cell in cells).values())
+        # The cells as run rows that are not stored yet, so that a selection is matched against
+        # what the suite asks for, whatever the store holds.
+        self._planned = [{"key": cell.key, "config": json.dumps(cell.config()), "task": cell.task_label, "status": "planned"} for cell in self.cells]
+        self._stored = {run["key"]: run for run in store.runs([cell.key for cell in self.cells])}
+        self._seed_of = {cell.key: cell.seed for cell in self.cells}
 
     @classmethod
-    def of_cells(cls, store: Store, cells: Sequence[Any]) -> Evidence:
-        return cls(store, [cell.key for cell in cells], sorted({cell.seed for cell in cells}))
+    def of_cells(cls, store: Store, cells: Sequence[Cell]) -> Evidence:
+        return cls(store, cells)
 
     @property
     def all_runs(self) -> list[Run]:
-        return list(self._runs)
+        """Every stored run of the cells (any status), in the cells' order."""
+        return [self._stored[cell.key] for cell in self.cells if cell.key in self._stored]
 
-    def runs(self, **selection: Any) -> list[Run]:
-        """The stored runs (any status) matching every ``axis=value`` of ``selection``."""
-        if not self._runs:
-            return []
-        try:
-            return list(select_runs(self._runs, _where(selection)))
-        except ValueError:  # an axis no stored run has: none matches
-            return []
-
-    def per_seed(self, value: Callable[[Run], float], *, allow_failed: bool = False, **selection: Any) -> list[float]:
-        """``value(run)`` for each seed of the runs matching ``selection``, in seed order.
-
-        A diverged run is passed to ``value`` like a finished one (its final metrics are those
-        at divergence, or ``None``: ``value`` decides); a failed one is missing unless
-        ``allow_failed``.
+    def _expected(self, selection: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """The cells matching ``selection`` (as planned rows).
 
         Raises:
-            MissingRuns: if no run matches, a seed the suite asks for has none, or one seed
-                matches several runs (the selection is ambiguous).
+            ValueError: for an axis no cell has, or a malformed task: the claim's own bug.
         """
-        runs = [run for run in self.runs(**selection) if allow_failed or run["status"] != "failed"]
-        by_seed: dict[int, list[Run]] = {}
-        for run in runs:
-            by_seed.setdefault(self.config(run)["seed"], []).append(run)
-        if not by_seed:
-            raise MissingRuns(f"no stored run of {_described(selection)}")
-        absent = [seed for seed in self.expected_seeds if seed not in by_seed]
+        return list(select_runs(self._planned, _where(selection)))
+
+    def seeds(self, **selection: Any) -> list[int]:
+        """The seeds the suite runs for ``selection``."""
+        return sorted({self._seed_of[row["key"]] for row in self._expected(selection)})
+
+    def runs(self, **selection: Any) -> list[Run]:
+        """The stored runs (any status) of the cells matching every ``axis=value`` of
+        ``selection``; a cell not stored is left out (``require`` says so instead)."""
+        return [self._stored[row["key"]] for row in self._expected(selection) if row["key"] in self._stored]
+
+    def require(self, **selection: Any) -> list[Run]:
+        """The runs of every cell matching ``selection``, each stored and not failed.
+
+        Raises:
+            MissingRuns: naming the seeds of the cells not stored, or stored as failed.
+        """
+        expected = self._expected(selection)
+        if not expected:
+            raise MissingRuns(f"the suite has no run of {_described(selection)} at this size")
+        absent = [self._seed_of[row["key"]] for row in expected if row["key"] not in self._stored]
+        failed = [self._seed_of[row["key"]] for row in expected if row["key"] in self._stored and self._stored[row["key"]]["status"] == "failed"]
+        problems = []
         if absent:
-            raise MissingRuns(f"{_described(selection)}: no stored run for seed {', '.join(map(str, absent))}")
-        ambiguous = [seed for seed, found in by_seed.items() if len(found) > 1]
-        if ambiguous:
-            raise MissingRuns(f"{_described(selection)} matches {len(by_seed[ambiguous[0]])} runs of seed {ambiguous[0]}: the claim's selection is ambiguous")
-        return [float(value(by_seed[seed][0])) for seed in sorted(by_seed)]
+            problems.append(f"{len(absent)} of {len(expected)} runs not stored ({_seeds_text(absent)})")
+        if failed:
+            problems.append(f"{len(failed)} failed ({_seeds_text(failed)}; --retry-failed runs them again)")
+        if problems:
+            raise MissingRuns(f"{_described(selection)}: " + "; ".join(problems))
+        return [self._stored[row["key"]] for row in expected]
 
-    def paired(self, value: Callable[[Run, Run], float], first: Mapping[str, Any], second: Mapping[str, Any]) -> list[float]:
+    def runs_by_seed(self, **selection: Any) -> dict[int, Run]:
+        """``require(**selection)``, one run per seed.
+
+        Raises:
+            MissingRuns: as ``require``.
+            ValueError: if the selection matches several cells of one seed (it is ambiguous: the
+                claim's own bug).
+        """
+        by_seed: dict[int, Run] = {}
+        for run in self.require(**selection):
+            seed = self._seed_of[run["key"]]
+            if seed in by_seed:
+                raise ValueError(f"{_described(selection)} matches several runs of seed {seed}: the claim's selection is ambiguous")
+            by_seed[seed] = run
+        return dict(sorted(by_seed.items()))
+
+    def per_seed(self, value: Callable[[Run], float], *, allow_diverged: bool = False, **selection: Any) -> list[float]:
+        """``value(run)`` for each seed of ``selection``, in seed order.
+
+        A diverged run counts as ``nan`` (against the claim: a run that learnt and then blew up
+        has not "trained"), unless ``allow_diverged``, for a claim about divergence itself; its
+        final metrics are then those before it diverged, or ``None``: ``value`` decides.
+
+        Raises:
+            MissingRuns: if a cell of the selection is not stored, or failed.
+        """
+        return [self._value(value, run, allow_diverged) for run in self.runs_by_seed(**selection).values()]
+
+    def paired(self, value: Callable[[Run, Run], float], first: Mapping[str, Any], second: Mapping[str, Any], *, allow_diverged: bool = False) -> list[float]:
         """``value(a, b)`` for the runs of ``first`` and ``second`` of each seed (a difference or
-        a ratio between two configurations, seed by seed)."""
-        a = {self.config(run)["seed"]: run for run in self._one_per_seed(first)}
-        b = {self.config(run)["seed"]: run for run in self._one_per_seed(second)}
-        common = sorted(set(a) & set(b))
-        if not common:
-            raise MissingRuns(f"no seed has stored runs of both {_described(first)} and {_described(second)}")
-        return [float(value(a[seed], b[seed])) for seed in common]
+        a ratio between two configurations, seed by seed); diverged runs as in ``per_seed``.
 
-    def _one_per_seed(self, selection: Mapping[str, Any]) -> list[Run]:
-        found: list[Run] = []
+        Raises:
+            MissingRuns: if a cell of either side is not stored, or failed, or the two sides
+                run different seeds.
+        """
+        a, b = self.runs_by_seed(**first), self.runs_by_seed(**second)
+        if set(a) != set(b):
+            raise MissingRuns(f"{_described(first)} runs {_seeds_text(list(a))} but {_described(second)} runs {_seeds_text(list(b))}: nothing to pair")
+        values = []
+        for seed in a:
+            diverged = a[seed]["status"] == "diverged" or b[seed]["status"] == "diverged"
+            values.append(math.nan if diverged and not allow_diverged else float(value(a[seed], b[seed])))
+        return values
 
-        def keep(run: Run) -> float:
-            found.append(run)
-            return 0.0
-
-        self.per_seed(keep, **selection)
-        return found
+    @staticmethod
+    def _value(value: Callable[[Run], float], run: Run, allow_diverged: bool) -> float:
+        if run["status"] == "diverged" and not allow_diverged:
+            return math.nan
+        return float(value(run))
 
     # Reading one run's records (store rows, as `gradbench export` writes them).
 
@@ -125,11 +169,11 @@ class Evidence:
         return dict(json.loads(config) if isinstance(config, str) else config)
 
     def evaluations(self, run: Run) -> list[dict[str, Any]]:
-        """Test (and train) metrics at each evaluation: step, train_loss, test_loss, test_accuracy, ..."""
+        """Test (and train) metrics at each evaluation: step, train_loss, test_loss, test_accuracy, train_time_s, ..."""
         return self.store.evaluations(run["key"])
 
     def steps(self, run: Run) -> list[dict[str, Any]]:
-        """The loss of every step (and the loss scaler's records)."""
+        """The loss of every step, its wall and CPU time (and the loss scaler's records)."""
         return self.store.curve(run["key"])
 
     def layers(self, run: Run) -> list[dict[str, Any]]:
@@ -145,9 +189,16 @@ class Evidence:
         return list(self.store.jacobian_rows([run["key"]]))
 
 
+def last_at_or_before(rows: Sequence[Mapping[str, Any]], column: str, limit: float, by: str = "step") -> Mapping[str, Any] | None:
+    """The row with the largest ``by`` at or below ``limit`` whose ``column`` is not ``None``
+    (the last evaluation at or before a step, or a training time), or ``None``."""
+    kept = [row for row in rows if row[by] is not None and row[by] <= limit and row[column] is not None]
+    return max(kept, key=lambda row: row[by]) if kept else None
+
+
 def metric(name: str, scale: float = 1.0) -> Callable[[Run], float]:
-    """A run's final metric ``name`` (``final_test_accuracy``, ``final_train_loss``, ...) times ``scale``;
-    ``nan`` where the run has none (it diverged before any evaluation)."""
+    """A run's final metric ``name`` (``final_test_accuracy``, ``final_train_loss``, ...) times
+    ``scale``; ``nan`` where the run has none."""
 
     def value(run: Run) -> float:
         stored = run.get(name)
@@ -156,7 +207,7 @@ def metric(name: str, scale: float = 1.0) -> Callable[[Run], float]:
     return value
 
 
-def open_evidence(db: Path, cells: Sequence[Any]) -> tuple[Store, Evidence]:
+def open_evidence(db: Path, cells: Sequence[Cell]) -> tuple[Store, Evidence]:
     """The store at ``db`` opened read-only and the evidence of ``cells`` in it."""
     store = Store.open(db, readonly=True)
     return store, Evidence.of_cells(store, cells)

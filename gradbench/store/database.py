@@ -436,6 +436,20 @@ class Store:
         """``table.name``, or ``NULL AS name`` in a file older than the statistic."""
         return f"{table}.{name}" if self.version >= STATISTIC_ADDED_IN.get(name, 2) else f"NULL AS {name}"
 
+    def _rows_of(self, query: str, key_column: str, keys: Iterable[str] | None) -> Iterator[dict[str, Any]]:
+        """The rows of ``query`` (with a ``{where}`` slot) for the runs ``keys`` (all: ``None``).
+        A few keys are selected by the index, in SQL (a claim reads one run at a time); many,
+        by a scan filtered here (SQLite bounds the number of parameters)."""
+        wanted = list(dict.fromkeys(keys)) if keys is not None else None
+        if wanted is not None and len(wanted) <= 500:
+            clause = f"WHERE {key_column} IN ({', '.join('?' * len(wanted))})"
+            yield from (dict(row) for row in self.connection.execute(query.format(where=clause), wanted))
+            return
+        chosen = set(wanted) if wanted is not None else None
+        for row in self.connection.execute(query.format(where="")):
+            if chosen is None or row[0] in chosen:
+                yield dict(row)
+
     def layer_rows(self, keys: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
         """Long-format per-layer statistics: run key, step, layer index, layer name, gradient
         norm (before clipping), then ``LAYER_STATISTICS`` (``None`` where not recorded)."""
@@ -446,12 +460,10 @@ class Store:
             FROM layer_grad_norms AS g
             JOIN layers AS l ON l.run_key = g.run_key AND l.layer_index = g.layer_index
             {join}
+            {{where}}
             ORDER BY g.run_key, g.step, g.layer_index
         """
-        wanted = set(keys) if keys is not None else None
-        for row in self.connection.execute(query):
-            if wanted is None or row[0] in wanted:
-                yield dict(row)
+        yield from self._rows_of(query, "g.run_key", keys)
 
     def layer_grad_matrix(self, key: str) -> tuple[list[str], list[int], list[list[float | None]]]:
         """One run's per-layer gradient norms (before clipping) as a matrix: the layer names
@@ -476,10 +488,7 @@ class Store:
         mean, minimum and maximum (none in a file older than schema 4)."""
         if self.version < 4:
             return
-        wanted = set(keys) if keys is not None else None
-        for row in self.connection.execute("SELECT * FROM jacobian_stats ORDER BY run_key, step, site_index"):
-            if wanted is None or row[0] in wanted:
-                yield dict(row)
+        yield from self._rows_of("SELECT * FROM jacobian_stats {where} ORDER BY run_key, step, site_index", "run_key", keys)
 
     def activation_rows(self, keys: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
         """Long-format activation statistics: run key, step, site index, site name, module,
@@ -490,12 +499,10 @@ class Store:
             SELECT a.run_key, a.step, a.site_index, s.site_name, s.module, s.kind, s.units, {", ".join(self._statistic("a", name) for name in ACTIVATION_STATISTICS)}
             FROM activation_stats AS a
             JOIN activation_sites AS s ON s.run_key = a.run_key AND s.site_index = a.site_index
+            {{where}}
             ORDER BY a.run_key, a.step, a.site_index
         """
-        wanted = set(keys) if keys is not None else None
-        for row in self.connection.execute(query):
-            if wanted is None or row[0] in wanted:
-                yield dict(row)
+        yield from self._rows_of(query, "a.run_key", keys)
 
     def health(self, run: Mapping[str, Any]) -> RunHealth:
         """What ``gradbench.monitor.diagnosis`` reads, for one run row (``runs()``)."""

@@ -4,18 +4,15 @@ epoch) read the right numbers, checked against plain SQLite."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from gradbench.cli import main
 from gradbench.grid.expansion import expand
 from gradbench.reproduce import catalog
 from gradbench.reproduce.evidence import open_evidence
 from gradbench.reproduce.papers import adam as paper
+from reproduction_runs import check_smoke, smoke_run, sql
 
 
 def _cells(size: str = "default"):
@@ -34,32 +31,17 @@ def test_suite_is_section_6_1_on_digits():
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> tuple[Path, int, str]:
-    folder = tmp_path_factory.mktemp("adam")
-    db = folder / "smoke.db"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["reproduce", "adam", "--smoke", "--db", str(db), "--output", str(folder / "out")])
-    return db, code, out.getvalue()
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    return smoke_run(tmp_path_factory.mktemp("adam"), "adam")
 
 
-def test_smoke_runs_end_to_end_through_the_cli(smoke):
-    db, code, out = smoke
-    assert code in (0, 1)
-    assert "| claim | published |" in out and "Sec. 6.1" in out
-    assert (db.parent / "out" / "adam.smoke.md").is_file() and (db.parent / "out" / "adam.smoke.png").is_file()
-
-
-def _sql(db: Path, query: str, *parameters: object) -> list[tuple]:
-    connection = sqlite3.connect(db)
-    rows = connection.execute(query, parameters).fetchall()
-    connection.close()
-    return rows
+def test_smoke_runs_end_to_end_through_the_cli(smoke: tuple[Path, int, str]) -> None:
+    check_smoke(smoke, "adam", "Sec. 6.1")
 
 
 def _sql_tuned_key(db: Path, optimizer: str) -> tuple[str, float]:
     """The key and lr of the tuned run (smoke: one seed), by the lowest final training loss."""
-    rows = _sql(db, "SELECT key, lr, final_train_loss FROM runs WHERE optimizer = ? AND status = 'done' AND task LIKE 'digits%'", optimizer)
+    rows = sql(db, "SELECT key, lr, final_train_loss FROM runs WHERE optimizer = ? AND status = 'done' AND task LIKE 'digits%'", optimizer)
     best = min(loss for _, _, loss in rows)
     ((key, lr),) = [(key, lr) for key, lr, loss in rows if loss == best]
     return key, lr
@@ -84,7 +66,7 @@ def test_ratio_measure_divides_the_nll_at_the_epoch(smoke):
     step = paper.STEPS_PER_EPOCH  # epoch 1: evaluated within the smoke's 20 steps
 
     def nll(key: str) -> float:
-        ((value,),) = _sql(db, "SELECT train_loss FROM evaluations WHERE run_key = ? AND step = ?", key, step)
+        ((value,),) = sql(db, "SELECT train_loss FROM evaluations WHERE run_key = ? AND step = ?", key, step)
         return value
 
     store, evidence = open_evidence(db, _cells("smoke"))

@@ -5,16 +5,15 @@ recomputed in plain SQLite from the same store."""
 from __future__ import annotations
 
 import math
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from gradbench.cli import main
 from gradbench.reproduce import catalog
 from gradbench.reproduce.evidence import Evidence
 from gradbench.reproduce.papers import article
 from gradbench.store.database import Store
+from reproduction_runs import check_smoke, smoke_run, sql
 
 # The suite shrunk to seconds: 30 steps (GD's grid too), an evaluation every 5, two seeds.
 TINY = {"steps": [30], "seeds": [0, 1], "eval_every": 5}
@@ -30,13 +29,13 @@ def test_the_suite_loads_and_expands_to_the_default_suites_cells_with_three_seed
     assert len(smoke) == 10 and {cell.steps for cell in smoke} == {20}
 
 
-def test_smoke_runs_end_to_end_through_the_cli(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    code = main(["reproduce", "article", "--smoke", "--db", str(tmp_path / "s.db"), "--output", str(tmp_path / "out"), "--no-progress"])
-    out = capsys.readouterr().out
-    assert code in (0, 1)
-    assert "| claim | published |" in out and "(b) SGD's training loss minus full-batch GD's" in out
-    assert (tmp_path / "out" / "article.smoke.md").is_file() and (tmp_path / "out" / "article.smoke.png").is_file()
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    return smoke_run(tmp_path_factory.mktemp("article"), "article")
+
+
+def test_smoke_runs_end_to_end_through_the_cli(smoke: tuple[Path, int, str]) -> None:
+    check_smoke(smoke, "article", "(b) SGD's training loss minus full-batch GD's")
 
 
 @pytest.fixture(scope="module")
@@ -52,21 +51,13 @@ def tiny_store(tmp_path_factory) -> tuple[Path, Evidence]:
     return db, Evidence.of_cells(store, cells)
 
 
-def _sql(db: Path, query: str, *args) -> list[tuple]:
-    connection = sqlite3.connect(db)
-    try:
-        return connection.execute(query, args).fetchall()
-    finally:
-        connection.close()
-
-
 def _claim(claim_id: str):
     return next(claim for claim in article.REPRODUCTION.claims if claim.id == claim_id)
 
 
 def _runs(db: Path, condition: str) -> list[tuple]:
     """(key, status, final accuracy, grad ratio, final train loss) by seed, for a SQL condition."""
-    return _sql(db, f"SELECT key, status, final_test_accuracy, grad_ratio_first_last, final_train_loss FROM runs WHERE {condition} ORDER BY seed")
+    return sql(db, f"SELECT key, status, final_test_accuracy, grad_ratio_first_last, final_train_loss FROM runs WHERE {condition} ORDER BY seed")
 
 
 SIGMOID_SGD = "optimizer = 'sgd' AND activation = 'sigmoid' AND clip = 'none'"
@@ -94,11 +85,15 @@ def test_a_run_fails_to_train_when_it_diverges_or_ends_near_chance():
     assert article.failed_to_train({"status": "done", "final_test_accuracy": 0.151}) == 0.0
 
 
+_CPU_CLOCK = "(SELECT COALESCE(SUM(s.step_cpu_s), 0) FROM steps AS s WHERE s.run_key = e.run_key AND s.step <= e.step)"
+
+
 def _sql_equal_time(db: Path, sgd: str, gd: str, column: str) -> float:
-    (time_sgd,), (time_gd,) = (_sql(db, "SELECT MAX(train_time_s) FROM evaluations WHERE run_key = ?", key)[0] for key in (sgd, gd))
+    """The same comparison in SQL: each evaluation's clock is the CPU seconds of the steps up to it."""
+    (time_sgd,), (time_gd,) = (sql(db, f"SELECT MAX({_CPU_CLOCK}) FROM evaluations AS e WHERE e.run_key = ?", key)[0] for key in (sgd, gd))
     seconds = min(time_sgd, time_gd)
     values = [
-        _sql(db, f"SELECT {column} FROM evaluations WHERE run_key = ? AND train_time_s <= ? ORDER BY train_time_s DESC LIMIT 1", key, seconds)[0][0]
+        sql(db, f"SELECT {column} FROM evaluations AS e WHERE e.run_key = ? AND {_CPU_CLOCK} <= ? ORDER BY e.step DESC LIMIT 1", key, seconds + 1e-12)[0][0]
         for key in (sgd, gd)
     ]
     return values[0] - values[1]
@@ -115,7 +110,7 @@ def test_sgd_and_gd_are_compared_at_the_training_time_both_reached(tiny_store):
 
 
 def test_at_time_takes_the_last_evaluation_within_the_time():
-    rows = [{"train_time_s": 0.0, "v": 0}, {"train_time_s": 1.0, "v": 1}, {"train_time_s": 2.0, "v": 2}]
+    rows = [{"clock": 0.0, "v": 0}, {"clock": 1.0, "v": 1}, {"clock": 2.0, "v": 2}]
     assert article.at_time(rows, 1.0)["v"] == 1 and article.at_time(rows, 1.9)["v"] == 1 and article.at_time(rows, 5)["v"] == 2
 
 
@@ -123,3 +118,12 @@ def test_the_figure_draws_four_panels(tiny_store):
     _, evidence = tiny_store
     figure = article.figure(evidence)
     assert len(figure.axes) == 4 and len(figure.axes[3].lines) == 5  # four optimizers and the chance line
+
+
+def test_the_clock_is_the_cpu_time_of_the_steps_up_to_each_evaluation(tiny_store):
+    db, evidence = tiny_store
+    for run in evidence.runs(optimizer="gd") + evidence.runs(**article.RELU_HE):
+        expected = sql(db, f"SELECT e.step, {_CPU_CLOCK} FROM evaluations AS e WHERE e.run_key = ? ORDER BY e.step", run["key"])
+        clocked = article.clocked_evaluations(evidence, run)
+        assert [(row["step"], row["clock"]) for row in clocked] == [(step, pytest.approx(seconds, abs=1e-12)) for step, seconds in expected]
+        assert clocked[-1]["clock"] != pytest.approx(clocked[-1]["train_time_s"], rel=1e-9)  # not the wall time it replaces

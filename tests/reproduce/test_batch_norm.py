@@ -5,16 +5,15 @@ SQLite from the same store."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from gradbench.cli import main
 from gradbench.reproduce import catalog
 from gradbench.reproduce.evidence import Evidence
 from gradbench.reproduce.papers import batch_norm
 from gradbench.store.database import Store
+from reproduction_runs import check_smoke, smoke_run, sql
 
 # The default suite, shrunk to seconds: 40 steps, an evaluation and an activation record every
 # 10, two seeds; the claims' selections (norm=none / norm=batch) are the default suite's.
@@ -34,13 +33,13 @@ def test_the_suites_load_and_expand_to_the_two_networks():
     assert len(smoke) == 2 and {cell.steps for cell in smoke} == {20}
 
 
-def test_smoke_runs_end_to_end_through_the_cli(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    code = main(["reproduce", "batch_norm", "--smoke", "--db", str(tmp_path / "s.db"), "--output", str(tmp_path / "out"), "--no-progress"])
-    out = capsys.readouterr().out
-    assert code in (0, 1)
-    assert "| claim | published |" in out and "BN's test accuracy minus the baseline's" in out
-    assert (tmp_path / "out" / "batch_norm.smoke.md").is_file() and (tmp_path / "out" / "batch_norm.smoke.png").is_file()
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    return smoke_run(tmp_path_factory.mktemp("batch_norm"), "batch_norm")
+
+
+def test_smoke_runs_end_to_end_through_the_cli(smoke: tuple[Path, int, str]) -> None:
+    check_smoke(smoke, "batch_norm", "BN's test accuracy minus the baseline's")
 
 
 @pytest.fixture(scope="module")
@@ -56,26 +55,18 @@ def tiny_store(tmp_path_factory) -> tuple[Path, Evidence]:
     return db, Evidence.of_cells(store, cells)
 
 
-def _sql(db: Path, query: str, *args) -> list[tuple]:
-    connection = sqlite3.connect(db)
-    try:
-        return connection.execute(query, args).fetchall()
-    finally:
-        connection.close()
-
-
 def _key(db: Path, norm: str, seed: int) -> str:
-    rows = [(key, knobs) for key, knobs in _sql(db, "SELECT key, task_knobs FROM runs WHERE seed = ?", seed)]
+    rows = [(key, knobs) for key, knobs in sql(db, "SELECT key, task_knobs FROM runs WHERE seed = ?", seed)]
     return next(key for key, knobs in rows if json.loads(knobs)["norm"] == norm)
 
 
 def _sql_accuracy(db: Path, key: str, step: int) -> float:
-    ((value,),) = _sql(db, "SELECT test_accuracy FROM evaluations WHERE run_key = ? AND step <= ? ORDER BY step DESC LIMIT 1", key, step)
+    ((value,),) = sql(db, "SELECT test_accuracy FROM evaluations WHERE run_key = ? AND step <= ? ORDER BY step DESC LIMIT 1", key, step)
     return 100 * value
 
 
 def _sql_shift(db: Path, key: str) -> float:
-    rows = _sql(
+    rows = sql(
         db,
         "SELECT step, mean, std FROM activation_stats WHERE run_key = ? AND site_index = (SELECT MAX(site_index) FROM activation_sites WHERE run_key = ?) ORDER BY step",
         key, key,

@@ -3,14 +3,11 @@ checked against values recomputed from the store in plain SQLite."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from gradbench.cli import main
 from gradbench.grid.expansion import expand
 from gradbench.reproduce.catalog import get, suite_of
 from gradbench.reproduce.evidence import Evidence
@@ -18,16 +15,12 @@ from gradbench.reproduce.papers.glorot_bengio import (
     SIGMOID_TASK, TANH_TASK, gradient_factor, jacobian_mean, lower_at_top_minimum, top_final, top_minimum,
 )
 from gradbench.store import Store
+from reproduction_runs import check_smoke, smoke_run
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
-    """The smoke size run once through the CLI: (its folder, exit code, printed table)."""
-    folder = tmp_path_factory.mktemp("glorot_bengio")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["reproduce", "glorot_bengio", "--smoke", "--db", str(folder / "smoke.db"), "--output", str(folder), "--no-progress"])
-    return folder, code, out.getvalue()
+    return smoke_run(tmp_path_factory.mktemp("glorot_bengio"), "glorot_bengio")
 
 
 def test_suite_expands_to_the_sigmoid_and_tanh_grids() -> None:
@@ -36,12 +29,8 @@ def test_suite_expands_to_the_sigmoid_and_tanh_grids() -> None:
     assert {(cell.activation, cell.init) for cell in cells} == {("sigmoid", "standard"), ("tanh", "standard"), ("tanh", "xavier_uniform")}
 
 
-def test_smoke_runs_end_to_end(smoke: tuple[Path, int, str]) -> None:
-    folder, code, printed = smoke
-    assert code in (0, 1)
-    assert "| claim | published |" in printed and "Jacobians" in printed
-    assert (folder / "glorot_bengio.smoke.md").read_text().startswith("### Glorot & Bengio 2010")
-    assert (folder / "glorot_bengio.smoke.png").stat().st_size > 0
+def test_smoke_runs_end_to_end_through_the_cli(smoke: tuple[Path, int, str]) -> None:
+    check_smoke(smoke, "glorot_bengio", "Jacobians")
 
 
 def _key(plain: sqlite3.Connection, activation: str, init: str) -> str:
@@ -50,7 +39,7 @@ def _key(plain: sqlite3.Connection, activation: str, init: str) -> str:
 
 
 def test_saturation_measures_match_the_store(smoke: tuple[Path, int, str]) -> None:
-    db = smoke[0] / "smoke.db"
+    db = smoke[0]
     with Store.open(db, readonly=True) as store, sqlite3.connect(db) as plain:
         evidence = Evidence.of_cells(store, expand(suite_of(get("glorot_bengio"), "smoke")))
         (run,) = evidence.runs(task=SIGMOID_TASK, activation="sigmoid")
@@ -68,7 +57,7 @@ def test_saturation_measures_match_the_store(smoke: tuple[Path, int, str]) -> No
 
 @pytest.mark.parametrize("init", ["standard", "xavier_uniform"])
 def test_gradient_and_jacobian_measures_match_the_store(smoke: tuple[Path, int, str], init: str) -> None:
-    db = smoke[0] / "smoke.db"
+    db = smoke[0]
     with Store.open(db, readonly=True) as store, sqlite3.connect(db) as plain:
         evidence = Evidence.of_cells(store, expand(suite_of(get("glorot_bengio"), "smoke")))
         (run,) = evidence.runs(task=TANH_TASK, activation="tanh", init=init)

@@ -9,25 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from gradbench.cli import main
 from gradbench.grid.expansion import expand
 from gradbench.reproduce.catalog import get, suite_of
 from gradbench.reproduce.evidence import Evidence
 from gradbench.reproduce.papers.he_init import TASKS, loss_fraction, steps_below
 from gradbench.store import Store
+from reproduction_runs import check_smoke, smoke_run
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
-    """The smoke size run once through the CLI: (its folder, exit code, printed table)."""
-    folder = tmp_path_factory.mktemp("he_init")
-    import contextlib
-    import io
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["reproduce", "he_init", "--smoke", "--db", str(folder / "smoke.db"), "--output", str(folder), "--no-progress"])
-    return folder, code, out.getvalue()
+    return smoke_run(tmp_path_factory.mktemp("he_init"), "he_init")
 
 
 def test_suite_expands_to_both_depths_and_inits() -> None:
@@ -37,17 +29,12 @@ def test_suite_expands_to_both_depths_and_inits() -> None:
     assert {cell.seed for cell in cells} == {0, 1, 2}
 
 
-def test_smoke_runs_end_to_end(smoke: tuple[Path, int, str]) -> None:
-    folder, code, printed = smoke
-    assert code in (0, 1)
-    assert "| claim | published |" in printed and "30 layers, Xavier" in printed
-    assert (folder / "he_init.smoke.md").read_text().startswith("### He et al. 2015")
-    assert (folder / "he_init.smoke.png").stat().st_size > 0
+def test_smoke_runs_end_to_end_through_the_cli(smoke: tuple[Path, int, str]) -> None:
+    check_smoke(smoke, "he_init", "30 layers, Xavier")
 
 
 def test_measures_match_the_store(smoke: tuple[Path, int, str]) -> None:
-    folder = smoke[0]
-    db = folder / "smoke.db"
+    db = smoke[0]
     with Store.open(db, readonly=True) as store:
         evidence = Evidence.of_cells(store, expand(suite_of(get("he_init"), "smoke")))
         runs = evidence.runs(task=TASKS[30], init="xavier_normal")

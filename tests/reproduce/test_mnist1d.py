@@ -4,29 +4,21 @@ numbers from a store, checked against plain SQLite."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from gradbench.cli import main
 from gradbench.grid.expansion import expand
 from gradbench.reproduce import catalog
 from gradbench.reproduce.evidence import open_evidence
 from gradbench.reproduce.papers import mnist1d
+from reproduction_runs import check_smoke, smoke_run
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> tuple[Path, int, str]:
-    """``gradbench reproduce mnist1d --smoke`` once for the module: (db, exit code, stdout)."""
-    folder = tmp_path_factory.mktemp("mnist1d")
-    db = folder / "smoke.db"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["reproduce", "mnist1d", "--smoke", "--db", str(db), "--output", str(folder / "out")])
-    return db, code, out.getvalue()
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    return smoke_run(tmp_path_factory.mktemp("mnist1d"), "mnist1d")
 
 
 def _cells(size: str = "default"):
@@ -46,11 +38,8 @@ def test_suite_is_the_papers_set_up():
     assert len({cell.key for cell in cells}) == len(cells)
 
 
-def test_smoke_runs_end_to_end_through_the_cli(smoke):
-    db, code, out = smoke
-    assert code in (0, 1)
-    assert "| claim | published |" in out and "Table 1, row MNIST-1D (shuffled)" in out
-    assert (db.parent / "out" / "mnist1d.smoke.md").is_file() and (db.parent / "out" / "mnist1d.smoke.png").is_file()
+def test_smoke_runs_end_to_end_through_the_cli(smoke: tuple[Path, int, str]) -> None:
+    check_smoke(smoke, "mnist1d", "Table 1, row MNIST-1D (shuffled)")
 
 
 def _sql_best(db: Path) -> dict[tuple[str, int], float]:

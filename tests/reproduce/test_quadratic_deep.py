@@ -5,22 +5,19 @@ plain SQLite."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gradbench.cli import main
 from gradbench.grid.expansion import expand
 from gradbench.reproduce import catalog
 from gradbench.reproduce.evidence import open_evidence
 from gradbench.reproduce.papers import quadratic_deep as paper
 from gradbench.tasks.datasets import quadratic_deep_hessian
 from gradbench.tasks.quadratic import optimum_test_loss
+from reproduction_runs import check_smoke, smoke_run, sql
 
 
 def test_constants_are_those_of_deepobs_hessian_and_data():
@@ -65,34 +62,19 @@ def test_suites_are_deepobs_protocol():
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> tuple[Path, int, str]:
-    folder = tmp_path_factory.mktemp("quadratic_deep")
-    db = folder / "smoke.db"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["reproduce", "quadratic_deep", "--smoke", "--db", str(db), "--output", str(folder / "out")])
-    return db, code, out.getvalue()
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    return smoke_run(tmp_path_factory.mktemp("quadratic_deep"), "quadratic_deep")
 
 
-def test_smoke_runs_end_to_end_through_the_cli(smoke):
-    db, code, out = smoke
-    assert code in (0, 1)
-    assert "| claim | published |" in out and "GradientDescentOptimizer" in out
-    assert (db.parent / "out" / "quadratic_deep.smoke.md").is_file() and (db.parent / "out" / "quadratic_deep.smoke.png").is_file()
-
-
-def _sql(db: Path, query: str, *parameters: object) -> list[tuple]:
-    connection = sqlite3.connect(db)
-    rows = connection.execute(query, parameters).fetchall()
-    connection.close()
-    return rows
+def test_smoke_runs_end_to_end_through_the_cli(smoke: tuple[Path, int, str]) -> None:
+    check_smoke(smoke, "quadratic_deep", "GradientDescentOptimizer")
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-def test_tuning_rule_and_final_loss_match_sql(smoke, optimizer):
+def test_tuning_rule_and_final_loss_matchsql(smoke, optimizer):
     db, _, _ = smoke
     # DeepOBS's rule in SQL: the lowest final test loss of a finished seed-0 run (diverged runs never win).
-    ((lr, loss),) = _sql(
+    ((lr, loss),) = sql(
         db, "SELECT lr, final_test_loss FROM runs WHERE optimizer = ? AND task = 'quadratic_deep' AND seed = 0 AND status = 'done' "
         "ORDER BY final_test_loss, lr LIMIT 1", optimizer,
     )
@@ -107,7 +89,7 @@ def test_tuning_rule_and_final_loss_match_sql(smoke, optimizer):
 
 def test_optimum_claims_read_gds_final_test_loss(smoke):
     db, _, _ = smoke
-    ((loss,),) = _sql(db, "SELECT final_test_loss FROM runs WHERE optimizer = 'gd' AND task = 'quadratic_deep'")
+    ((loss,),) = sql(db, "SELECT final_test_loss FROM runs WHERE optimizer = 'gd' AND task = 'quadratic_deep'")
     store, evidence = open_evidence(db, _cells("smoke"))
     try:
         claims = {claim.id: claim for claim in paper.REPRODUCTION.claims}
@@ -119,14 +101,17 @@ def test_optimum_claims_read_gds_final_test_loss(smoke):
 
 def test_a_diverged_run_never_wins_the_tuning():
     class Fake:
-        expected_seeds = (0,)
+        runs = [
+            {"seed": 0, "lr": 1.0, "status": "diverged", "final_test_loss": 1.0},
+            {"seed": 0, "lr": 0.1, "status": "done", "final_test_loss": 90.0},
+            {"seed": 0, "lr": 0.01, "status": "done", "final_test_loss": 88.0},
+            {"seed": 1, "lr": 0.1, "status": "done", "final_test_loss": 80.0},
+        ]
 
-        def runs(self, **selection):
-            return [
-                {"seed": 0, "lr": 1.0, "status": "diverged", "final_test_loss": 1.0},
-                {"seed": 0, "lr": 0.1, "status": "done", "final_test_loss": 90.0},
-                {"seed": 0, "lr": 0.01, "status": "done", "final_test_loss": 88.0},
-                {"seed": 1, "lr": 0.1, "status": "done", "final_test_loss": 80.0},
-            ]
+        def seeds(self, **selection):
+            return [0, 1]
+
+        def require(self, seed, **selection):  # the tuning seed's whole grid
+            return [run for run in self.runs if run["seed"] == seed]
 
     assert paper.tuned_lr(Fake(), "sgd") == 0.01  # type: ignore[arg-type]

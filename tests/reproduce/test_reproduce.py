@@ -5,6 +5,7 @@ fail, a missing run), with bad input refused before anything is written."""
 from __future__ import annotations
 
 import math
+import shutil
 import sqlite3
 import statistics
 from pathlib import Path
@@ -91,7 +92,7 @@ def test_measured_is_mean_and_sample_std_and_a_nan_counts_against_the_claim():
     assert measured.mean == pytest.approx(7 / 3) and measured.std == pytest.approx(statistics.stdev([1, 2, 4])) and measured.n == 3
     with_nan = Measured((1.0, math.nan))
     assert math.isnan(with_nan.mean) and with_nan.std == 0.0
-    assert "1 without a value" in measured_text(with_nan)
+    assert "1 without a finite value" in measured_text(with_nan)
 
 
 class _FakeEvidence:
@@ -113,9 +114,45 @@ def test_judge_says_within_outside_and_missing():
     outside = judge(_claim([0.9, 1.3]), evidence)  # type: ignore[arg-type]
     assert outside.verdict == "outside" and outside.measured is not None and outside.measured.mean == pytest.approx(1.1)
     missing = judge(_claim(None), evidence)  # type: ignore[arg-type]
-    assert missing.verdict == "missing" and missing.measured is None and "optimizer=sgd" in missing.missing
+    assert missing.verdict == "missing" and missing.measured is None and "optimizer=sgd" in missing.reason
     assert judge(_claim([math.nan, 0.5]), evidence).verdict == "outside"  # type: ignore[arg-type]
     assert judge(_claim([]), evidence).verdict == "missing"  # type: ignore[arg-type]
+
+
+def test_an_infinite_seed_is_measured_and_said_not_a_crash():
+    assert Measured((math.inf, 1.0, 2.0)).mean == math.inf and Measured((math.inf, 1.0, 2.0)).std == pytest.approx(statistics.stdev([1, 2]))
+    assert math.isnan(Measured((-math.inf, math.inf)).mean) and Measured((-math.inf, 1.0)).mean == -math.inf
+    assert measured_text(Measured((math.inf, 1.0))) == "inf +- 0 (n=2, 1 without a finite value)"
+    assert judge(_claim([math.inf, 0.5]), _FakeEvidence()).verdict == "outside"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("values", "band", "shown"),
+    [
+        ([1.04999], Band(1.05, None, "w"), "1.04999"),  # 1.05 would read as inside a band it is outside
+        ([98.0001], Band(98, 102, "w"), "98.0001"),
+        ([87.5099], Band(87.51, 87.71, "w"), "87.5099"),
+        ([0.799999], Band(0.8, 1.5, "w"), "0.799999"),
+        ([64.91234], Band(62, 74, "w"), "64.91"),  # far from the ends: four digits
+        ([1.05], Band(1.05, None, "w"), "1.05"),  # exactly on the end: inside, and printed so
+    ],
+)
+def test_the_printed_mean_lies_on_the_same_side_of_the_band_as_the_mean(values, band, shown):
+    outcome = judge(_claim(values, band), _FakeEvidence())  # type: ignore[arg-type]
+    assert measured_text(outcome.measured, "", band).split(" ")[0] == shown
+    assert outcome.verdict == ("within" if band.contains(values[0]) else "outside")
+
+
+def test_a_measure_that_raises_is_an_error_verdict_and_the_others_are_still_judged():
+    def broken(evidence):
+        return [1.0 / 0.0]
+
+    claims = (_claim([0.5]), Claim("broken", "a buggy measure", Published("1", "Sec. 2"), Band(0, 1, "w"), broken))
+    reproduction = Reproduction("x", "X", "X", "p", (claims[0], claims[1]))
+    outcomes = compare(reproduction, _FakeEvidence())  # type: ignore[arg-type]
+    assert [o.verdict for o in outcomes] == ["within", "error"] and exit_code(outcomes) == 1
+    assert "ZeroDivisionError: float division by zero" in outcomes[1].reason
+    assert "- broken: ZeroDivisionError" in render(reproduction, outcomes)
 
 
 def test_exit_code_is_zero_only_when_every_claim_is_within():
@@ -154,22 +191,61 @@ def test_per_seed_reads_each_seed_of_the_selection(toy_store):
         evidence = Evidence.of_cells(store, cells)
         assert evidence.per_seed(metric("final_train_loss"), optimizer="sgd") == pytest.approx(sql_losses(db, "sgd"))
         assert evidence.per_seed(metric("final_train_loss", 2.0), optimizer="adam", lr=0.05) == pytest.approx([2 * v for v in sql_losses(db, "adam")])
-        with pytest.raises(MissingRuns, match="no stored run of optimizer=rmsprop"):
+        with pytest.raises(MissingRuns, match="the suite has no run of optimizer=rmsprop"):
             evidence.per_seed(metric("final_train_loss"), optimizer="rmsprop")
-        with pytest.raises(MissingRuns, match="ambiguous"):
-            evidence.per_seed(metric("final_train_loss"))  # sgd and adam of each seed
+        with pytest.raises(ValueError, match="ambiguous"):  # sgd and adam of each seed: the claim's bug
+            evidence.per_seed(metric("final_train_loss"))
         differences = evidence.paired(lambda a, b: a["final_train_loss"] - b["final_train_loss"], {"optimizer": "sgd"}, {"optimizer": "adam"})
         assert differences == pytest.approx([s - a for s, a in zip(sql_losses(db, "sgd"), sql_losses(db, "adam"))])
         assert [row["step"] for row in evidence.evaluations(evidence.runs(optimizer="sgd", seed=0)[0])] == [0, 10, 20, 30]
 
 
-def test_evidence_sees_only_its_own_cells_and_asks_for_every_seed(toy_store):
+def test_evidence_sees_only_its_own_cells_and_asks_for_every_cell(toy_store, tmp_path):
     db, cells = toy_store
     with Store.open(db, readonly=True) as store:
-        only_seed_0 = Evidence(store, [c.key for c in cells if c.seed == 0], expected_seeds=[0, 1])
-        assert len(only_seed_0.all_runs) == 2
-        with pytest.raises(MissingRuns, match="no stored run for seed 1"):
-            only_seed_0.per_seed(metric("final_train_loss"), optimizer="sgd")
+        only_seed_0 = Evidence(store, [c for c in cells if c.seed == 0])
+        assert len(only_seed_0.all_runs) == 2 and only_seed_0.seeds() == [0]
+        assert only_seed_0.per_seed(metric("final_train_loss"), optimizer="sgd") == pytest.approx(sql_losses(db, "sgd")[:1])
+    # The same cells, one run deleted and one failed: each named, never a mean over fewer seeds.
+    edited = tmp_path / "edited.db"
+    shutil.copy(db, edited)
+    connection = sqlite3.connect(edited)
+    connection.execute("DELETE FROM runs WHERE optimizer = 'sgd' AND seed = 1")
+    connection.execute("UPDATE runs SET status = 'failed' WHERE optimizer = 'adam' AND seed = 0")
+    connection.commit()
+    connection.close()
+    with Store.open(edited, readonly=True) as store:
+        evidence = Evidence(store, cells)
+        with pytest.raises(MissingRuns, match=r"optimizer=sgd: 1 of 2 runs not stored \(seed 1\)"):
+            evidence.per_seed(metric("final_train_loss"), optimizer="sgd")
+        with pytest.raises(MissingRuns, match=r"optimizer=adam: 1 failed \(seed 0; --retry-failed"):
+            evidence.per_seed(metric("final_train_loss"), optimizer="adam")
+        with pytest.raises(MissingRuns):
+            evidence.paired(lambda a, b: 0.0, {"optimizer": "sgd"}, {"optimizer": "adam"})
+        with pytest.raises(MissingRuns, match="the suite has no run of optimizer=rmsprop"):
+            evidence.require(optimizer="rmsprop")
+        with pytest.raises(ValueError, match="unknown --where axis 'optimiser'"):  # a claim's typo is a bug, not a missing run
+            evidence.runs(optimiser="sgd")
+
+
+def test_a_diverged_run_counts_against_a_claim_unless_the_claim_is_about_divergence(toy_store, tmp_path):
+    db, cells = toy_store
+    edited = tmp_path / "diverged.db"
+    shutil.copy(db, edited)
+    connection = sqlite3.connect(edited)
+    connection.execute("UPDATE runs SET status = 'diverged' WHERE optimizer = 'sgd' AND seed = 1")
+    connection.commit()
+    connection.close()
+    sgd = sql_losses(db, "sgd")
+    with Store.open(edited, readonly=True) as store:
+        evidence = Evidence(store, cells)
+        values = evidence.per_seed(metric("final_train_loss"), optimizer="sgd")
+        assert values[0] == pytest.approx(sgd[0]) and math.isnan(values[1])
+        assert evidence.per_seed(metric("final_train_loss"), optimizer="sgd", allow_diverged=True) == pytest.approx(sgd)
+        paired = evidence.paired(lambda a, b: 1.0, {"optimizer": "sgd"}, {"optimizer": "adam"})
+        assert paired[0] == 1.0 and math.isnan(paired[1])
+        outcome = judge(Claim("c", "sgd trains", Published("yes", "Sec. 1"), Band(0, 100, "w"), _loss("sgd")), evidence)
+        assert outcome.verdict == "outside" and "1 without a finite value" in measured_text(outcome.measured)
 
 
 # End to end through the command line.
@@ -182,7 +258,7 @@ def test_reproduce_runs_the_suite_prints_the_table_writes_files_and_passes(toy, 
     assert "| SGD's final training loss | 0.01 | Table 0 |" in stdout and "| within |" in stdout
     assert "2 of 2 claims within their bands." in stdout
     losses = sql_losses(db, "sgd")
-    assert f"{statistics.fmean(losses):.4g} +- {statistics.stdev(losses):.4g} (n=2)" in stdout
+    assert f"{statistics.fmean(losses):.4g} +- {statistics.stdev(losses):.2g} (n=2)" in stdout
     assert (out / "toy.md").read_text() in stdout
     assert "4 cells, ran 4" in stderr
     # Resumable: the second call runs nothing and says the same.
@@ -210,7 +286,7 @@ def test_a_missing_run_is_reported_as_missing_with_exit_1(toy, tmp_path, capsys)
     connection.close()
     code, stdout, _ = cli(capsys, "reproduce", "toy", "--db", str(db), "--output", str(tmp_path), "--no-run")
     assert code == 1
-    assert "| missing |" in stdout and "adam_loss: optimizer=adam: no stored run for seed 1" in stdout
+    assert "| missing |" in stdout and "adam_loss: optimizer=adam: 1 of 2 runs not stored (seed 1)" in stdout
     # Running again fills the hole, and the claim passes.
     code, stdout, _ = cli(capsys, "reproduce", "toy", "--db", str(db), "--output", str(tmp_path), "--no-progress")
     assert code == 0 and "| missing |" not in stdout
@@ -224,7 +300,8 @@ def test_smoke_size_runs_the_default_suite_shrunk(toy, tmp_path, capsys):
 
 def test_list_names_every_reproduction(toy, capsys):
     code, stdout, _ = cli(capsys, "reproduce", "--list")
-    assert code == 0 and "toy" in stdout and "Toy 2026: linear regression" in stdout
+    listed = [line.split()[0] for line in stdout.splitlines()]
+    assert code == 0 and listed == [*catalog.ORDER, "toy"] and "Toy 2026: linear regression" in stdout
 
 
 @pytest.mark.parametrize(
@@ -237,11 +314,14 @@ def test_list_names_every_reproduction(toy, capsys):
         (["reproduce", "toy", "--executor", "nope"], "unknown executor 'nope'"),
         (["reproduce", "toy", "--device", "gpu"], "gpu"),
         (["reproduce", "toy", "--no-run", "--db", "{tmp}/absent.db"], "no database"),
-        (["reproduce", "toy", "--output", "{tmp}/file.txt"], "it is not a directory"),
+        (["reproduce", "toy", "--output", "{tmp}/file.txt"], "is not a directory"),
+        (["reproduce", "toy", "--output", "{tmp}/file.txt/sub"], "file.txt' is not a directory"),
+        (["reproduce", "--list", "--full"], "--list takes no --full"),
         (["reproduce", "toy", "--smoke", "--full"], "not allowed with argument"),
     ],
 )
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(toy, tmp_path, capsys, argv, message):
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(toy, tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)  # the default --output, reproductions/, would be made here
     (tmp_path / "file.txt").write_text("keep")
     before = sorted(p.name for p in tmp_path.iterdir())
     argv = [arg.format(tmp=tmp_path) for arg in argv]
@@ -259,4 +339,4 @@ def test_the_rendered_table_names_missing_runs_and_band_reasons(toy_store):
         outcomes = compare(reproduction, Evidence.of_cells(store, cells))
     text = render(reproduction, outcomes)
     assert [o.verdict for o in outcomes] == ["within", "missing"]
-    assert "- sgd_loss: any finite loss" in text and "- rms: no stored run of optimizer=rmsprop" in text and "1 of 2 claims" in text
+    assert "- sgd_loss: any finite loss" in text and "- rms: the suite has no run of optimizer=rmsprop at this size" in text and "1 of 2 claims" in text

@@ -3,29 +3,22 @@ against values recomputed from the store in plain SQLite."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from gradbench.cli import main
 from gradbench.grid.expansion import expand
 from gradbench.reproduce.catalog import get, suite_of
 from gradbench.reproduce.evidence import Evidence
 from gradbench.reproduce.papers.selu import NETWORKS, TASK, deepest
 from gradbench.store import Store
+from reproduction_runs import check_smoke, smoke_run
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
-    """The smoke size run once through the CLI: (its folder, exit code, printed table)."""
-    folder = tmp_path_factory.mktemp("selu")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["reproduce", "selu", "--smoke", "--db", str(folder / "smoke.db"), "--output", str(folder), "--no-progress"])
-    return folder, code, out.getvalue()
+    return smoke_run(tmp_path_factory.mktemp("selu"), "selu")
 
 
 def test_suite_expands_to_three_networks() -> None:
@@ -34,17 +27,13 @@ def test_suite_expands_to_three_networks() -> None:
     assert {(cell.activation, cell.init) for cell in cells} == set(NETWORKS.items())
 
 
-def test_smoke_runs_end_to_end(smoke: tuple[Path, int, str]) -> None:
-    folder, code, printed = smoke
-    assert code in (0, 1)
-    assert "| claim | published |" in printed and "SELU + LeCun normal" in printed
-    assert (folder / "selu.smoke.md").read_text().startswith("### Klambauer et al. 2017")
-    assert (folder / "selu.smoke.png").stat().st_size > 0
+def test_smoke_runs_end_to_end_through_the_cli(smoke: tuple[Path, int, str]) -> None:
+    check_smoke(smoke, "selu", "SELU + LeCun normal")
 
 
 @pytest.mark.parametrize("activation", sorted(NETWORKS))
 def test_measures_match_the_store(smoke: tuple[Path, int, str], activation: str) -> None:
-    db = smoke[0] / "smoke.db"
+    db = smoke[0]
     with Store.open(db, readonly=True) as store, sqlite3.connect(db) as plain:
         evidence = Evidence.of_cells(store, expand(suite_of(get("selu"), "smoke")))
         (run,) = evidence.runs(task=TASK, activation=activation)

@@ -14,11 +14,13 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from gradbench.reproduce.claims import Band, Claim, Published, Reproduction
 from gradbench.reproduce.evidence import Evidence, MissingRuns, Run
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: --list stays light
+    from matplotlib.figure import Figure
 
 __all__ = ["REPRODUCTION", "layer_means", "top_minimum", "top_final", "lower_at_top_minimum", "gradient_factor", "jacobian_mean"]
 
@@ -141,6 +143,8 @@ def figure(evidence: Evidence) -> Figure:
     """Left: Figure 2, each sigmoid layer's mean activation over training (mean over seeds).
     Middle: the back-propagated gradient's norm per tanh layer at initialisation, per init.
     Right: the Jacobians' mean singular value per tanh layer at step 0, per init."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(13, 3.8), layout="constrained")
     left, middle, right = fig.subplots(1, 3)
     runs = evidence.runs(task=SIGMOID_TASK, activation="sigmoid", init="standard")

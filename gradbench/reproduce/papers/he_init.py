@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from gradbench.reproduce.claims import Band, Claim, Published, Reproduction
 from gradbench.reproduce.evidence import Evidence, Run
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: --list stays light
+    from matplotlib.figure import Figure
 
 __all__ = ["REPRODUCTION", "loss_fraction", "steps_below"]
 
@@ -101,6 +102,8 @@ CLAIMS = (
 def figure(evidence: Evidence) -> Figure:
     """Figures 2 and 3 side by side: the training loss (fraction of chance) against steps, the
     mean over seeds and each seed, for each initialisation."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     for ax, (depth, figure_name) in zip(axes, ((22, "Figure 2"), (30, "Figure 3"))):

@@ -11,12 +11,13 @@ over the evaluations every 250 steps, as the paper's notebook reads its curves.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from gradbench.reproduce.claims import Band, Claim, Published, Reproduction
 from gradbench.reproduce.evidence import Evidence, Run
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: --list stays light
+    from matplotlib.figure import Figure
 
 __all__ = ["REPRODUCTION", "MODELS", "best_test_accuracy"]
 
@@ -97,6 +98,8 @@ def _drop_claim(model: str) -> Claim:
 def figure(evidence: Evidence) -> Figure:
     """Table 1 as bars (ours: mean and seed range; the paper's: black marks), and the test
     accuracy over training (the paper's Figure 2), regular solid, shuffled dashed."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     bars, curves = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
     best = best_test_accuracy(evidence)
@@ -114,7 +117,7 @@ def figure(evidence: Evidence) -> Figure:
                 rows = [row for row in evidence.evaluations(run) if row["test_accuracy"] is not None]
                 curves.plot([row["step"] for row in rows], [100 * row["test_accuracy"] for row in rows], color=colours[index],
                             linestyle="--" if shuffled else "-", linewidth=1, alpha=0.8,
-                            label=f"{model}{' (shuffled)' if shuffled else ''}" if evidence.config(run)["seed"] == min(evidence.expected_seeds or (0,)) else None)
+                            label=f"{model}{' (shuffled)' if shuffled else ''}" if evidence.config(run)["seed"] == min(evidence.seeds() or [0]) else None)
     bars.set_xticks(range(len(MODELS)), list(MODELS))
     bars.set_ylabel("best test accuracy (%)")
     bars.set_ylim(0, 100)

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from gradbench.reproduce.claims import Band, Claim, Published, Reproduction
 from gradbench.reproduce.evidence import Evidence, MissingRuns, Run, metric
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: --list stays light
+    from matplotlib.figure import Figure
 
 __all__ = ["REPRODUCTION", "BASELINES", "SIGMA", "TRACE_Q", "TRACE_Q2", "tuned_lr", "tuned_final_test_loss", "gd_final_test_loss"]
 
@@ -72,13 +73,10 @@ def _final_test_loss(run: Run) -> float:
 def tuned_lr(evidence: Evidence, optimizer: str) -> float:
     """DeepOBS's tuning rule: the learning rate whose run on the tuning seed (the suite's first)
     has the lowest final test loss; ties go to the smaller rate."""
-    runs = evidence.runs(optimizer=_SPECS[optimizer])
-    if not runs:
-        raise MissingRuns(f"no stored run of optimizer={optimizer}")
-    seed = min(evidence.expected_seeds) if evidence.expected_seeds else min(int(run["seed"]) for run in runs)
-    tuning = [run for run in runs if int(run["seed"]) == seed]
-    if not tuning:
-        raise MissingRuns(f"optimizer={optimizer}: no run of the tuning seed {seed}")
+    seeds = evidence.seeds(optimizer=_SPECS[optimizer])
+    if not seeds:
+        raise MissingRuns(f"the suite has no run of optimizer={optimizer} at this size")
+    tuning = evidence.require(optimizer=_SPECS[optimizer], seed=seeds[0])  # the whole grid of the tuning seed
     best = min(tuning, key=lambda run: (_final_test_loss(run), float(run["lr"])))
     return float(best["lr"])
 
@@ -88,12 +86,7 @@ def tuned_final_test_loss(optimizer: str) -> Callable[[Evidence], Sequence[float
 
     def measure(evidence: Evidence) -> Sequence[float]:
         lr = tuned_lr(evidence, optimizer)
-        chosen = [run for run in evidence.runs(optimizer=_SPECS[optimizer]) if math.isclose(float(run["lr"]), lr, rel_tol=1e-9)]
-        by_seed = {int(run["seed"]): run for run in chosen}
-        absent = [seed for seed in evidence.expected_seeds if seed not in by_seed]
-        if absent:
-            raise MissingRuns(f"optimizer={optimizer}, lr={lr:g}: no stored run for seed {', '.join(map(str, absent))}")
-        return [_final_test_loss(by_seed[seed]) if by_seed[seed]["status"] == "done" else math.nan for seed in sorted(by_seed)]
+        return evidence.per_seed(metric("final_test_loss"), optimizer=_SPECS[optimizer], lr=lr)  # a diverged seed: nan
 
     return measure
 
@@ -130,10 +123,7 @@ def _baseline_claims(optimizer: str) -> tuple[Claim, Claim]:
 def gd_final_test_loss(evidence: Evidence) -> Sequence[float]:
     """Full-batch GD's final test loss: one run is enough (it draws no batches), so the
     suite runs it on the first seed only, and the other seeds are not asked for."""
-    runs = sorted((run for run in evidence.runs(optimizer="gd") if run["status"] != "failed"), key=lambda run: int(run["seed"]))
-    if not runs:
-        raise MissingRuns("no stored run of optimizer=gd")
-    return [metric("final_test_loss")(run) for run in runs]
+    return evidence.per_seed(metric("final_test_loss"), optimizer="gd")
 
 
 def _optimum_claims() -> tuple[Claim, Claim]:
@@ -161,10 +151,12 @@ def figure(evidence: Evidence) -> Figure:
     """Left: the final test loss of the tuning seed against the learning rate (DeepOBS's
     learning-rate sensitivity plot), DeepOBS's tuned rates marked. Right: the test loss over
     training at each optimizer's tuned rate (every seed), with the optimum and DeepOBS's values."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     sensitivity, curves = fig.subplots(1, 2)
     colours = {"sgd": "tab:blue", "momentum": "tab:orange", "adam": "tab:green"}
-    tuning_seed = min(evidence.expected_seeds) if evidence.expected_seeds else 0
+    tuning_seed = min(evidence.seeds() or [0])
     for optimizer, colour in colours.items():
         name, published_lr, finals, _, _ = BASELINES[optimizer]
         runs = sorted((run for run in evidence.runs(optimizer=_SPECS[optimizer]) if int(run["seed"]) == tuning_seed), key=lambda run: float(run["lr"]))

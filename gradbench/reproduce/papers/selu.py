@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from gradbench.reproduce.claims import Band, Claim, Published, Reproduction
 from gradbench.reproduce.evidence import Evidence, MissingRuns, Run
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: --list stays light
+    from matplotlib.figure import Figure
 
 __all__ = ["REPRODUCTION", "layer_statistics", "deepest"]
 
@@ -103,6 +105,8 @@ CLAIMS = (
 def figure(evidence: Evidence) -> Figure:
     """The mean and the variance of every hidden layer, at initialisation (solid) and after
     training (dashed), mean over seeds, with Theorem 1's domain shaded."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(11, 3.8), layout="constrained")
     mean_axes, variance_axes = fig.subplots(1, 2)
     for (activation, init), color in zip(NETWORKS.items(), ("tab:green", "tab:red", "tab:blue")):
