@@ -730,7 +730,7 @@ def _reproduce(args: argparse.Namespace) -> int:
                 raise UsageError(f"--list takes no --{flag.replace('_', '-')}: it lists every reproduction and its sizes")
         for name in names():
             reproduction = get(name)
-            sizes = f"about {reproduction.minutes:g} min on 2 CPU cores" + ("; --full: " + reproduction.full_note if reproduction.full else "")
+            sizes = f"about {reproduction.minutes:g} min on 2 CPU cores with --executor process" + ("; --full: " + reproduction.full_note if reproduction.full else "")
             print(f"  {name:<16}{reproduction.title} ({sizes})")
         return 0
     if not args.name:
