@@ -9,6 +9,9 @@ import sqlite3
 from pathlib import Path
 
 from gradbench.cli import main
+from gradbench.reproduce import catalog
+from gradbench.reproduce.evidence import Evidence
+from gradbench.store.database import Store
 
 
 def smoke_run(folder: Path, name: str) -> tuple[Path, int, str]:
@@ -31,6 +34,19 @@ def check_smoke(smoke: tuple[Path, int, str], name: str, *shown: str) -> None:
     table, figure = db.parent / "out" / f"{name}.smoke.md", db.parent / "out" / f"{name}.smoke.png"
     assert table.read_text(encoding="utf-8") in printed
     assert figure.read_bytes().startswith(b"\x89PNG")
+
+
+def tiny_run(folder: Path, name: str, overrides: dict) -> tuple[Path, Evidence]:
+    """A reproduction's default suite with ``overrides`` (seconds of training) run into
+    ``folder``: (the store, the evidence of those cells, on a store left open read-only)."""
+    from gradbench.grid.expansion import expand
+    from gradbench.sweep.driver import run_sweep
+
+    db = folder / f"{name}.db"
+    cells = expand(catalog.suite_of(catalog.get(name)).with_overrides(overrides))
+    with Store.open(db, create=True) as store:
+        run_sweep(cells, store, progress=False)
+    return db, Evidence(Store.open(db, readonly=True), cells)
 
 
 def sql(db: Path, query: str, *parameters: object) -> list[tuple]:

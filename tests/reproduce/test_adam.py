@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from reproduction_runs import check_smoke, smoke_run, sql
 
 from gradbench.grid.expansion import expand
 from gradbench.reproduce import catalog
 from gradbench.reproduce.evidence import open_evidence
 from gradbench.reproduce.papers import adam as paper
-from reproduction_runs import check_smoke, smoke_run, sql
 
 
 def _cells(size: str = "default"):

@@ -8,12 +8,11 @@ import math
 from pathlib import Path
 
 import pytest
+from reproduction_runs import check_smoke, smoke_run, sql, tiny_run
 
 from gradbench.reproduce import catalog
 from gradbench.reproduce.evidence import Evidence
 from gradbench.reproduce.papers import article
-from gradbench.store.database import Store
-from reproduction_runs import check_smoke, smoke_run, sql
 
 # The suite shrunk to seconds: 30 steps (GD's grid too), an evaluation every 5, two seeds.
 TINY = {"steps": [30], "seeds": [0, 1], "eval_every": 5}
@@ -39,16 +38,8 @@ def test_smoke_runs_end_to_end_through_the_cli(smoke: tuple[Path, int, str]) -> 
 
 
 @pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory) -> tuple[Path, Evidence]:
-    from gradbench.grid.expansion import expand
-    from gradbench.sweep.driver import run_sweep
-
-    db = tmp_path_factory.mktemp("article") / "article.db"
-    cells = expand(catalog.suite_of(catalog.get("article")).with_overrides(TINY))
-    with Store.open(db, create=True) as store:
-        run_sweep(cells, store, progress=False)
-    store = Store.open(db, readonly=True)
-    return db, Evidence.of_cells(store, cells)
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Evidence]:
+    return tiny_run(tmp_path_factory.mktemp("article"), "article", TINY)
 
 
 def _claim(claim_id: str):

@@ -8,12 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from reproduction_runs import check_smoke, smoke_run, sql, tiny_run
 
 from gradbench.reproduce import catalog
 from gradbench.reproduce.evidence import Evidence
 from gradbench.reproduce.papers import batch_norm
-from gradbench.store.database import Store
-from reproduction_runs import check_smoke, smoke_run, sql
 
 # The default suite, shrunk to seconds: 40 steps, an evaluation and an activation record every
 # 10, two seeds; the claims' selections (norm=none / norm=batch) are the default suite's.
@@ -43,16 +42,8 @@ def test_smoke_runs_end_to_end_through_the_cli(smoke: tuple[Path, int, str]) -> 
 
 
 @pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory) -> tuple[Path, Evidence]:
-    from gradbench.grid.expansion import expand
-    from gradbench.sweep.driver import run_sweep
-
-    db = tmp_path_factory.mktemp("bn") / "bn.db"
-    cells = expand(catalog.suite_of(catalog.get("batch_norm")).with_overrides(TINY))
-    with Store.open(db, create=True) as store:
-        run_sweep(cells, store, progress=False)
-    store = Store.open(db, readonly=True)
-    return db, Evidence.of_cells(store, cells)
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Evidence]:
+    return tiny_run(tmp_path_factory.mktemp("bn"), "batch_norm", TINY)
 
 
 def _key(db: Path, norm: str, seed: int) -> str:

@@ -7,15 +7,21 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from reproduction_runs import check_smoke, smoke_run
 
 from gradbench.grid.expansion import expand
 from gradbench.reproduce.catalog import get, suite_of
 from gradbench.reproduce.evidence import Evidence
 from gradbench.reproduce.papers.glorot_bengio import (
-    SIGMOID_TASK, TANH_TASK, gradient_factor, jacobian_mean, lower_at_top_minimum, top_final, top_minimum,
+    SIGMOID_TASK,
+    TANH_TASK,
+    gradient_factor,
+    jacobian_mean,
+    lower_at_top_minimum,
+    top_final,
+    top_minimum,
 )
 from gradbench.store import Store
-from reproduction_runs import check_smoke, smoke_run
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from reproduction_runs import check_smoke, smoke_run
 
 from gradbench.grid.expansion import expand
 from gradbench.reproduce.catalog import get, suite_of
 from gradbench.reproduce.evidence import Evidence
 from gradbench.reproduce.papers.he_init import TASKS, loss_fraction, steps_below
 from gradbench.store import Store
-from reproduction_runs import check_smoke, smoke_run
 
 
 @pytest.fixture(scope="module")

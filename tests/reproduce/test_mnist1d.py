@@ -8,12 +8,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from reproduction_runs import check_smoke, smoke_run
 
 from gradbench.grid.expansion import expand
 from gradbench.reproduce import catalog
 from gradbench.reproduce.evidence import open_evidence
 from gradbench.reproduce.papers import mnist1d
-from reproduction_runs import check_smoke, smoke_run
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from reproduction_runs import check_smoke, smoke_run, sql
 
 from gradbench.grid.expansion import expand
 from gradbench.reproduce import catalog
@@ -17,7 +18,6 @@ from gradbench.reproduce.evidence import open_evidence
 from gradbench.reproduce.papers import quadratic_deep as paper
 from gradbench.tasks.datasets import quadratic_deep_hessian
 from gradbench.tasks.quadratic import optimum_test_loss
-from reproduction_runs import check_smoke, smoke_run, sql
 
 
 def test_constants_are_those_of_deepobs_hessian_and_data():

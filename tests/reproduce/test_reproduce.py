@@ -14,7 +14,14 @@ import pytest
 
 from gradbench.cli import main
 from gradbench.reproduce import catalog
-from gradbench.reproduce.claims import Band, Claim, Measured, Published, Reproduction, judge
+from gradbench.reproduce.claims import (
+    Band,
+    Claim,
+    Measured,
+    Published,
+    Reproduction,
+    judge,
+)
 from gradbench.reproduce.comparison import compare, exit_code, measured_text, render
 from gradbench.reproduce.evidence import Evidence, MissingRuns, metric
 from gradbench.store.database import Store

@@ -7,13 +7,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from reproduction_runs import check_smoke, smoke_run
 
 from gradbench.grid.expansion import expand
 from gradbench.reproduce.catalog import get, suite_of
 from gradbench.reproduce.evidence import Evidence
 from gradbench.reproduce.papers.selu import NETWORKS, TASK, deepest
 from gradbench.store import Store
-from reproduction_runs import check_smoke, smoke_run
 
 
 @pytest.fixture(scope="module")
