@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gradbench.grid.cell import Cell
+from gradbench.grid.labels import varying_labels
 from gradbench.report.pivot import select_runs
 from gradbench.store.database import Store
 
@@ -45,6 +46,11 @@ def _described(selection: Mapping[str, Any]) -> str:
 
 def _seeds_text(seeds: Sequence[int]) -> str:
     return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, sorted(seeds)))
+
+
+def _listed(labels: Sequence[str], most: int = 4) -> str:
+    shown = "; ".join(labels[:most])
+    return shown + (f"; and {len(labels) - most} more" if len(labels) > most else "")
 
 
 class Evidence:
@@ -99,13 +105,15 @@ class Evidence:
         expected = self._expected(selection)
         if not expected:
             raise MissingRuns(f"the suite has no run of {_described(selection)} at this size")
-        absent = [self._seed_of[row["key"]] for row in expected if row["key"] not in self._stored]
-        failed = [self._seed_of[row["key"]] for row in expected if row["key"] in self._stored and self._stored[row["key"]]["status"] == "failed"]
+        # Each cell named by what tells it apart from the others of the selection (a seed, a rate).
+        names = dict(zip((row["key"] for row in expected), varying_labels([json.loads(row["config"]) for row in expected])))
+        absent = [names[row["key"]] for row in expected if row["key"] not in self._stored]
+        failed = [names[row["key"]] for row in expected if row["key"] in self._stored and self._stored[row["key"]]["status"] == "failed"]
         problems = []
         if absent:
-            problems.append(f"{len(absent)} of {len(expected)} runs not stored ({_seeds_text(absent)})")
+            problems.append(f"{len(absent)} of {len(expected)} runs not stored ({_listed(absent)})")
         if failed:
-            problems.append(f"{len(failed)} failed ({_seeds_text(failed)}; --retry-failed runs them again)")
+            problems.append(f"{len(failed)} failed ({_listed(failed)}; --retry-failed runs them again)")
         if problems:
             raise MissingRuns(f"{_described(selection)}: " + "; ".join(problems))
         return [self._stored[row["key"]] for row in expected]

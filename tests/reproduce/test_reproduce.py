@@ -223,9 +223,9 @@ def test_evidence_sees_only_its_own_cells_and_asks_for_every_cell(toy_store, tmp
     connection.close()
     with Store.open(edited, readonly=True) as store:
         evidence = Evidence(store, cells)
-        with pytest.raises(MissingRuns, match=r"optimizer=sgd: 1 of 2 runs not stored \(seed 1\)"):
+        with pytest.raises(MissingRuns, match=r"optimizer=sgd: 1 of 2 runs not stored \(seed=1\)"):
             evidence.per_seed(metric("final_train_loss"), optimizer="sgd")
-        with pytest.raises(MissingRuns, match=r"optimizer=adam: 1 failed \(seed 0; --retry-failed"):
+        with pytest.raises(MissingRuns, match=r"optimizer=adam: 1 failed \(seed=0; --retry-failed"):
             evidence.per_seed(metric("final_train_loss"), optimizer="adam")
         with pytest.raises(MissingRuns):
             evidence.paired(lambda a, b: 0.0, {"optimizer": "sgd"}, {"optimizer": "adam"})
@@ -293,7 +293,7 @@ def test_a_missing_run_is_reported_as_missing_with_exit_1(toy, tmp_path, capsys)
     connection.close()
     code, stdout, _ = cli(capsys, "reproduce", "toy", "--db", str(db), "--output", str(tmp_path), "--no-run")
     assert code == 1
-    assert "| missing |" in stdout and "adam_loss: optimizer=adam: 1 of 2 runs not stored (seed 1)" in stdout
+    assert "| missing |" in stdout and "adam_loss: optimizer=adam: 1 of 2 runs not stored (seed=1)" in stdout
     # Running again fills the hole, and the claim passes.
     code, stdout, _ = cli(capsys, "reproduce", "toy", "--db", str(db), "--output", str(tmp_path), "--no-progress")
     assert code == 0 and "| missing |" not in stdout
