@@ -771,16 +771,20 @@ def _reproduce(args: argparse.Namespace) -> int:
         print(f"reproduction {reproduction.name!r} ({size}): {summary.total} cells, ran {summary.ran}, {summary.skipped} already stored; results in {db} ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
         if summary.running_elsewhere:
             print(f"{len(summary.running_elsewhere)} cells were being run by another gradbench: their claims read as missing until it stores them; run the same command again then", file=sys.stderr)
-    with Store.open(db, readonly=True) as store:
-        evidence = Evidence.of_cells(store, cells)
-        outcomes = compare(reproduction, evidence)
-        text = render(reproduction, outcomes, size)
-        figure, figure_note = None, ""
-        if reproduction.figure is not None:
-            try:
-                figure = reproduction.figure(evidence)
-            except Exception as error:  # MissingRuns, or a figure's bug: the table is written all the same
-                figure_note = f"figure not drawn: {error}"
+    try:
+        with Store.open(db, readonly=True) as store:
+            evidence = Evidence.of_cells(store, cells)
+            outcomes = compare(reproduction, evidence)
+            text = render(reproduction, outcomes, size)
+            figure, figure_note = None, ""
+            if reproduction.figure is not None:
+                try:
+                    figure = reproduction.figure(evidence)
+                except Exception as error:  # MissingRuns, or a figure's bug: the table is written all the same
+                    figure_note = f"figure not drawn: {error}"
+    except KeyboardInterrupt as interrupt:  # while comparing: the runs are stored, nothing else is written
+        print(f"\n{_stopped(interrupt)} while comparing: the runs are in {db}; 'gradbench reproduce {reproduction.name} --no-run' compares them", file=sys.stderr)
+        return _exit_code(interrupt)
     output.mkdir(parents=True, exist_ok=True)
     _write_atomically(table_path, text)
     written = [str(table_path)]

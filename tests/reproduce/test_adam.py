@@ -11,6 +11,7 @@ from reproduction_runs import check_smoke, smoke_run, sql
 
 from gradbench.grid.expansion import expand
 from gradbench.reproduce import catalog
+from gradbench.tasks import TASKS
 from gradbench.reproduce.evidence import open_evidence
 from gradbench.reproduce.papers import adam as paper
 
@@ -27,7 +28,8 @@ def test_suite_is_section_6_1_on_digits():
     assert all(dict(cell.hyperparameters)["weight_decay"] == 1e-4 for cell in cells)
     assert {dict(cell.task_knobs)["depth"] for cell in cells} == {0}
     assert len(cells) == 4 * 12 * 3
-    assert 1437 // 128 == paper.STEPS_PER_EPOCH
+    train_size = TASKS.get("digits_mlp").train_size
+    assert train_size is not None and train_size({"depth": 0}) // 128 == paper.STEPS_PER_EPOCH  # the digits' own split
 
 
 @pytest.fixture(scope="module")
