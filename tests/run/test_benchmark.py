@@ -126,19 +126,30 @@ def test_a_saved_baseline_passes_its_compare_and_a_slower_step_fails_it(tmp_path
     assert "Performance has regressed" in slowed.stdout + slowed.stderr
 
 
-def test_interleaved_rounds_rotate_the_order_and_time_each_block():
+def test_interleaved_rounds_shuffle_the_order_repeatably_and_time_each_block():
+    def record(calls):
+        def loop(name):
+            def run(steps):
+                calls.extend([name] * steps)
+
+            return run
+
+        return {name: loop(name) for name in "abcd"}
+
     calls: list[str] = []
-
-    def loop(name):
-        def run(steps):
-            calls.extend([name] * steps)
-
-        return run
-
-    loops = {name: loop(name) for name in "abc"}
-    times = interleaved_times(loops, steps=2, rounds=3, device=torch.device("cpu"), clock="cpu")
-    assert calls == list("aabbcc" + "bbccaa" + "ccaabb")
-    assert {name: len(values) for name, values in times.items()} == {"a": 3, "b": 3, "c": 3}
+    times = interleaved_times(record(calls), steps=2, rounds=40, device=torch.device("cpu"), clock="cpu")
+    assert {name: len(values) for name, values in times.items()} == {name: 40 for name in "abcd"}
+    blocks = calls[::2]
+    rounds = [blocks[i : i + 4] for i in range(0, len(blocks), 4)]
+    assert all(sorted(one) == list("abcd") for one in rounds)  # each loop once a round, whole blocks
+    # No loop always runs after the same neighbour (rotating the order did that), nor always first.
+    predecessors = {name: {one[one.index(name) - 1] for one in rounds if one.index(name) > 0} for name in "abcd"}
+    assert all(len(found) == 3 for found in predecessors.values()), predecessors
+    assert len({one[0] for one in rounds}) == 4
+    again: list[str] = []
+    interleaved_times(record(again), steps=2, rounds=40, device=torch.device("cpu"), clock="cpu")
+    assert again == calls  # seeded: a benchmark run is repeatable
+    loops = record([])
     with pytest.raises(ValueError, match="unknown clock 'sun'; choose from: wall, cpu"):
         interleaved_times(loops, steps=1, rounds=1, device=torch.device("cpu"), clock="sun")
     with pytest.raises(ValueError, match="clock 'cpu' measures this thread, not cuda kernels"):
