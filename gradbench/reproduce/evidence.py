@@ -197,13 +197,6 @@ class Evidence:
         return list(self.store.jacobian_rows([run["key"]]))
 
 
-def last_at_or_before(rows: Sequence[Mapping[str, Any]], column: str, limit: float, by: str = "step") -> Mapping[str, Any] | None:
-    """The row with the largest ``by`` at or below ``limit`` whose ``column`` is not ``None``
-    (the last evaluation at or before a step, or a training time), or ``None``."""
-    kept = [row for row in rows if row[by] is not None and row[by] <= limit and row[column] is not None]
-    return max(kept, key=lambda row: row[by]) if kept else None
-
-
 def metric(name: str, scale: float = 1.0) -> Callable[[Run], float]:
     """A run's final metric ``name`` (``final_test_accuracy``, ``final_train_loss``, ...) times
     ``scale``; ``nan`` where the run has none."""
