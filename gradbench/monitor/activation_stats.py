@@ -40,23 +40,24 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from gradbench.axes.activations import ACTIVATIONS
 from gradbench.monitor.history import ActivationSite
-from gradbench.monitor.layer_norms import combined_norm, tensor_norm
-from gradbench.monitor.pass_hooks import PassHooks
+from gradbench.monitor.layer_norms import combined_norm, norm_dtype, tensor_norm
+from gradbench.monitor.pass_hooks import BATCHED_ELEMENTS, PassHooks
 
 __all__ = ["SATURATION_SLOPE", "PINNED_BAND", "ActivationRecorder", "ActivationRecord", "activation_kind", "site_label"]
 
 SATURATION_SLOPE = 0.1
 
-# A counter maps an output to (count, counts_stuck): the number of dead or saturated units
-# (counts_stuck true) or of the units that are neither (false; the host takes the complement).
-Counter = Callable[[torch.Tensor], "tuple[torch.Tensor, bool]"]
+# A counter maps an output to the number of dead or saturated units (``counts_stuck``) or of
+# the units that are neither (not; the host takes the complement). ``sites=True``: the output is
+# several sites' outputs of one shape stacked (the batch is dimension 1), one count per site.
+Counter = Callable[[torch.Tensor, bool], torch.Tensor]
 
 _RECTIFIERS: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.Hardswish,
@@ -66,51 +67,57 @@ _SATURATING: tuple[type[nn.Module], ...] = (nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn
 PINNED_BAND = 0.1  # the outer tenth of the output's range at either end
 
 
-def _over_batch(values: torch.Tensor, reduce: str) -> torch.Tensor:
-    """``amax``/``amin`` over the batch (first) dimension; an unbatched output is one example."""
-    if values.dim() < 2:
+def _over_batch(values: torch.Tensor, reduce: str, sites: bool) -> torch.Tensor:
+    """``amax``/``amin`` over the batch dimension (the first; the second of stacked sites); an
+    unbatched output is one example."""
+    if not sites and values.dim() < 2:
         return values
-    return values.amax(0) if reduce == "max" else values.amin(0)
+    dim = 1 if sites else 0
+    return values.amax(dim) if reduce == "max" else values.amin(dim)
 
 
-def _alive_units(nonnegative: bool, y: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    peak = _over_batch(y if nonnegative else y.abs(), "max")
-    return torch.count_nonzero(peak), False
+def _count(mask: torch.Tensor, sites: bool) -> torch.Tensor:
+    """The true elements of ``mask``: in all, or per site (the first dimension) when stacked."""
+    return torch.count_nonzero(mask, dim=tuple(range(1, mask.dim()))) if sites else torch.count_nonzero(mask)
 
 
-def _saturated_sigmoid(y: torch.Tensor) -> tuple[torch.Tensor, bool]:
+def _alive_units(nonnegative: bool, y: torch.Tensor, sites: bool) -> torch.Tensor:
+    return _count(_over_batch(y if nonnegative else y.abs(), "max", sites), sites)
+
+
+def _saturated_sigmoid(y: torch.Tensor, sites: bool) -> torch.Tensor:
     # Relative slope 4 y (1 - y) < s for every example  <=>  max over the batch of y - y^2 < s/4.
-    return torch.count_nonzero(_over_batch(torch.addcmul(y, y, y, value=-1.0), "max") < SATURATION_SLOPE / 4), True
+    return _count(_over_batch(torch.addcmul(y, y, y, value=-1.0), "max", sites) < SATURATION_SLOPE / 4, sites)
 
 
-def _saturated_tanh(y: torch.Tensor) -> tuple[torch.Tensor, bool]:
+def _saturated_tanh(y: torch.Tensor, sites: bool) -> torch.Tensor:
     # Relative slope 1 - y^2 < s  <=>  y^2 > 1 - s.
-    return torch.count_nonzero(_over_batch(y.square(), "min") > 1.0 - SATURATION_SLOPE), True
+    return _count(_over_batch(y.square(), "min", sites) > 1.0 - SATURATION_SLOPE, sites)
 
 
-def _saturated_softsign(y: torch.Tensor) -> tuple[torch.Tensor, bool]:
+def _saturated_softsign(y: torch.Tensor, sites: bool) -> torch.Tensor:
     # Slope 1 / (1 + |x|)^2 = (1 - |y|)^2 < s  <=>  |y| > 1 - sqrt(s).
-    return torch.count_nonzero(_over_batch(y.abs(), "min") > 1.0 - math.sqrt(SATURATION_SLOPE)), True
+    return _count(_over_batch(y.abs(), "min", sites) > 1.0 - math.sqrt(SATURATION_SLOPE), sites)
 
 
-def _inside_units(low: float, high: float, y: torch.Tensor) -> tuple[torch.Tensor, bool]:
+def _inside_units(low: float, high: float, y: torch.Tensor, sites: bool) -> torch.Tensor:
     # Slope 1 strictly inside (low, high), 0 at the bounds (as torch's backward has it).
     inside = torch.logical_and(y > low, y < high)
-    return torch.count_nonzero(_over_batch(inside, "max")), False
+    return _count(_over_batch(inside, "max", sites), sites)
 
 
-def _pinned_between(low: float, high: float, y: torch.Tensor) -> torch.Tensor:
+def _pinned_between(low: float, high: float, y: torch.Tensor, sites: bool) -> torch.Tensor:
     """Outputs within ``PINNED_BAND`` of the range [low, high] of either bound."""
     band = PINNED_BAND * (high - low)
-    return torch.count_nonzero(torch.logical_or(y < low + band, y > high - band))
+    return _count(torch.logical_or(y < low + band, y > high - band), sites)
 
 
-def _pinned_symmetric(bound: float, y: torch.Tensor) -> torch.Tensor:
+def _pinned_symmetric(bound: float, y: torch.Tensor, sites: bool) -> torch.Tensor:
     """Outputs in [-bound, bound] within ``PINNED_BAND`` of the range of either bound."""
-    return torch.count_nonzero(y.abs() > bound - PINNED_BAND * 2 * bound)
+    return _count(y.abs() > bound - PINNED_BAND * 2 * bound, sites)
 
 
-def _pinning(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def _pinning(module: nn.Module) -> Callable[[torch.Tensor, bool], torch.Tensor] | None:
     """The pinned-output counter of a saturating module; ``None`` for anything else."""
     if isinstance(module, (nn.Sigmoid, nn.Hardsigmoid)):
         return partial(_pinned_between, 0.0, 1.0)
@@ -121,24 +128,29 @@ def _pinning(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None
     return None
 
 
-def _counter(module: nn.Module) -> tuple[str, Counter | None] | None:
-    """(kind, counter) for an activation module; ``None`` for anything else."""
+def _counter(module: nn.Module) -> tuple[str, Counter | None, bool] | None:
+    """(kind, counter, counts_stuck) for an activation module; ``None`` for anything else."""
     if isinstance(module, _RECTIFIERS):
-        return "rectifier", partial(_alive_units, isinstance(module, _NONNEGATIVE))
+        return "rectifier", partial(_alive_units, isinstance(module, _NONNEGATIVE)), False
     if isinstance(module, nn.Sigmoid):
-        return "saturating", _saturated_sigmoid
+        return "saturating", _saturated_sigmoid, True
     if isinstance(module, nn.Tanh):
-        return "saturating", _saturated_tanh
+        return "saturating", _saturated_tanh, True
     if isinstance(module, nn.Softsign):
-        return "saturating", _saturated_softsign
+        return "saturating", _saturated_softsign, True
     if isinstance(module, nn.Hardtanh):
-        return "saturating", partial(_inside_units, float(module.min_val), float(module.max_val))
+        return "saturating", partial(_inside_units, float(module.min_val), float(module.max_val)), False
     if isinstance(module, nn.Hardsigmoid):
-        return "saturating", partial(_inside_units, 0.0, 1.0)
+        return "saturating", partial(_inside_units, 0.0, 1.0), False
     for _, spec in ACTIVATIONS.items():  # a user-registered class: its kind, but no slope formula
         if type(module) is spec.module_class and spec.kind != "linear":
-            return spec.kind, None
+            return spec.kind, None, True
     return None
+
+
+def _signature(function: Callable[..., Any] | None) -> object:
+    """What makes two counters compute the same thing (sites stack only with their like)."""
+    return (function.func, function.args) if isinstance(function, partial) else function
 
 
 def activation_kind(module: nn.Module) -> str | None:
@@ -168,17 +180,45 @@ class ActivationRecord:
 
 @dataclass
 class _Observation:
+    """One site's output at a detailed step: its statistics as device tensors, computed as the
+    output came (a large one) or at ``write`` with the other sites of its shape (``output`` kept
+    until then, with its version: an in-place change after the hook would be seen)."""
+
     module_index: int
-    count: torch.Tensor | None
     counts_stuck: bool
-    pinned: torch.Tensor | None
-    mean: torch.Tensor
-    centered_norm: torch.Tensor
     units: int
     elements: int
-    # The output gradient's norm from a tensor hook (one per backward pass through the output;
-    # several are combined at write): kept as computed, not summed into a tensor of its own.
+    output: torch.Tensor | None = None
+    version: int = 0
+    count: torch.Tensor | None = None
+    pinned: torch.Tensor | None = None
+    mean: torch.Tensor | None = None
+    centered_norm: torch.Tensor | None = None
+    # The output gradient from a tensor hook (one per backward pass through the output; several
+    # are combined at write): a small one kept for one fused norm of all of them at write, a
+    # large one's norm computed as it came.
+    grads: list[torch.Tensor] = field(default_factory=list)
     grad_norms: list[torch.Tensor] = field(default_factory=list)
+
+
+def _statistics(observations: list[_Observation], outputs: torch.Tensor, counter: Counter | None, pinning: Callable[[torch.Tensor, bool], torch.Tensor] | None, sites: bool) -> None:
+    """Count, pinned count, mean and centred norm of ``outputs`` (one site's, or with ``sites``
+    several sites' outputs stacked), into ``observations``."""
+    dims = tuple(range(1, outputs.dim())) if sites else None
+    mean = outputs.mean(dim=dims) if sites else outputs.mean()
+    # ||y - mean|| rather than torch.var_mean, which takes 4x as long on the CPU, or
+    # E[y^2] - mean^2, which cancels to noise in float32 for a saturated layer.
+    centered = outputs - (mean.reshape(-1, *(1,) * (outputs.dim() - 1)) if sites else mean)
+    centered_norm = torch.linalg.vector_norm(centered, dim=dims)
+    values = {
+        "count": counter(outputs, sites) if counter is not None else None,
+        "pinned": pinning(outputs, sites) if pinning is not None else None,
+        "mean": mean,
+        "centered_norm": centered_norm,
+    }
+    for name, value in values.items():
+        for observation, item in zip(observations, value.unbind() if sites and value is not None else [value]):
+            setattr(observation, name, item)
 
 
 class ActivationRecorder:
@@ -190,24 +230,27 @@ class ActivationRecorder:
     """
 
     def __init__(self, model: nn.Module, buffer_steps: int) -> None:
-        self._watched: list[tuple[str, nn.Module, str, Counter | None]] = []
-        self._pinning: list[Callable[[torch.Tensor], torch.Tensor] | None] = []
+        self._watched: list[tuple[str, nn.Module, str, Counter | None, bool]] = []
+        self._pinning: list[Callable[[torch.Tensor, bool], torch.Tensor] | None] = []
         for name, module in model.named_modules():
             found = _counter(module)
             if found is not None:
                 self._watched.append((name or type(module).__name__, module, *found))
                 # ReLU6 is a Hardtanh to torch, but a rectifier here: no pinned fraction.
                 self._pinning.append(_pinning(module) if found[0] == "saturating" else None)
+        # Sites whose statistics are the same computation: their small outputs stack together.
+        self._kinds = [(_signature(counter), _signature(pinning)) for (_, _, _, counter, _), pinning in zip(self._watched, self._pinning)]
         self._buffer_steps = buffer_steps
         self._buffer: torch.Tensor | None = None
         self._pending: list[_Observation] = []
-        self._hooks = PassHooks(model, [module for _, module, _, _ in self._watched], self._observe, self._restart)
+        self._hooks = PassHooks(model, [module for _, module, _, _, _ in self._watched], self._observe, self._restart)
         self._site_keys: list[int] | None = None
         self._observations: list[_Observation] = []  # the first row's, for the sites' layout
         # Per buffer row, each site's (units, elements): the batch may change size from step to step.
         self._shapes: list[list[tuple[int, int]]] = [[] for _ in range(buffer_steps)]
         self.sites: list[ActivationSite] = []
         self._warned = False
+        self._warned_in_place = False
 
     @property
     def armed(self) -> bool:
@@ -226,22 +269,57 @@ class ActivationRecorder:
         if not torch.is_grad_enabled() or not isinstance(output, torch.Tensor) or output.numel() == 0:
             return
         y = output.detach()
-        counter = self._watched[index][3]
-        count, counts_stuck = counter(y) if counter is not None else (None, True)
-        pinning = self._pinning[index]
-        mean = y.mean()
-        # ||y - mean|| rather than torch.var_mean, which takes 4x as long on the CPU, or
-        # E[y^2] - mean^2, which cancels to noise in float32 for a saturated layer.
-        centered_norm = torch.linalg.vector_norm(y - mean)
-        units = y.numel() // y.shape[0] if y.dim() >= 2 else y.numel()  # not y[0]: an operation
-        observation = _Observation(index, count, counts_stuck, pinning(y) if pinning is not None else None, mean, centered_norm, units, y.numel())
+        elements = y.numel()
+        units = elements // y.shape[0] if y.dim() >= 2 else elements  # not y[0]: an operation
+        observation = _Observation(index, self._watched[index][4], units, elements)
+        if y.dim() >= 2 and elements <= BATCHED_ELEMENTS:
+            observation.output, observation.version = y, y._version
+        else:
+            _statistics([observation], y, self._watched[index][3], self._pinning[index], sites=False)
         if output.requires_grad:
             output.register_hook(partial(self._backward, observation))
         self._pending.append(observation)
 
     @staticmethod
     def _backward(observation: _Observation, grad: torch.Tensor) -> None:
-        observation.grad_norms.append(tensor_norm(grad))
+        if grad.numel() <= BATCHED_ELEMENTS:
+            observation.grads.append(grad)
+        else:
+            observation.grad_norms.append(tensor_norm(grad))
+
+    def _complete(self, pending: list[_Observation]) -> None:
+        """The statistics of the kept outputs, one stack and computation per group of sites
+        with one shape and kind; then the norms of the kept gradients, one fused operation.
+        An output changed in place after its hook (an in-place operation later in the forward
+        pass) has statistics NaN: what it held at the hook is gone."""
+        groups: dict[tuple[object, ...], list[_Observation]] = {}
+        for o in pending:
+            if o.output is None:
+                continue
+            if o.output._version != o.version:
+                if not self._warned_in_place:
+                    warnings.warn(
+                        f"activation statistics: the output of {self._watched[o.module_index][0]} was changed in place after the "
+                        "activation (an in-place operation later in the forward pass); its statistics are recorded as NaN",
+                        stacklevel=4,
+                    )
+                    self._warned_in_place = True
+                o.output = o.output.new_full((1,) * o.output.dim(), math.nan).expand_as(o.output)
+            key = (self._kinds[o.module_index], o.output.shape, o.output.dtype, o.output.device)
+            groups.setdefault(key, []).append(o)
+        for members in groups.values():
+            index = members[0].module_index
+            kept = [o.output for o in members if o.output is not None]
+            outputs = torch.stack(kept) if len(kept) > 1 else kept[0].unsqueeze(0)
+            _statistics(members, outputs, self._watched[index][3], self._pinning[index], sites=True)
+            for o in members:
+                o.output = None
+        grads = [grad for o in pending for grad in o.grads]
+        if grads:
+            norms = iter(torch._foreach_norm(grads, 2, dtype=norm_dtype({grad.dtype for grad in grads})))
+            for o in pending:
+                o.grad_norms += [next(norms) for _ in o.grads]
+                o.grads = []
 
     def write(self, row: int) -> bool:
         """Store the pending observations in buffer row ``row``; returns whether there were any
@@ -250,9 +328,7 @@ class ActivationRecorder:
         if not pending:
             return False
         keys = [observation.module_index for observation in pending]
-        if self._site_keys is None:
-            self._establish_sites(pending)
-        elif keys != self._site_keys:
+        if self._site_keys is not None and keys != self._site_keys:
             if not self._warned:
                 warnings.warn(
                     "activation statistics: this forward pass called the activation modules in another order or number "
@@ -261,6 +337,9 @@ class ActivationRecorder:
                 )
                 self._warned = True
             return False
+        self._complete(pending)
+        if self._site_keys is None:
+            self._establish_sites(pending)
         assert self._buffer is not None
         self._shapes[row] = [(o.units, o.elements) for o in pending]
         counts = [o.count for o in pending if o.count is not None] + [o.pinned for o in pending if o.pinned is not None]
@@ -268,7 +347,8 @@ class ActivationRecorder:
         if counts:
             buffer_row[: len(counts)].copy_(torch.stack(counts))
         gradients = [combined_norm(o.grad_norms, self._nan) for o in pending]
-        buffer_row[len(counts) :].copy_(torch.stack([o.mean for o in pending] + [o.centered_norm for o in pending] + gradients))
+        statistics = cast("list[torch.Tensor]", [o.mean for o in pending] + [o.centered_norm for o in pending])
+        buffer_row[len(counts) :].copy_(torch.stack(statistics + gradients))
         return True
 
     def discard(self) -> None:
@@ -281,12 +361,19 @@ class ActivationRecorder:
         calls: dict[int, int] = {}
         for o in observations:
             calls[o.module_index] = calls.get(o.module_index, 0) + 1
-            name, module, kind, _ = self._watched[o.module_index]
+            name, module, kind, _, _ = self._watched[o.module_index]
             self.sites.append(ActivationSite(site_label(name, calls[o.module_index]), type(module).__name__, kind, o.units))
         counted = sum(1 for o in observations if o.count is not None) + sum(1 for o in observations if o.pinned is not None)
         width = counted + 3 * len(observations)
-        self._buffer = torch.full((self._buffer_steps, width), math.nan, dtype=torch.float64, device=observations[0].mean.device)
+        self._buffer = torch.full((self._buffer_steps, width), math.nan, dtype=torch.float64, device=self._device_of(observations))
         self._nan = torch.full((), math.nan, device=self._buffer.device)
+
+    @staticmethod
+    def _device_of(observations: list[_Observation]) -> torch.device:
+        """Where the statistics were computed (the first site's mean)."""
+        mean = observations[0].mean
+        assert mean is not None  # computed by write before the sites are established
+        return mean.device
 
     def read(self, rows: int) -> list[list[float]]:
         """The first ``rows`` buffer rows on the host (one transfer)."""

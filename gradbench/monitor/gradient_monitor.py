@@ -27,17 +27,24 @@ detailed step, every weight) and that is all the device does for the record: the
 tensors is kept as it is, like the loss tensor, and ``flush()`` stacks everything kept and reads
 it back in one transfer (a second one for activation statistics), which the caller runs outside
 its timed region. ``step()`` and the optimizer hooks never synchronise. The host then combines
-the per-tensor norms per layer (``gradbench.monitor.layer_norms``) and derives the rest (norms
-after norm clipping, global norms, ratios). Norm clipping takes its global norm from the same
-per-tensor norms, as ``clip_grad_norm_`` does.
+the per-tensor norms per layer (``gradbench.monitor.layer_norms``), for all the records of a
+read-back at once, and derives the rest (norms after norm clipping, global norms, ratios). Norm
+clipping takes its global norm from the same per-tensor norms, as ``clip_grad_norm_`` does.
+
+A step with nothing to record, clip or arm (nine in ten at the default cadence, without
+clipping) only keeps its loss: ``step()`` knows the next step that needs more, and returns after
+one append until then.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -60,52 +67,18 @@ DETAIL_FACTOR = 10
 
 
 @dataclass
-class _Record:
-    """One recorded step's device tensors, kept as they come until ``flush()`` reads them back.
+class _Detail:
+    """A detailed record's extra device tensors, kept as they come until ``flush()``.
 
     Attributes:
-        offset: The step's place among the buffered steps.
-        groups: How the gradients present at this step group into layers.
-        norms: Per-tensor norms: the gradients present, then (detailed, weights on) every weight.
-        clip_total: The global norm that norm clipping scaled by.
-        fired: Value clipping: whether some element was beyond the threshold.
-        after: Value clipping: the gradients' per-tensor norms after it.
+        weights: Per-parameter weight norms as the step began (weights on), else ``None``.
         updates: Per-parameter norms of ``W_before - W_after`` over the optimizer step.
         outputs: Per-layer norms of the back-propagated gradient at the layers' outputs.
     """
 
-    offset: int
-    groups: LayerGroups
-    norms: list[torch.Tensor]
-    clip_total: torch.Tensor | None = None
-    fired: torch.Tensor | None = None
-    after: list[torch.Tensor] | None = None
-    updates: list[torch.Tensor] | None = None
+    weights: list[torch.Tensor] | None = None
+    updates: Sequence[torch.Tensor] | None = None
     outputs: torch.Tensor | None = None
-
-    def scalars(self) -> list[torch.Tensor]:
-        """Its 0-d tensors in reading order: norms, [clip_total], [fired], [after], [updates]
-        (``outputs``, a vector, apart)."""
-        kept = list(self.norms)
-        for extra in (self.clip_total, self.fired):
-            if extra is not None:
-                kept.append(extra)
-        return kept + (self.after or []) + (self.updates or [])
-
-
-@dataclass
-class _Decoded:
-    """One record read back: per-tensor norms combined per layer (``LayerGroups.combine`` rows:
-    layers, weight parts, bias parts, global norm), and the values that need no combining."""
-
-    offset: int
-    gradients: list[float] = field(default_factory=list)
-    weights: list[float] | None = None
-    after: list[float] | None = None
-    updates: list[float] | None = None
-    clip_total: float | None = None
-    fired: bool | None = None
-    outputs: list[float] | None = None
 
 
 def _check_count(name: str, value: object, minimum: int) -> None:
@@ -201,16 +174,28 @@ class GradientMonitor:
         self._norm_dtype = norm_dtype({p.dtype for p in self._parameters})
         self._weights = weights
         self._output_gradients = OutputGradients(model, [module for _, module, _ in layers], device) if activations and detail_every else None
-        self._losses: list[torch.Tensor | None] = []
-        self._records: list[_Record] = []
-        self._activations_recorded: list[bool] = []
+        # Buffered since the last flush. Per step: the loss (a detached view, no copy: nothing
+        # writes into a loss after backward). Per record: its step offset and grouping, and its
+        # gradients' per-tensor norms, all records' in one flat list as ``_foreach_norm`` gives
+        # them; then what clipping adds to every record and detailed records add to theirs.
+        self._losses: list[torch.Tensor] = []
+        self._no_loss: list[int] = []  # the offsets of steps given no loss (NaN in _losses)
+        self._record_offsets: list[int] = []
+        self._record_groups: list[LayerGroups] = []
+        self._grad_norms: list[torch.Tensor] = []
+        self._clip_totals: list[torch.Tensor] = []  # norm clipping: the global norm it scaled by
+        self._fired: list[torch.Tensor] = []  # value clipping: some element beyond the threshold ...
+        self._after: list[torch.Tensor] = []  # ... and the per-tensor norms after it
+        self._details: dict[int, _Detail] = {}  # by record index
+        self._activation_offsets: list[int] = []  # the steps with activation statistics
         self._buffer_first_step = 1  # steps count from 1: step k is the k-th call of step()
-        self._update_record: _Record | None = None  # the record whose optimizer step is to be measured
+        self._update_record: _Detail | None = None  # the record whose optimizer step is to be measured
         self._inside_update = False  # between the optimizer's pre- and post-step hooks
-        self._snapshot_record: _Record | None = None  # ... and whose weights have been copied
+        self._snapshot_record: _Detail | None = None  # ... and whose weights have been copied
         self.steps = 0
-        self._record_next = every > 0  # step 1 is recorded
-        self._detail_next = detail_every > 0
+        self._next_full = 1  # the next step that does more than keep its loss (step 1 records)
+        self._missing = torch.full((), math.nan, device=device)  # the loss of a step given none
+        detail_first = detail_every > 0
         self._history = MonitorHistory(layer_names=list(self.layer_names))
         # Update ratios: the optimizer's step hooks copy the weights before a detailed step's
         # update and measure the change after it. They are registered only around detailed
@@ -220,12 +205,12 @@ class GradientMonitor:
         self._snapshots: list[torch.Tensor] = []
         if self._optimizer is not None:
             self._snapshots = [torch.empty_like(p, memory_format=torch.preserve_format) for p in self._parameters]
-            self._arm_update_hooks(self._detail_next)
+            self._arm_update_hooks(detail_first)
         self._activations = ActivationRecorder(model, buffer_steps) if activations and detail_every else None
         if self._activations is not None:
-            self._activations.arm(self._detail_next)
+            self._activations.arm(detail_first)
         if self._output_gradients is not None:
-            self._output_gradients.arm(self._detail_next)
+            self._output_gradients.arm(detail_first)
 
     @property
     def num_layers(self) -> int:
@@ -247,19 +232,30 @@ class GradientMonitor:
         Never synchronises with the device, except to flush a full buffer the caller did not
         flush.
         """
-        if len(self._losses) >= self.buffer_steps:
+        losses = self._losses
+        if len(losses) >= self.buffer_steps:
             self.flush()
-        offset = len(self._losses)
-        # The loss tensor itself is kept (a detached view, no copy; nothing writes into a loss
-        # after backward): flush() stacks them, which saves an operation every step.
-        self._losses.append(loss.detach() if loss is not None else None)
+        if loss is not None:
+            losses.append(loss.detach())
+        else:
+            self._no_loss.append(len(losses))
+            losses.append(self._missing)
+        self.steps += 1
+        if self.steps >= self._next_full:
+            self._full_step(len(losses) - 1)
+        # Any other step only keeps its loss: no record, no clipping, no hooks to arm or disarm.
+
+    def _full_step(self, offset: int) -> None:
+        """Everything but the loss: record (at recorded steps), clip, and arm or disarm the
+        hooks of a detailed step; then find the next step that needs any of it."""
         if self._scaling is not None:
             self._scaler_states.append(scaler_state(*self._scaling))
-        record, detail = self._record_next, self._detail_next
-        self.steps += 1
-        self._record_next = self.every > 0 and self.steps % self.every == 0
-        self._detail_next = self.detail_every > 0 and self.steps % self.detail_every == 0
-        written: _Record | None = None
+        steps, every, detail_every = self.steps, self.every, self.detail_every
+        record = every > 0 and (steps - 1) % every == 0
+        detail = record and detail_every > 0 and (steps - 1) % detail_every == 0
+        detail_next = detail_every > 0 and steps % detail_every == 0
+        written: _Detail | None = None
+        recorded = False
         if record or self._clip_kind is not None:
             parameters = self._parameters
             if parameters[0].device != self._device:
@@ -271,32 +267,49 @@ class GradientMonitor:
             if grads:  # no gradients (no backward yet): nothing to record or clip
                 if record:
                     written = self._record(offset, grads, detail)
+                    recorded = True
                 else:
                     with torch.no_grad():
                         self.clipping.clip_(grads)
-        detail = detail and written is not None
-        activations_recorded = False
+        detail = detail and recorded
         if self._activations is not None:
-            if detail:
-                activations_recorded = self._activations.write(offset)
+            if detail and self._activations.write(offset):
+                self._activation_offsets.append(offset)
             else:
                 self._activations.discard()
-            self._activations.arm(self._detail_next)
+            self._activations.arm(detail_next)
         if self._output_gradients is not None:
             if detail:
                 assert written is not None
                 written.outputs = self._output_gradients.collect()
             else:
                 self._output_gradients.discard()
-            self._output_gradients.arm(self._detail_next)
-        self._activations_recorded.append(activations_recorded)
+            self._output_gradients.arm(detail_next)
         if self._optimizer is not None:
             self._update_record = written if detail and self._weights else None
             if self._inside_update and self._update_record is not None:
                 # step() ran inside optimizer.step (a closure optimizer's first evaluation),
                 # after the pre-step hook: the weights have not moved yet, so the copy is now.
                 self._before_update(None, None, None)  # type: ignore[arg-type]
-            self._arm_update_hooks(self._detail_next or self._update_record is not None or self._snapshot_record is not None)
+            self._arm_update_hooks(detail_next or self._update_record is not None or self._snapshot_record is not None)
+        self._next_full = self._next_full_step(detail_next)
+
+    def _next_full_step(self, detail_next: bool) -> int:
+        """The next step that needs ``_full_step``: every step under clipping or loss scaling,
+        or while any hook is armed (the one after a detailed step disarms them); else the next
+        recorded step or the step before the next detailed one (it arms the hooks)."""
+        steps = self.steps
+        armed = (
+            bool(self._update_hooks)
+            or (self._activations is not None and self._activations.armed)
+            or (self._output_gradients is not None and self._output_gradients.armed)
+        )
+        if detail_next or armed or self._clip_kind is not None or self._scaling is not None:
+            return steps + 1
+        upcoming = [1 + steps + (-steps) % self.every] if self.every else []
+        if self.detail_every:
+            upcoming.append(steps + (-steps) % self.detail_every)  # before the next detailed step
+        return min(upcoming, default=sys.maxsize)
 
     def _arm_update_hooks(self, on: bool) -> None:
         """Register the optimizer step hooks (``on``) or remove them."""
@@ -335,44 +348,52 @@ class GradientMonitor:
             with torch.no_grad():
                 self.clipping.clip_(grads)
 
-    def _norms(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    def _norms(self, tensors: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """Per-tensor L2 norms, one fused operation (``gradbench.monitor.layer_norms``)."""
         if self._norm_dtype is None:
-            return list(torch._foreach_norm(tensors))
-        return list(torch._foreach_norm(tensors, 2, dtype=self._norm_dtype))
+            return torch._foreach_norm(tensors)
+        return torch._foreach_norm(tensors, 2, dtype=self._norm_dtype)
 
-    def _record(self, offset: int, grads: list[torch.Tensor], detail: bool) -> _Record:
+    def _record(self, offset: int, grads: list[torch.Tensor], detail: bool) -> _Detail | None:
         """The gradients' norms (and, at a detailed step with weights on, the weights'), kept
         as device tensors; then clipping (with, for value clipping, whether it fired and the
-        norms after it)."""
+        norms after it). Returns a detailed step's ``_Detail``."""
         parameters = self._parameters
-        groups = self._all_present if len(grads) == len(parameters) else self._groups.groups(tuple(p.grad is not None for p in parameters))
+        present = len(grads)
+        groups = self._all_present if present == len(parameters) else self._groups.groups(tuple(p.grad is not None for p in parameters))
         weights = detail and self._weights
         if weights or self._clip_kind is not None or grads[0].requires_grad:  # no autograd graph of norms
             with torch.no_grad():
-                record = self._record_and_clip(offset, grads, groups, weights)
+                norms = self._norms(grads + parameters if weights else grads)
+                self._clip(grads, norms[:present])
         else:  # the common case, without the no_grad context's cost
-            record = _Record(offset, groups, self._norms(grads))
-        self._records.append(record)
-        return record
+            norms = self._norms(grads)
+        self._record_offsets.append(offset)
+        self._record_groups.append(groups)
+        if not detail:
+            self._grad_norms += norms
+            return None
+        self._grad_norms += norms[:present]
+        written = self._details[len(self._record_offsets) - 1] = _Detail(weights=list(norms[present:]) if weights else None)
+        return written
 
-    def _record_and_clip(self, offset: int, grads: list[torch.Tensor], groups: LayerGroups, weights: bool) -> _Record:
-        norms = self._norms(grads + self._parameters if weights else grads)
-        record = _Record(offset, groups, norms)
+    def _clip(self, grads: list[torch.Tensor], norms: tuple[torch.Tensor, ...]) -> None:
+        """Clip a recorded step's gradients, keeping what the record needs: for norm clipping
+        the global norm of the per-tensor norms (as ``clip_grad_norm_`` computes it), for value
+        clipping whether it fired and the norms after it."""
         if self._clip_kind == "norm":
-            # The global norm of the per-tensor norms, as clip_grad_norm_ computes it.
-            record.clip_total = torch.linalg.vector_norm(torch.stack(norms[: len(grads)]))
-            self.clipping.clip_(grads, record.clip_total)
+            total = torch.linalg.vector_norm(torch.stack(norms))
+            self._clip_totals.append(total)
+            self.clipping.clip_(grads, total)
         elif self._clip_kind == "value":
             # Fired: some element beyond the threshold (an exact test; norms could not tell a
             # barely clipped element from rounding). aminmax reads each gradient once.
             extremes = torch.stack([value for pair in map(torch.aminmax, grads) for value in pair])
             threshold = self.clipping.threshold
             assert threshold is not None  # value clipping always has one
-            record.fired = extremes.abs().amax() > threshold
+            self._fired.append(extremes.abs().amax() > threshold)
             self.clipping.clip_(grads)
-            record.after = self._norms(grads)
-        return record
+            self._after += self._norms(grads)
 
     def _before_update(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
         """Optimizer pre-step hook: at a detailed step, copy the weights the update will change."""
@@ -400,159 +421,178 @@ class GradientMonitor:
         if count == 0:
             return self._history
         self._update_record = self._snapshot_record = None  # an update not yet measured is dropped
-        values, outputs, losses, scaling = self._read_back()
-        activation_rows = self._activations.read(count) if self._activations is not None and any(self._activations_recorded) else []
-        decoded = iter(self._decode(values, outputs))
-        pending = next(decoded, None)
-        for offset in range(count):
-            step = self._buffer_first_step + offset
-            if self._losses[offset] is not None:
-                self._add_loss(step, losses[offset])
-            skipped = False
-            if scaling:
-                overflow, scale = scaling[2 * offset], scaling[2 * offset + 1]
-                skipped = overflow != 0
-                self._add_scale(step, scale, skipped)
-            if pending is not None and pending.offset == offset:
-                self._add_record(step, pending, skipped)
-                pending = next(decoded, None)
-            if self._activations_recorded[offset]:
-                self._add_activations(step, offset, activation_rows[offset])
+        first = self._buffer_first_step
+        values, outputs = self._read_back()
+        candidates: list[tuple[int, int, NonFinite]] = []  # (step, order within the step, where)
+        scaling = 2 * len(self._scaler_states)
+        skipped = self._add_scales(first, values[len(values) - scaling :], candidates) if scaling else None
+        self._add_losses(first, values[len(values) - scaling - count : len(values) - scaling], candidates)
+        if self._record_offsets:
+            self._add_records(first, values, outputs, skipped, candidates)
+        if self._activation_offsets:
+            assert self._activations is not None
+            rows = self._activations.read(count)
+            for offset in self._activation_offsets:
+                self._add_activations(first + offset, offset, rows[offset])
+        if candidates and self._history.nonfinite is None:
+            self._history.nonfinite = min(candidates, key=lambda candidate: candidate[:2])[2]
         self._buffer_first_step += count
-        self._losses.clear()
-        self._scaler_states.clear()
-        self._records.clear()
-        self._activations_recorded.clear()
+        for kept in (self._losses, self._no_loss, self._scaler_states, self._record_offsets, self._record_groups, self._grad_norms, self._clip_totals, self._fired, self._after, self._activation_offsets):
+            kept.clear()
+        self._details.clear()
         return self._history
 
-    def _read_back(self) -> tuple[list[float], list[float], dict[int, float], list[float]]:
-        """Everything kept since the last flush, in one transfer: every record's 0-d tensors
-        (in record order, each in ``_Record.scalars`` order), their output gradient norms, the
-        losses by step offset, and under a loss scaler each step's overflow flag and scale
-        (alternating). One stack of all the 0-d tensors, not one per record: a stack costs
-        microseconds whatever it holds."""
-        scalars = [tensor for record in self._records for tensor in record.scalars()]
-        outputs = [record.outputs for record in self._records if record.outputs is not None]
-        given = [(offset, loss) for offset, loss in enumerate(self._losses) if loss is not None]
-        parts: list[torch.Tensor] = []
-        if scalars:
-            parts.append(torch.stack(scalars).to(self._device, torch.float64))
-        if outputs:
-            parts.append(torch.cat(outputs).to(self._device, torch.float64))
-        if given:
-            try:  # one stack for losses of one shape, () or (1,), as they come
-                stacked = torch.stack([loss for _, loss in given]).reshape(len(given))
-            except RuntimeError:
-                stacked = torch.stack([loss.reshape(()) for _, loss in given])
-            parts.append(stacked.to(self._device, torch.float64))
-        scaling = [tensor.reshape(()) for state in self._scaler_states for tensor in state]
-        if scaling:
-            parts.append(torch.stack([tensor.to(self._device, torch.float64) for tensor in scaling]))
-        flat = torch.cat(parts).tolist() if parts else []
-        first_scaling = len(flat) - len(scaling)
-        first_output, first_loss = len(scalars), first_scaling - len(given)
-        losses = {offset: flat[first_loss + index] for index, (offset, _) in enumerate(given)}
-        return flat[:first_output], flat[first_output:first_loss], losses, flat[first_scaling:]
+    def _read_back(self) -> tuple[list[float], list[float]]:
+        """Everything kept since the last flush, in one transfer: one stack of every 0-d tensor
+        (a stack costs microseconds whatever it holds), and the output gradient norms. The stack
+        holds the records' scalars (gradient norms, clip totals, fired flags, norms after value
+        clipping, then each detailed record's weight and update norms), then one value per
+        step, the loss (NaN where none was given), then under a loss scaler each step's
+        overflow flag and scale. Values come back in the widest dtype they were computed in:
+        a float32 norm is a Python float exactly."""
+        scalars = self._grad_norms + self._clip_totals + self._fired + self._after
+        outputs = []
+        for index in sorted(self._details):
+            detail = self._details[index]
+            scalars += (detail.weights or []) + list(detail.updates or [])
+            if detail.outputs is not None:
+                outputs.append(detail.outputs)
+        scalars += self._losses
+        scalars += [tensor.reshape(()) for state in self._scaler_states for tensor in state]
+        try:  # one stack for 0-d tensors, as they come
+            stacked = torch.stack(scalars).reshape(len(scalars))
+        except RuntimeError:  # a loss of shape (1,), or scaler state on another device
+            stacked = torch.stack([tensor.reshape(()).to(self._device) for tensor in scalars])
+        if not outputs:
+            return stacked.tolist(), []
+        size = sum(output.numel() for output in outputs)
+        flat = torch.cat([*outputs, stacked]).tolist()
+        return flat[size:], flat[:size]
 
-    def _decode(self, values: list[float], outputs: list[float]) -> list[_Decoded]:
-        """Split the read-back values by record (in ``_Record.scalars`` order), then combine
-        every row of per-tensor norms per layer, one batch per grouping pattern."""
-        decoded: list[_Decoded] = []
-        rows: dict[int, tuple[LayerGroups, list[list[float]], list[tuple[_Decoded, str]]]] = {}
-
-        def combine_later(groups: LayerGroups, row: list[float], item: _Decoded, name: str) -> None:
-            _, batch, targets = rows.setdefault(id(groups), (groups, [], []))
-            batch.append(row)
-            targets.append((item, name))
-
-        position = 0
-        for record in self._records:
-            present = record.groups.present
-            item = _Decoded(record.offset)
-            combine_later(record.groups, values[position : position + present], item, "gradients")
-            position += present
-            weights = len(record.norms) - present
-            if weights:
-                combine_later(self._all_present, values[position : position + weights], item, "weights")
-                position += weights
-            if record.clip_total is not None:
-                item.clip_total, position = values[position], position + 1
-            if record.fired is not None:
-                item.fired, position = values[position] > 0.5, position + 1
-            if record.after is not None:
-                combine_later(record.groups, values[position : position + present], item, "after")
-                position += present
-            if record.updates is not None:
-                combine_later(self._all_present, values[position : position + len(record.updates)], item, "updates")
-                position += len(record.updates)
-            if record.outputs is not None:
-                item.outputs, outputs = outputs[: self.num_layers], outputs[self.num_layers :]
-            decoded.append(item)
-        for groups, batch, targets in rows.values():
-            for combined, (item, name) in zip(groups.combine(batch), targets):
-                setattr(item, name, combined)
-        return decoded
-
-    def _add_loss(self, step: int, loss: float) -> None:
+    def _add_scales(self, first: int, scaling: list[float], candidates: list[tuple[int, int, NonFinite]]) -> list[bool]:
+        """A loss scaler's scale for each step and whether it skipped it; a skip at a scale of
+        ``MIN_LOSS_SCALE`` or less is divergence: the gradients overflow unscaled. Returns the
+        skip flag by step offset."""
         history = self._history
-        history.loss_steps.append(step)
-        history.losses.append(loss)
-        if history.nonfinite is None and not math.isfinite(loss):
-            history.nonfinite = NonFinite(step, "loss")
+        overflows, scales = scaling[0::2], scaling[1::2]
+        skipped = [overflow != 0 for overflow in overflows]
+        history.scale_steps += range(first, first + len(scales))
+        history.loss_scales += scales
+        history.skipped_steps += [first + offset for offset, skip in enumerate(skipped) if skip]
+        stuck = next((offset for offset, (skip, scale) in enumerate(zip(skipped, scales)) if skip and scale <= MIN_LOSS_SCALE), None)
+        if stuck is not None:
+            candidates.append((first + stuck, 1, NonFinite(first + stuck, "loss_scale")))
+        return skipped
 
-    def _add_scale(self, step: int, scale: float, skipped: bool) -> None:
-        """A loss scaler's scale for this step and whether it skipped it; a skip at a scale of
-        ``MIN_LOSS_SCALE`` or less is divergence: the gradients overflow unscaled."""
+    def _add_losses(self, first: int, losses: list[float], candidates: list[tuple[int, int, NonFinite]]) -> None:
         history = self._history
-        history.scale_steps.append(step)
-        history.loss_scales.append(scale)
-        if skipped:
-            history.skipped_steps.append(step)
-            if history.nonfinite is None and scale <= MIN_LOSS_SCALE:
-                history.nonfinite = NonFinite(step, "loss_scale")
-
-    def _add_record(self, step: int, item: _Decoded, skipped: bool = False) -> None:
-        history, layers = self._history, self.num_layers
-        combined = item.gradients
-        norms, total = combined[:layers], combined[3 * layers]
-        fired: bool | None = None
-        if self._clip_kind == "norm" and item.clip_total is not None:
-            # The coefficient from the global norm the device scaled by, as it computed it.
-            coefficient = self.clipping.coefficient(item.clip_total)
-            assert coefficient is not None
-            after, total_after, fired = [norm * coefficient for norm in norms], total * coefficient, coefficient < 1.0
-        elif item.after is not None:
-            after, total_after, fired = item.after[:layers], item.after[3 * layers], item.fired
+        if not self._no_loss:
+            history.loss_steps += range(first, first + len(losses))
+            history.losses += losses
         else:
-            after, total_after = list(norms), total
-        history.grad_steps.append(step)
-        history.layer_grad_norms.append(norms)
+            missing = set(self._no_loss)
+            given = [offset for offset in range(len(losses)) if offset not in missing]
+            history.loss_steps += [first + offset for offset in given]
+            history.losses += [losses[offset] for offset in given]
+            losses = [0.0 if offset in missing else loss for offset, loss in enumerate(losses)]
+        if not math.isfinite(sum(losses)):  # a sum is finite only if every term is (or overflows)
+            offset = next((offset for offset, loss in enumerate(losses) if not math.isfinite(loss)), None)
+            if offset is not None:
+                candidates.append((first + offset, 0, NonFinite(first + offset, "loss")))
+
+    def _combined(self, norms: np.ndarray, groups: list[LayerGroups]) -> np.ndarray:
+        """The rows ``LayerGroups.combine`` makes (layers, weight parts, bias parts, global norm),
+        one per record, from all records' per-tensor norms laid end to end: one batch per
+        grouping pattern (one in all, unless some gradients were missing at some steps)."""
+        if all(group is groups[0] for group in groups):
+            return groups[0].combine(norms.reshape(len(groups), groups[0].present))
+        combined = np.empty((len(groups), 3 * self.num_layers + 1))
+        ends = np.cumsum([group.present for group in groups])
+        patterns: dict[int, list[int]] = {}
+        for index, group in enumerate(groups):
+            patterns.setdefault(id(group), []).append(index)
+        for indices in patterns.values():
+            group = groups[indices[0]]
+            rows = np.stack([norms[ends[index] - group.present : ends[index]] for index in indices])
+            combined[indices] = group.combine(rows)
+        return combined
+
+    def _add_records(self, first: int, values: list[float], outputs: list[float], skipped: list[bool] | None, candidates: list[tuple[int, int, NonFinite]]) -> None:
+        """Append every buffered record to the history, the gradient columns for all records at
+        once; detailed records' weights, updates and output gradients one by one."""
+        history, layers, groups = self._history, self.num_layers, self._record_groups
+        count = len(groups)
+        present = sum(group.present for group in groups)
+        position = present
+        combined = self._combined(np.asarray(values[:present]), groups)
+        norms, total = combined[:, :layers], combined[:, 3 * layers]
+        fired: list[bool | None] = [None] * count
+        if self._clip_kind == "norm":
+            # The coefficient from the global norm the device scaled by, as it computed it
+            # (Clipping.coefficient, for all records at once; NaN stays NaN, as torch.clamp's).
+            assert self.clipping.threshold is not None
+            clip_totals = np.asarray(values[position : position + count])
+            position += count
+            coefficients = np.minimum(1.0, float(self.clipping.threshold) / (clip_totals + 1e-6))
+            with np.errstate(invalid="ignore"):  # an infinite norm times 0 is NaN, as in Python
+                after, total_after = norms * coefficients[:, None], total * coefficients
+            fired = (coefficients < 1.0).tolist()
+        elif self._clip_kind == "value":
+            fired = [value > 0.5 for value in values[position : position + count]]
+            position += count
+            combined_after = self._combined(np.asarray(values[position : position + present]), groups)
+            position += present
+            after, total_after = combined_after[:, :layers], combined_after[:, 3 * layers]
+        else:
+            after, total_after = norms, total
+        steps = [first + offset for offset in self._record_offsets]
+        history.grad_steps += steps
+        history.layer_grad_norms += norms.tolist()
         has_weight, has_bias = self._has_part
-        history.layer_weight_grad_norms.append([value if here else None for value, here in zip(combined[layers : 2 * layers], has_weight)])
-        history.layer_bias_grad_norms.append([value if here else None for value, here in zip(combined[2 * layers : 3 * layers], has_bias)])
-        outputs = item.outputs
-        history.layer_output_grad_norms.append(None if outputs is None else [None if math.isnan(value) else value for value in outputs])
-        history.layer_grad_norms_after.append(after)
-        history.total_norm_before.append(total)
-        history.total_norm_after.append(total_after)
-        history.clip_fired.append(fired)
-        weights = item.weights[:layers] if item.weights is not None else None
-        history.layer_weight_norms.append(weights)
-        updates = item.updates[:layers] if item.updates is not None and weights is not None else None
-        ratios = None if updates is None else [update / weight if weight != 0 else None for update, weight in zip(updates, weights or [])]
-        history.layer_update_ratios.append(ratios)
-        if history.nonfinite is None:
-            # Within a step: the loss (checked first), then the gradients, then the weights
-            # (as the step began, and as the update left them). The gradients of a step the
-            # loss scaler skipped overflowed after scaling: routine, judged by its scale.
-            bad = [] if skipped else [index for index, norm in enumerate(norms) if not math.isfinite(norm)]
+        for column, has, start in ((history.layer_weight_grad_norms, has_weight, layers), (history.layer_bias_grad_norms, has_bias, 2 * layers)):
+            rows = combined[:, start : start + layers].tolist()
+            column += rows if all(has) else [[value if here else None for value, here in zip(row, has)] for row in rows]
+        history.layer_grad_norms_after += after.tolist()
+        history.total_norm_before += total.tolist()
+        history.total_norm_after += total_after.tolist()
+        history.clip_fired += fired
+        weight_rows: list[list[float] | None] = [None] * count
+        ratio_rows: list[list[float | None] | None] = [None] * count
+        output_rows: list[list[float | None] | None] = [None] * count
+        for index in sorted(self._details):
+            detail = self._details[index]
+            weights = updates = None
+            if detail.weights is not None:
+                weights = self._all_present.combine(np.asarray(values[position : position + len(detail.weights)])[None])[0, :layers].tolist()
+                position += len(detail.weights)
+                weight_rows[index] = weights
+            if detail.updates is not None:
+                update_norms = np.asarray(values[position : position + len(detail.updates)])
+                position += len(detail.updates)
+                if weights is not None:
+                    updates = self._all_present.combine(update_norms[None])[0, :layers].tolist()
+                    ratio_rows[index] = [update / weight if weight != 0 else None for update, weight in zip(updates, weights)]
+            if detail.outputs is not None:
+                output_rows[index] = [None if math.isnan(value) else value for value in outputs[:layers]]
+                outputs = outputs[layers:]
+            # Within a step: the loss, then the gradients, then the weights (as the step began,
+            # and as the update left them).
+            bad = [place % layers for place, value in enumerate((weights or []) + (updates or [])) if not math.isfinite(value)]
             if bad:
-                history.nonfinite = NonFinite(step, "gradient", self.layer_names[max(bad)])
-                return
-            weight_norms = (weights or []) + (updates or [])
-            bad = [index % layers for index, value in enumerate(weight_norms) if not math.isfinite(value)]
-            if bad:
-                history.nonfinite = NonFinite(step, "weight", self.layer_names[min(bad)])
+                step = steps[index]
+                candidates.append((step, 3, NonFinite(step, "weight", self.layer_names[min(bad)])))
+        history.layer_weight_norms += weight_rows
+        history.layer_update_ratios += ratio_rows
+        history.layer_output_grad_norms += output_rows
+        # The gradients of a step the loss scaler skipped overflowed after scaling: routine,
+        # judged by its scale.
+        bad_rows = ~np.isfinite(norms).all(axis=1)
+        if skipped is not None:
+            bad_rows &= ~np.asarray(skipped)[self._record_offsets]
+        if bad_rows.any():
+            index = int(np.flatnonzero(bad_rows)[0])
+            layer = int(np.flatnonzero(~np.isfinite(norms[index]))[-1])  # the nearest the output
+            candidates.append((steps[index], 2, NonFinite(steps[index], "gradient", self.layer_names[layer])))
 
     def _add_activations(self, step: int, offset: int, values: list[float]) -> None:
         assert self._activations is not None

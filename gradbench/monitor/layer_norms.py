@@ -95,12 +95,12 @@ class LayerGroups:
     sources: np.ndarray
     targets: np.ndarray
 
-    def combine(self, rows: list[list[float]]) -> list[list[float]]:
+    def combine(self, rows: np.ndarray) -> np.ndarray:
         squares = np.square(np.asarray(rows, dtype=np.float64).reshape(len(rows), self.present))
         sums = np.zeros((len(rows), 3 * self.num_layers + 1))
         with np.errstate(invalid="ignore"):  # inf + inf is inf; a NaN stays where it is
             np.add.at(sums.T, self.targets, squares[:, self.sources].T)  # columns, through a view
-        return np.sqrt(sums).tolist()
+        return np.sqrt(sums)
 
 
 class LayerNorms:

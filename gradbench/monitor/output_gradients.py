@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradbench.monitor.layer_norms import combined_norm, tensor_norm
-from gradbench.monitor.pass_hooks import PassHooks
+from gradbench.monitor.layer_norms import combined_norm, norm_dtype, tensor_norm
+from gradbench.monitor.pass_hooks import BATCHED_ELEMENTS, PassHooks
 
 __all__ = ["OutputGradients", "first_tensor"]
 
@@ -59,8 +59,11 @@ class OutputGradients:
 
     def __init__(self, model: nn.Module, modules: list[nn.Module], device: torch.device) -> None:
         self._modules = modules
-        # Each output's gradient norms, as the tensor hooks compute them (one per backward pass
-        # through the output, combined at write): no running sum to update on the device.
+        # Each output's gradients as the tensor hooks receive them (one per backward pass through
+        # the output, combined at collection): a small one kept for one fused norm of all of them
+        # at collection, a large one's norm computed as it comes (keeping it would hold its
+        # memory through the backward pass).
+        self._grads: list[list[torch.Tensor]] = [[] for _ in modules]
         self._norms: list[list[torch.Tensor]] = [[] for _ in modules]
         self._nan = torch.full((), math.nan, device=device)
         self._hooks = PassHooks(model, modules, self._forward, self.discard)
@@ -79,18 +82,27 @@ class OutputGradients:
             tensor.register_hook(partial(self._backward, index))
 
     def _backward(self, index: int, grad: torch.Tensor) -> None:
-        self._norms[index].append(tensor_norm(grad))
+        if grad.numel() <= BATCHED_ELEMENTS:
+            self._grads[index].append(grad)
+        else:
+            self._norms[index].append(tensor_norm(grad))
 
     def collect(self) -> torch.Tensor:
         """The norms since the last collection, one per module (NaN for a module whose output
         got no gradient; several backward passes combined), then start again."""
+        grads = [grad for kept in self._grads for grad in kept]
+        if grads:
+            norms = iter(torch._foreach_norm(grads, 2, dtype=norm_dtype({grad.dtype for grad in grads})))
+            for kept, computed in zip(self._grads, self._norms):
+                computed += [next(norms) for _ in kept]
         combined = [combined_norm(norms, self._nan) for norms in self._norms]
         self.discard()
         return torch.stack(combined)
 
     def discard(self) -> None:
-        """Forget what was computed (a step that records nothing)."""
-        for norms in self._norms:
+        """Forget what was kept and computed (a step that records nothing)."""
+        for kept, norms in zip(self._grads, self._norms):
+            kept.clear()
             norms.clear()
 
     def close(self) -> None:

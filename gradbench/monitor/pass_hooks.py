@@ -15,7 +15,14 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["PassHooks"]
+__all__ = ["PassHooks", "BATCHED_ELEMENTS"]
+
+# What the hooks receive (a module's output, the gradient at it) is kept until the step's record,
+# where one computation serves all of them (a stack of outputs of one shape, one fused norm of
+# gradients), up to this many elements: a small tensor's statistics cost their operations' fixed
+# overhead, a dozen per site. A larger one is measured as it comes: its operations are bound by
+# memory traffic, and keeping it would hold its memory through the backward pass.
+BATCHED_ELEMENTS = 1 << 16
 
 
 class PassHooks:

@@ -231,19 +231,23 @@ def test_nothing_is_read_back_inside_a_training_step_with_every_statistic(monkey
 
 
 def test_the_monitor_reads_back_only_at_its_cadence(monkeypatch):
-    """Every read-back is a ``tolist``: count them, and the steps at which they happen."""
+    """Every read-back is a ``tolist`` or a ``numpy``: count them, and the steps at which they
+    happen."""
     torch.manual_seed(0)
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     monitor = GradientMonitor(model, every=2, detail_every=4, optimizer=optimizer, buffer_steps=5)
     reads: list[int] = []
-    original = torch.Tensor.tolist
 
-    def counting(self):
-        reads.append(monitor.steps)
-        return original(self)
+    def counting(original):
+        def read(self, *args, **kwargs):
+            reads.append(monitor.steps)
+            return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(torch.Tensor, "tolist", counting)
+        return read
+
+    for method in ("tolist", "numpy"):
+        monkeypatch.setattr(torch.Tensor, method, counting(getattr(torch.Tensor, method)))
     for step in range(1, 21):
         x, y = _batch(step)
         optimizer.zero_grad()
