@@ -60,9 +60,11 @@ class StepTimer:
         self._cuda = device.type == "cuda"
         self.cpu_clock = cpu_clock_for(device, torch.get_num_threads())
         self._cpu_time = CPU_CLOCKS[self.cpu_clock or "process_time"]  # read on the CPU only
-        self._pending: list[tuple[object, object]] = []
-        self._pending_cpu: list[tuple[float, float]] = []
+        self._pending: list[tuple[object, object]] = []  # CUDA: each step's pair of events
+        self._walls: list[float] = []  # CPU: each step's durations, worked out at stop()
+        self._cpus: list[float] = []
         self._started: object = None
+        self._wall_started = 0.0
         self._cpu_started = 0.0
 
     def start(self) -> None:
@@ -74,7 +76,7 @@ class StepTimer:
             self._started = event
         else:
             self._cpu_started = self._cpu_time()
-            self._started = time.perf_counter()
+            self._wall_started = time.perf_counter()
 
     def stop(self) -> None:
         if self._cuda:
@@ -84,8 +86,8 @@ class StepTimer:
         else:
             wall = time.perf_counter()
             cpu = self._cpu_time()
-            self._pending.append((self._started, wall))
-            self._pending_cpu.append((self._cpu_started, cpu))
+            self._walls.append(wall - self._wall_started)
+            self._cpus.append(cpu - self._cpu_started)
 
     def collect(self) -> tuple[list[float], list[float]]:
         """Wall and CPU durations of the steps timed since the last call (synchronises on
@@ -94,9 +96,8 @@ class StepTimer:
             if self._pending:
                 self._pending[-1][1].synchronize()  # type: ignore[attr-defined]
             durations = [start.elapsed_time(end) / 1000.0 for start, end in self._pending]  # type: ignore[attr-defined]
-        else:
-            durations = [end - start for start, end in self._pending]  # type: ignore[operator]
-        cpu = [end - start for start, end in self._pending_cpu]
-        self._pending.clear()
-        self._pending_cpu.clear()
-        return durations, cpu
+            self._pending.clear()
+            return durations, []
+        walls, cpus = self._walls, self._cpus
+        self._walls, self._cpus = [], []
+        return walls, cpus

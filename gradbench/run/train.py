@@ -265,6 +265,8 @@ class Session:
             and throws it away).
         compiled: What ``torch.compile`` compiled (``model``: its forward and backward); empty
             when eager.
+        step: ``step(inputs, targets)``, one training step (the timed code): ``step_function``
+            bound to the model, loss, optimizer and monitor when the session is made.
     """
 
     cell: Cell
@@ -287,9 +289,11 @@ class Session:
         optimizer whose groups hold none, as A2Grad's)."""
         return float(self.optimizer.param_groups[0].get("lr", self.cell.lr))
 
-    def step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """One training step (the timed code)."""
-        return self.step_function(self.model, self.task.loss_fn, self.optimizer, self.monitor, inputs, targets)
+    def __post_init__(self) -> None:
+        # The timed step, bound once: a step then costs no attribute lookups of its own.
+        self.step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = functools.partial(
+            self.step_function, self.model, self.task.loss_fn, self.optimizer, self.monitor
+        )
 
     def evaluate(self, step: int, train_time_s: float) -> Evaluation:
         """``evaluate`` the model at this step, with the learning rate it trained with. An
