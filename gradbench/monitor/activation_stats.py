@@ -29,8 +29,13 @@ The hooks are registered only around the forward passes of recorded steps (armed
 Forward passes without gradients (evaluation under ``torch.no_grad``) are ignored, and each new
 forward pass with gradients replaces the previous one's records (gradient accumulation: the last
 micro-batch is recorded). Functional activations (``torch.relu(x)`` inside ``forward``) are
-invisible to hooks. The statistics are computed on the device as the hook runs (the output is
-hot in cache) and stay there until the monitor's read-back.
+invisible to hooks. The statistics are computed on the device and stay there until the
+monitor's read-back: a large output's as the hook runs, a small one's (up to ``BATCHED_ELEMENTS``)
+at the step's record, together with the other sites of its shape and kind (one stack, a dozen
+operations for all of them). A small output is kept as it is where torch's backward pass reads
+it (ReLU, sigmoid, tanh: an in-place change after the hook would fail that pass), and copied at
+the hook otherwise (a later ``Dropout(inplace=True)`` or ``x += skip`` may change it); a kept
+output found changed all the same reads as NaN, with a warning.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from torch import nn
 
 from gradbench.axes.activations import ACTIVATIONS
 from gradbench.monitor.history import ActivationSite
-from gradbench.monitor.layer_norms import combined_norm, norm_dtype, tensor_norm
+from gradbench.monitor.layer_norms import combined_norm, tensor_norm, tensor_norms
 from gradbench.monitor.pass_hooks import BATCHED_ELEMENTS, PassHooks
 
 __all__ = ["SATURATION_SLOPE", "PINNED_BAND", "ActivationRecorder", "ActivationRecord", "activation_kind", "site_label"]
@@ -64,6 +69,8 @@ _RECTIFIERS: tuple[type[nn.Module], ...] = (
 )
 _NONNEGATIVE = (nn.ReLU, nn.ReLU6, nn.Softplus)  # outputs >= 0: no abs() needed
 _SATURATING: tuple[type[nn.Module], ...] = (nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardsigmoid, nn.Softsign)
+# Their backward pass reads their output, so nothing can change it in place before the record.
+_BACKWARD_READS_OUTPUT: tuple[type[nn.Module], ...] = (nn.ReLU, nn.Sigmoid, nn.Tanh)
 PINNED_BAND = 0.1  # the outer tenth of the output's range at either end
 
 
@@ -238,6 +245,7 @@ class ActivationRecorder:
                 self._watched.append((name or type(module).__name__, module, *found))
                 # ReLU6 is a Hardtanh to torch, but a rectifier here: no pinned fraction.
                 self._pinning.append(_pinning(module) if found[0] == "saturating" else None)
+        self._copy = [not isinstance(module, _BACKWARD_READS_OUTPUT) for _, module, _, _, _ in self._watched]
         # Sites whose statistics are the same computation: their small outputs stack together.
         self._kinds = [(_signature(counter), _signature(pinning)) for (_, _, _, counter, _), pinning in zip(self._watched, self._pinning)]
         self._buffer_steps = buffer_steps
@@ -273,7 +281,8 @@ class ActivationRecorder:
         units = elements // y.shape[0] if y.dim() >= 2 else elements  # not y[0]: an operation
         observation = _Observation(index, self._watched[index][4], units, elements)
         if y.dim() >= 2 and elements <= BATCHED_ELEMENTS:
-            observation.output, observation.version = y, y._version
+            observation.output = y.clone() if self._copy[index] else y
+            observation.version = observation.output._version
         else:
             _statistics([observation], y, self._watched[index][3], self._pinning[index], sites=False)
         if output.requires_grad:
@@ -289,22 +298,16 @@ class ActivationRecorder:
 
     def _complete(self, pending: list[_Observation]) -> None:
         """The statistics of the kept outputs, one stack and computation per group of sites
-        with one shape and kind; then the norms of the kept gradients, one fused operation.
-        An output changed in place after its hook (an in-place operation later in the forward
-        pass) has statistics NaN: what it held at the hook is gone."""
+        with one shape and kind; then the norms of the kept gradients, one fused operation per
+        dtype. A kept output changed in place after its hook all the same has every statistic
+        NaN: what it held at the hook is gone."""
         groups: dict[tuple[object, ...], list[_Observation]] = {}
+        changed: list[_Observation] = []
         for o in pending:
             if o.output is None:
                 continue
             if o.output._version != o.version:
-                if not self._warned_in_place:
-                    warnings.warn(
-                        f"activation statistics: the output of {self._watched[o.module_index][0]} was changed in place after the "
-                        "activation (an in-place operation later in the forward pass); its statistics are recorded as NaN",
-                        stacklevel=4,
-                    )
-                    self._warned_in_place = True
-                o.output = o.output.new_full((1,) * o.output.dim(), math.nan).expand_as(o.output)
+                changed.append(o)
             key = (self._kinds[o.module_index], o.output.shape, o.output.dtype, o.output.device)
             groups.setdefault(key, []).append(o)
         for members in groups.values():
@@ -314,9 +317,22 @@ class ActivationRecorder:
             _statistics(members, outputs, self._watched[index][3], self._pinning[index], sites=True)
             for o in members:
                 o.output = None
+        for o in changed:
+            if not self._warned_in_place:
+                warnings.warn(
+                    f"activation statistics: the output of {self._watched[o.module_index][0]} was changed in place after the "
+                    "activation (an in-place operation later in the forward pass); its statistics are recorded as NaN",
+                    stacklevel=4,
+                )
+                self._warned_in_place = True
+            assert o.mean is not None
+            nan = torch.full((), math.nan, device=o.mean.device)
+            o.mean = o.centered_norm = nan
+            o.count = nan if o.count is not None else None
+            o.pinned = nan if o.pinned is not None else None
         grads = [grad for o in pending for grad in o.grads]
         if grads:
-            norms = iter(torch._foreach_norm(grads, 2, dtype=norm_dtype({grad.dtype for grad in grads})))
+            norms = iter(tensor_norms(grads))
             for o in pending:
                 o.grad_norms += [next(norms) for _ in o.grads]
                 o.grads = []

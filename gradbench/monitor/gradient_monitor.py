@@ -194,6 +194,7 @@ class GradientMonitor:
         self._snapshot_record: _Detail | None = None  # ... and whose weights have been copied
         self.steps = 0
         self._next_full = 1  # the next step that does more than keep its loss (step 1 records)
+        self._plain_before = 0  # the steps that need more before this one are plain records
         self._missing = torch.full((), math.nan, device=device)  # the loss of a step given none
         detail_first = detail_every > 0
         self._history = MonitorHistory(layer_names=list(self.layer_names))
@@ -242,8 +243,35 @@ class GradientMonitor:
             losses.append(self._missing)
         self.steps += 1
         if self.steps >= self._next_full:
-            self._full_step(len(losses) - 1)
+            if self.steps < self._plain_before:
+                self._plain_record(len(losses) - 1)
+            else:
+                self._full_step(len(losses) - 1)
         # Any other step only keeps its loss: no record, no clipping, no hooks to arm or disarm.
+
+    def _plain_record(self, offset: int) -> None:
+        """A recorded step with nothing else to do (no clipping, no loss scaler, no detailed
+        statistics due): the gradients' norms and nothing more. The short way, because it runs
+        once in ``every`` steps, on code and caches the training step has made cold."""
+        parameters = self._parameters
+        grads = [grad for p in parameters if (grad := p.grad) is not None]
+        if grads:
+            self._check_device()
+            if len(grads) == len(parameters) and not grads[0].requires_grad:
+                self._record_offsets.append(offset)
+                self._record_groups.append(self._all_present)
+                self._grad_norms += self._norms(grads)
+            else:
+                self._record(offset, grads, False)
+        self._next_full = min(self.steps + self.every, self._plain_before)
+
+    def _check_device(self) -> None:
+        device = self._parameters[0].device
+        if device != self._device:
+            raise RuntimeError(
+                f"GradientMonitor was created for {self._device} but the model is now on "
+                f"{device}: create the monitor after model.to(device)"
+            )
 
     def _full_step(self, offset: int) -> None:
         """Everything but the loss: record (at recorded steps), clip, and arm or disarm the
@@ -257,13 +285,8 @@ class GradientMonitor:
         written: _Detail | None = None
         recorded = False
         if record or self._clip_kind is not None:
-            parameters = self._parameters
-            if parameters[0].device != self._device:
-                raise RuntimeError(
-                    f"GradientMonitor was created for {self._device} but the model is now on "
-                    f"{parameters[0].device}: create the monitor after model.to(device)"
-                )
-            grads = [grad for p in parameters if (grad := p.grad) is not None]
+            self._check_device()
+            grads = [grad for p in self._parameters if (grad := p.grad) is not None]
             if grads:  # no gradients (no backward yet): nothing to record or clip
                 if record:
                     written = self._record(offset, grads, detail)
@@ -295,10 +318,12 @@ class GradientMonitor:
         self._next_full = self._next_full_step(detail_next)
 
     def _next_full_step(self, detail_next: bool) -> int:
-        """The next step that needs ``_full_step``: every step under clipping or loss scaling,
-        or while any hook is armed (the one after a detailed step disarms them); else the next
-        recorded step or the step before the next detailed one (it arms the hooks)."""
+        """The next step that needs more than its loss kept: every step under clipping or loss
+        scaling, or while any hook is armed (the one after a detailed step disarms them); else
+        the next recorded step or the step before the next detailed one (it arms the hooks).
+        Sets ``_plain_before``: the steps before it that need anything are plain records."""
         steps = self.steps
+        self._plain_before = 0
         armed = (
             bool(self._update_hooks)
             or (self._activations is not None and self._activations.armed)
@@ -306,10 +331,9 @@ class GradientMonitor:
         )
         if detail_next or armed or self._clip_kind is not None or self._scaling is not None:
             return steps + 1
-        upcoming = [1 + steps + (-steps) % self.every] if self.every else []
-        if self.detail_every:
-            upcoming.append(steps + (-steps) % self.detail_every)  # before the next detailed step
-        return min(upcoming, default=sys.maxsize)
+        arming = steps + (-steps) % self.detail_every if self.detail_every else sys.maxsize  # before the next detailed step
+        self._plain_before = arming
+        return min(1 + steps + (-steps) % self.every, arming) if self.every else arming
 
     def _arm_update_hooks(self, on: bool) -> None:
         """Register the optimizer step hooks (``on``) or remove them."""

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["model_layers", "layer_modules", "LayerNorms", "LayerGroups", "norm_dtype", "tensor_norm", "combined_norm"]
+__all__ = ["model_layers", "layer_modules", "LayerNorms", "LayerGroups", "norm_dtype", "tensor_norm", "tensor_norms", "combined_norm"]
 
 
 def layer_modules(model: nn.Module) -> list[tuple[str, nn.Module, list[tuple[str, nn.Parameter]]]]:
@@ -63,6 +63,20 @@ def norm_dtype(dtypes: set[torch.dtype]) -> torch.dtype | None:
 def tensor_norm(tensor: torch.Tensor) -> torch.Tensor:
     """One tensor's L2 norm, in the dtype ``norm_dtype`` gives for it."""
     return torch.linalg.vector_norm(tensor, dtype=norm_dtype({tensor.dtype}))
+
+
+def tensor_norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each tensor's L2 norm, as ``tensor_norm`` gives it, in one ``_foreach_norm`` per dtype
+    (one in all, unless the tensors mix dtypes: a float64 tensor cannot be normed in float32)."""
+    dtypes = {tensor.dtype for tensor in tensors}
+    if len(dtypes) == 1:
+        return list(torch._foreach_norm(tensors, 2, dtype=norm_dtype(dtypes)))
+    norms: list[torch.Tensor | None] = [None] * len(tensors)
+    for dtype in dtypes:
+        positions = [position for position, tensor in enumerate(tensors) if tensor.dtype == dtype]
+        for position, norm in zip(positions, torch._foreach_norm([tensors[position] for position in positions], 2, dtype=norm_dtype({dtype}))):
+            norms[position] = norm
+    return norms  # type: ignore[return-value]  # every position filled
 
 
 def combined_norm(norms: list[torch.Tensor], missing: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradbench.monitor.layer_norms import combined_norm, norm_dtype, tensor_norm
+from gradbench.monitor.layer_norms import combined_norm, tensor_norm, tensor_norms
 from gradbench.monitor.pass_hooks import BATCHED_ELEMENTS, PassHooks
 
 __all__ = ["OutputGradients", "first_tensor"]
@@ -92,7 +92,7 @@ class OutputGradients:
         got no gradient; several backward passes combined), then start again."""
         grads = [grad for kept in self._grads for grad in kept]
         if grads:
-            norms = iter(torch._foreach_norm(grads, 2, dtype=norm_dtype({grad.dtype for grad in grads})))
+            norms = iter(tensor_norms(grads))
             for kept, computed in zip(self._grads, self._norms):
                 computed += [next(norms) for _ in kept]
         combined = [combined_norm(norms, self._nan) for norms in self._norms]

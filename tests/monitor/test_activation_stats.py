@@ -186,3 +186,87 @@ def test_kinds():
     assert activation_kind(nn.ReLU()) == "rectifier" and activation_kind(nn.SiLU()) == "rectifier"
     assert activation_kind(nn.Sigmoid()) == "saturating" and activation_kind(nn.ReLU6()) == "rectifier"
     assert activation_kind(nn.Identity()) is None and activation_kind(nn.Linear(2, 2)) is None
+
+
+class _DoubledInPlace(nn.Module):
+    """Doubles its input in place: a later operation that changes an activation's output."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul_(2.0)
+
+
+def _site_reference(y: torch.Tensor, kind: str) -> tuple[float, float, float]:
+    """(stuck fraction, mean, std) of one site's output, recomputed plainly in float64."""
+    y = y.double()
+    if kind == "relu":
+        stuck = (y == 0).all(0).double().mean().item()
+    elif kind == "sigmoid":
+        stuck = ((4 * y * (1 - y)) < SATURATION_SLOPE).all(0).double().mean().item()
+    else:  # tanh
+        stuck = ((1 - y.square()) < SATURATION_SLOPE).all(0).double().mean().item()
+    return stuck, y.mean().item(), y.std(correction=0).item()
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["small-outputs-together", "each-as-it-comes"])
+def test_sites_of_one_shape_measured_together_each_get_their_own_statistics(monkeypatch, batched):
+    if not batched:  # every output measured as its hook runs: the same numbers
+        monkeypatch.setattr("gradbench.monitor.activation_stats.BATCHED_ELEMENTS", 0)
+    torch.manual_seed(0)
+    kinds = ["sigmoid", "sigmoid", "tanh", "relu", "sigmoid"]
+    modules = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
+    layers: list[nn.Module] = []
+    for kind in kinds:
+        layers += [nn.Linear(5, 5), modules[kind]()]
+    model = nn.Sequential(*layers)
+    with torch.no_grad():  # spread the pre-activations so that some units saturate or die
+        for layer in model[0::2]:
+            layer.weight.mul_(4.0)
+    outputs: list[torch.Tensor] = []
+    for activation in model[1::2]:
+        activation.register_forward_hook(lambda module, args, output: outputs.append(output.detach().clone()))
+    monitor = GradientMonitor(model, every=1, detail_every=1)
+    model(torch.randn(32, 5)).sum().backward()
+    monitor.step()
+    history = monitor.history()
+    for site, (kind, output) in enumerate(zip(kinds, outputs)):
+        stuck, mean, std = _site_reference(output, kind)
+        recorded = history.dead_fraction[0][site] if kind == "relu" else history.saturated_fraction[0][site]
+        assert recorded == stuck
+        assert history.activation_mean[0][site] == pytest.approx(mean, rel=1e-6, abs=1e-9)
+        assert history.activation_std[0][site] == pytest.approx(std, rel=1e-5, abs=1e-9)
+    assert any(value > 0 for value in history.saturated_fraction[0] if value is not None)  # the test sees saturation
+
+
+def test_an_output_changed_in_place_after_the_activation_keeps_the_statistics_of_its_hook():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Hardtanh(-0.5, 0.5), _DoubledInPlace(), nn.Linear(6, 2))
+    x = torch.randn(16, 4)
+    expected = torch.nn.functional.hardtanh(model[0](x), -0.5, 0.5).detach()
+    monitor = GradientMonitor(model, every=1, detail_every=1)
+    model(x).sum().backward()
+    monitor.step()
+    history = monitor.history()
+    assert history.activation_mean[0][0] == pytest.approx(expected.double().mean().item(), rel=1e-6)
+    assert history.pinned_fraction[0][0] == ((expected <= -0.4) | (expected >= 0.4)).double().mean().item()
+
+
+def test_a_kept_output_changed_in_place_reads_as_nan_with_a_warning(monkeypatch):
+    """The safety net: an output kept without a copy (as ReLU's, sigmoid's, tanh's are, whose
+    backward would fail on such a change) that changed after its hook all the same."""
+    monkeypatch.setattr("gradbench.monitor.activation_stats._BACKWARD_READS_OUTPUT", (nn.Hardtanh,))
+    model = nn.Sequential(nn.Linear(4, 6), nn.Hardtanh(), _DoubledInPlace(), nn.Linear(6, 2))
+    monitor = GradientMonitor(model, every=1, detail_every=1)
+    model(torch.randn(16, 4)).sum().backward()
+    with pytest.warns(UserWarning, match="changed in place"):
+        monitor.step()
+    history = monitor.history()
+    for values in (history.saturated_fraction, history.pinned_fraction, history.activation_mean, history.activation_std):
+        assert math.isnan(values[0][0])
+
+
+def test_gradients_at_outputs_of_mixed_dtypes_are_measured_each_in_its_own():
+    from gradbench.monitor.layer_norms import tensor_norm, tensor_norms
+
+    generator = torch.Generator().manual_seed(0)
+    tensors = [torch.randn(5, generator=generator, dtype=dtype) for dtype in (torch.float64, torch.bfloat16, torch.float32, torch.float64)]
+    assert [norm.item() for norm in tensor_norms(tensors)] == [tensor_norm(tensor).item() for tensor in tensors]
