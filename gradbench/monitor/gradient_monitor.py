@@ -62,7 +62,8 @@ __all__ = ["GradientMonitor", "MonitorHistory", "NonFinite", "model_layers", "DE
 # 5% of a small CPU step; every 10th step, about 0.5%.
 DEFAULT_EVERY = 10
 # Weight norms, update ratios and activation statistics at every 10th record: together they cost
-# 30-40% of a small CPU step when recorded (see bench/test_health_overhead.py).
+# 20-30% of a 20x256 MLP's CPU step and a whole step of a small one when recorded (see
+# bench/test_health_overhead.py and the README's "What the statistics cost").
 DETAIL_FACTOR = 10
 
 
