@@ -58,6 +58,7 @@ from pytest_benchmark.utils import NameWrapper
 from gradbench.axes import OPTIMIZERS, check_device, parse_spec
 from gradbench.plugins import PluginError, load_entry_points, load_plugins
 from gradbench.grid import AXES, Cell, expand, parse_suite
+from gradbench.run.allocator import keep_freed_memory
 from gradbench.run.benchmark import CLOCKS, TimedStep, machine_info
 
 _RATIOS: list[tuple[str, dict[str, float]]] = []
@@ -107,6 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as error:
         raise pytest.UsageError(f"--gb-device: {error}") from None
     torch.set_num_threads(threads)
+    keep_freed_memory()  # as a run has it (gradbench.run.allocator)
     rounds = config.getoption("--gb-rounds")
     if rounds is not None and rounds < 1:
         raise pytest.UsageError(f"invalid --gb-rounds {rounds}: must be >= 1")
@@ -204,7 +206,8 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 def _machine_info(config: pytest.Config) -> dict[str, Any]:
     info = machine_info(torch.device(config.getoption("--gb-device")))
-    info["gradbench_bench"] = {"clock": clock_of(config)}  # a baseline on another clock warns on compare
+    # A baseline on another clock warns on compare; the allocator's settings move CPU step times.
+    info["gradbench_bench"] = {"clock": clock_of(config), "malloc": keep_freed_memory() or "default"}
     return info
 
 

@@ -37,6 +37,7 @@ from gradbench.axes.specs import parse_spec
 from gradbench.grid.cell import Cell
 from gradbench.monitor.gradient_monitor import GradientMonitor, MonitorHistory, NonFinite
 from gradbench.monitor.jacobians import PROBE_EXAMPLES, jacobian_spectra
+from gradbench.run.allocator import keep_freed_memory
 from gradbench.run.environment import environment
 from gradbench.run.memory import optimizer_state_bytes
 from gradbench.run.result import Evaluation, RunResult, now
@@ -483,8 +484,10 @@ def run_cell(cell: Cell, *, data_options: DataOptions | None = None, on_steps: C
 
 
 def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None, data_options: DataOptions | None) -> None:
+    malloc = keep_freed_memory()  # before anything is built: a step's large blocks stay for the next
     session = prepare(cell, data_options=data_options)
     result.env = environment(session.device)
+    result.env["malloc"] = malloc or "default"
     result.env.update(matmul_record())  # the float32 matrix-product precision this run had
     result.env["autocast_dtype"] = {"bf16": "bfloat16", "fp16": "float16"}.get(cell.precision)
     if cell.compile:
@@ -500,19 +503,23 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
     last_lr = session.lr
     result.evaluations.append(replace(session.evaluate(0, 0.0), lr=last_lr))
     reported = 0
-    for step in range(1, cell.steps + 1):
-        inputs, targets = session.batches.next()
+    # The loop's own work between steps is a few lines of Python: looked up once, not per step.
+    next_batch, train, scheduler = session.batches.next, session.step, session.scheduler
+    steps, eval_every, jacobian_every = cell.steps, cell.eval_every, cell.jacobian_every
+    for step in range(1, steps + 1):
+        inputs, targets = next_batch()
         timer.start()
-        session.step(inputs, targets)
+        train(inputs, targets)
         timer.stop()
         if step == 1:  # most optimizers make their state at the first step; outside the timed step
             _count_state(session, result)
-        if session.scheduler is not None:  # outside the timed step, as evaluation is
+        if scheduler is not None:  # outside the timed step, as evaluation is
             last_lr = session.lr
-            if step < cell.steps:
-                session.scheduler.step()
-        _record_jacobians(session, result, step)
-        if monitor.flush_due or step % cell.eval_every == 0 or step == cell.steps:
+            if step < steps:
+                scheduler.step()
+        if jacobian_every:
+            _record_jacobians(session, result, step)
+        if monitor.flush_due or step % eval_every == 0 or step == steps:
             history = monitor.flush()
             wall, cpu = timer.collect()
             result.step_times += wall
