@@ -52,7 +52,7 @@ from torch import nn
 
 from gradbench.axes.activations import ACTIVATIONS
 from gradbench.monitor.history import ActivationSite
-from gradbench.monitor.layer_norms import combined_norm, tensor_norm, tensor_norms
+from gradbench.monitor.layer_norms import combined_norm, grouped_norms, tensor_norm
 from gradbench.monitor.pass_hooks import BATCHED_ELEMENTS, PassHooks
 
 __all__ = ["SATURATION_SLOPE", "PINNED_BAND", "ActivationRecorder", "ActivationRecord", "activation_kind", "site_label"]
@@ -330,11 +330,9 @@ class ActivationRecorder:
             o.mean = o.centered_norm = nan
             o.count = nan if o.count is not None else None
             o.pinned = nan if o.pinned is not None else None
-        grads = [grad for o in pending for grad in o.grads]
-        if grads:
-            norms = iter(tensor_norms(grads))
-            for o in pending:
-                o.grad_norms += [next(norms) for _ in o.grads]
+        if any(o.grads for o in pending):
+            for o, norms in zip(pending, grouped_norms([o.grads for o in pending])):
+                o.grad_norms += norms
                 o.grads = []
 
     def write(self, row: int) -> bool:

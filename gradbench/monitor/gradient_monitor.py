@@ -258,12 +258,7 @@ class GradientMonitor:
         grads = [grad for p in parameters if (grad := p.grad) is not None]
         if grads:
             self._check_device()
-            if len(grads) == len(parameters) and not grads[0].requires_grad:
-                self._record_offsets.append(offset)
-                self._record_groups.append(self._all_present)
-                self._grad_norms += self._norms(grads)
-            else:
-                self._record(offset, grads, False)
+            self._record(offset, grads, False)
         self._next_full = min(self.steps + self.every, self._plain_before)
 
     def _check_device(self) -> None:
@@ -316,25 +311,23 @@ class GradientMonitor:
                 # after the pre-step hook: the weights have not moved yet, so the copy is now.
                 self._before_update(None, None, None)  # type: ignore[arg-type]
             self._arm_update_hooks(detail_next or self._update_record is not None or self._snapshot_record is not None)
-        self._next_full = self._next_full_step(detail_next)
+        self._next_full, self._plain_before = self._next_full_step(detail_next)
 
-    def _next_full_step(self, detail_next: bool) -> int:
+    def _next_full_step(self, detail_next: bool) -> tuple[int, int]:
         """The next step that needs more than its loss kept: every step under clipping or loss
         scaling, or while any hook is armed (the one after a detailed step disarms them); else
         the next recorded step or the step before the next detailed one (it arms the hooks).
-        Sets ``_plain_before``: the steps before it that need anything are plain records."""
+        And the step before which any step that needs more is a plain record (0: none is)."""
         steps = self.steps
-        self._plain_before = 0
         armed = (
             bool(self._update_hooks)
             or (self._activations is not None and self._activations.armed)
             or (self._output_gradients is not None and self._output_gradients.armed)
         )
         if detail_next or armed or self._clip_kind is not None or self._scaling is not None:
-            return steps + 1
+            return steps + 1, 0
         arming = steps + (-steps) % self.detail_every if self.detail_every else sys.maxsize  # before the next detailed step
-        self._plain_before = arming
-        return min(1 + steps + (-steps) % self.every, arming) if self.every else arming
+        return (min(1 + steps + (-steps) % self.every, arming) if self.every else arming), arming
 
     def _arm_update_hooks(self, on: bool) -> None:
         """Register the optimizer step hooks (``on``) or remove them."""
@@ -553,12 +546,9 @@ class GradientMonitor:
         norms, total = combined[:, :layers], combined[:, 3 * layers]
         fired: list[bool | None] = [None] * count
         if self._clip_kind == "norm":
-            # The coefficient from the global norm the device scaled by, as it computed it
-            # (Clipping.coefficient, for all records at once; NaN stays NaN, as torch.clamp's).
-            assert self.clipping.threshold is not None
-            clip_totals = np.asarray(values[position : position + count])
+            # The coefficient from the global norm the device scaled by, as it computed it.
+            coefficients = np.array([self.clipping.coefficient(total) for total in values[position : position + count]], dtype=np.float64)
             position += count
-            coefficients = np.minimum(1.0, float(self.clipping.threshold) / (clip_totals + 1e-6))
             with np.errstate(invalid="ignore"):  # an infinite norm times 0 is NaN, as in Python
                 after, total_after = norms * coefficients[:, None], total * coefficients
             fired = (coefficients < 1.0).tolist()

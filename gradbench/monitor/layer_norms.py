@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["model_layers", "layer_modules", "LayerNorms", "LayerGroups", "norm_dtype", "tensor_norm", "tensor_norms", "combined_norm"]
+__all__ = ["model_layers", "layer_modules", "LayerNorms", "LayerGroups", "norm_dtype", "tensor_norm", "tensor_norms", "grouped_norms", "combined_norm"]
 
 
 def layer_modules(model: nn.Module) -> list[tuple[str, nn.Module, list[tuple[str, nn.Parameter]]]]:
@@ -77,6 +77,12 @@ def tensor_norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         for position, norm in zip(positions, torch._foreach_norm([tensors[position] for position in positions], 2, dtype=norm_dtype({dtype}))):
             norms[position] = norm
     return norms  # type: ignore[return-value]  # every position filled
+
+
+def grouped_norms(groups: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
+    """``tensor_norms`` of every tensor of every group, in one go, handed back group by group."""
+    norms = iter(tensor_norms([tensor for group in groups for tensor in group]))
+    return [[next(norms) for _ in group] for group in groups]
 
 
 def combined_norm(norms: list[torch.Tensor], missing: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradbench.monitor.layer_norms import combined_norm, tensor_norm, tensor_norms
+from gradbench.monitor.layer_norms import combined_norm, grouped_norms, tensor_norm
 from gradbench.monitor.pass_hooks import BATCHED_ELEMENTS, PassHooks
 
 __all__ = ["OutputGradients", "first_tensor"]
@@ -90,11 +90,9 @@ class OutputGradients:
     def collect(self) -> torch.Tensor:
         """The norms since the last collection, one per module (NaN for a module whose output
         got no gradient; several backward passes combined), then start again."""
-        grads = [grad for kept in self._grads for grad in kept]
-        if grads:
-            norms = iter(tensor_norms(grads))
-            for kept, computed in zip(self._grads, self._norms):
-                computed += [next(norms) for _ in kept]
+        if any(self._grads):
+            for computed, norms in zip(self._norms, grouped_norms(self._grads)):
+                computed += norms
         combined = [combined_norm(norms, self._nan) for norms in self._norms]
         self.discard()
         return torch.stack(combined)
