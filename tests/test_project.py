@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
+import subprocess
 import sys
 from importlib.metadata import packages_distributions
 from pathlib import Path
@@ -74,6 +76,23 @@ def test_no_merge_conflict_markers_are_left_in_the_sources_or_docs():
     marker = re.compile(r"^(<{7}|>{7}|={7})( |$)", re.MULTILINE)
     left = [f"{path.relative_to(ROOT)}:{text[: match.start()].count(chr(10)) + 1}" for path in files for text in [path.read_text(encoding="utf-8")] for match in marker.finditer(text)]
     assert not left, f"merge conflict markers left in: {left}"
+
+
+def test_every_file_the_docs_link_to_is_there_and_not_ignored_by_git():
+    """A figure that is ignored stays on the machine that drew it: a fresh clone's docs would
+    link to nothing."""
+    links = []
+    for page in [ROOT / "README.md", *ROOT.glob("docs/*.md")]:
+        for target in re.findall(r"\]\(([^)#\s]+)\)", page.read_text(encoding="utf-8")):
+            if not re.match(r"[a-z]+:", target):  # not a URL
+                links.append((page.parent / target).resolve())
+    assert links, "no local links found: the pattern is wrong"
+    missing = [str(path.relative_to(ROOT)) for path in links if not path.exists()]
+    assert not missing, f"the docs link to files that are not there: {missing}"
+    if (ROOT / ".git").exists() and shutil.which("git"):
+        relative = sorted({str(path.relative_to(ROOT)) for path in links})
+        ignored = subprocess.run(["git", "check-ignore", *relative], cwd=ROOT, capture_output=True, text=True).stdout.split()
+        assert not ignored, f"the docs link to files that git ignores: {ignored}"
 
 
 def test_the_version_is_written_once():
