@@ -15,6 +15,6 @@ from gradbench._lazy import attach
 if TYPE_CHECKING:
     from gradbench.run.context import RunContext
     from gradbench.run.result import Evaluation, RunResult
-    from gradbench.run.train import READBACK_STEPS, Batches, Session, evaluate, mixed_precision_step, prepare, run_cell, train_step, warm_up
+    from gradbench.run.train import READBACK_STEPS, Batches, Session, StepLoop, evaluate, mixed_precision_step, prepare, run_cell, train_step, warm_up
 
 __getattr__, __dir__, __all__ = attach(__name__, __file__)

@@ -10,8 +10,9 @@ warm-up and any ``torch.compile`` compilation happen before timing starts.
 
 from __future__ import annotations
 
-import statistics
 import random
+import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,8 +22,8 @@ import torch
 
 from gradbench.grid.cell import Cell
 from gradbench.run.environment import environment
-from gradbench.run.timing import StepTimer
-from gradbench.run.train import Session, evaluate, prepare
+from gradbench.run.result import RunResult
+from gradbench.run.train import Session, StepLoop, evaluate, prepare
 
 __all__ = ["TimedStep", "rounds_for", "run_benchmark", "compare_runner_to_handwritten", "interleaved_times", "phase_median", "overhead_ratios", "machine_info", "CLOCKS"]
 
@@ -146,31 +147,22 @@ def _handwritten_loop(session: Session, eval_every: int | None) -> Callable[[int
 
 
 def _runner_loop(session: Session, eval_every: int | None) -> Callable[[int], None]:
-    """gradbench's runner loop (``train._train``'s): the timed step (wall and CPU clocks), the
-    scheduler, the read-back at its cadence, and with ``eval_every`` the evaluations."""
-    timer = StepTimer(session.device)
-    monitor, task = session.monitor, session.task
-    every = eval_every or 0
+    """gradbench's runner loop itself (``train.StepLoop``, what ``run_cell`` runs): the timed step
+    (wall and CPU clocks), the scheduler, the read-back at its cadence and at the end of each
+    call, and with ``eval_every`` the evaluations; the run never ends (no last step in sight)."""
+    result = RunResult(session.cell, "running")
+    loop = StepLoop(session, result)
     done = 0
 
     def run(steps: int) -> None:
         nonlocal done
-        for _ in range(steps):
-            inputs, targets = session.batches.next()
-            timer.start()
-            session.step(inputs, targets)
-            timer.stop()
-            done += 1
-            if session.scheduler is not None:
-                session.scheduler.step()
-            evaluation_due = every > 0 and done % every == 0
-            if monitor.flush_due or evaluation_due:
-                monitor.flush()
-                timer.collect()
-                if evaluation_due:
-                    evaluate(task.model, task.data, task.loss_fn, done, 0.0)
-        monitor.flush()
-        timer.collect()
+        if not loop.run(done + 1, done + steps):
+            raise RuntimeError(f"the runner's copy of {session.cell.label} diverged ({result.nonfinite}): nothing to compare")
+        done += steps
+        # What the comparison needs is the time; what the run keeps would grow round by round.
+        result.step_times.clear()
+        result.step_cpu_times.clear()
+        result.evaluations.clear()
 
     return run
 
@@ -191,7 +183,9 @@ def compare_runner_to_handwritten(cell: Cell, *, steps: int = 200, rounds: int =
     # The hand-written copies get an inert monitor: prepare() hooks the monitor into the
     # optimizer for detailed records, and those hooks would run inside the hand-written loop.
     bare = replace(cell, record_every=0, detail_every=0)
-    sessions = {"runner": prepare(cell), "handwritten": prepare(bare), "handwritten_again": prepare(bare)}
+    # The runner's run never reaches its last step, and evaluates only every eval_every steps.
+    endless = replace(cell, steps=sys.maxsize, eval_every=eval_every or sys.maxsize)
+    sessions = {"runner": prepare(endless), "handwritten": prepare(bare), "handwritten_again": prepare(bare)}
     loops = {"runner": _runner_loop(sessions["runner"], eval_every)}
     for name in ("handwritten", "handwritten_again"):
         loops[name] = _handwritten_loop(sessions[name], eval_every)

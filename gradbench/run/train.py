@@ -50,7 +50,7 @@ from gradbench.tasks.image_datasets import DataOptions
 
 __all__ = [
     "RunResult", "Evaluation", "Session", "Batches", "prepare", "train_step", "closure_step", "mixed_precision_step", "warm_up", "run_cell", "evaluate",
-    "READBACK_STEPS", "WARMUP_STEPS",
+    "StepLoop", "READBACK_STEPS", "WARMUP_STEPS",
 ]
 
 # Steps between read-backs of the device-side records (and divergence checks).
@@ -497,50 +497,84 @@ def _train(cell: Cell, result: RunResult, on_steps: Callable[[int], None] | None
     result.metric, result.target = task.metric, task.target
     result.chance_loss = constant_prediction_loss(task)
     result.num_params = _layer_sizes(task.model, monitor)
-    timer = StepTimer(session.device)  # after prepare: its CPU clock follows the run's threads
-    result.env["step_cpu_clock"] = timer.cpu_clock
+    loop = StepLoop(session, result, on_steps)  # after prepare: its timer's CPU clock follows the run's threads
+    result.env["step_cpu_clock"] = loop.timer.cpu_clock
     _record_jacobians(session, result, 0)
-    last_lr = session.lr
-    result.evaluations.append(replace(session.evaluate(0, 0.0), lr=last_lr))
-    reported = 0
-    # The loop's own work between steps is a few lines of Python: looked up once, not per step.
-    next_batch, train, scheduler = session.batches.next, session.step, session.scheduler
-    steps, eval_every, jacobian_every = cell.steps, cell.eval_every, cell.jacobian_every
-    for step in range(1, steps + 1):
-        inputs, targets = next_batch()
-        timer.start()
-        train(inputs, targets)
-        timer.stop()
-        if step == 1:  # most optimizers make their state at the first step; outside the timed step
-            _count_state(session, result)
-        if scheduler is not None:  # outside the timed step, as evaluation is
-            last_lr = session.lr
-            if step < steps:
-                scheduler.step()
-        if jacobian_every:
-            _record_jacobians(session, result, step)
-        if monitor.flush_due or step % eval_every == 0 or step == steps:
-            history = monitor.flush()
-            wall, cpu = timer.collect()
-            result.step_times += wall
-            result.step_cpu_times += cpu
-            if on_steps:
-                on_steps(step - reported)
-                reported = step
-            if history.nonfinite is not None:
-                _end_diverged(result, history)
-                return
-            if step % cell.eval_every == 0 or step == cell.steps:
-                evaluation = replace(session.evaluate(step, sum(result.step_times)), lr=last_lr)
-                result.evaluations.append(evaluation)
-                if not math.isfinite(evaluation.train_loss):
-                    # Finite batch losses but a non-finite full-set loss: weights overflowed.
-                    history.nonfinite = NonFinite(step, "loss")
-                    _end_diverged(result, history)
-                    return
+    result.evaluations.append(replace(session.evaluate(0, 0.0), lr=loop.last_lr))
+    if not loop.run(1, cell.steps):
+        return
     _count_state(session, result)  # state that grows (L-BFGS's history) counts at its largest
     result.history = monitor.history()
     result.status = "done"
+
+
+class StepLoop:
+    """The runner's loop over a session's steps: the loop ``run_cell`` runs, and the one the
+    runner-overhead benchmark (``gradbench.run.benchmark``) times against a hand-written loop,
+    so that what is measured is what runs.
+
+    Each step: the batch is drawn, the step timed (``StepTimer``) and trained; then, outside the
+    timed step, the optimizer state is counted after step 1, the scheduler steps, the Jacobians
+    are taken where the cell asks for them, and at the monitor's read-back cadence, every
+    ``eval_every`` steps, at the cell's last step and at the end of each ``run`` the records and
+    step times are read back, the progress reported, and at an evaluation step the model
+    evaluated.
+
+    Args:
+        session: The prepared cell (``prepare``).
+        result: Where the step times, evaluations and Jacobians go (``run_cell``'s result).
+        on_steps: Called with the number of steps done since its last call, at each read-back.
+    """
+
+    def __init__(self, session: Session, result: RunResult, on_steps: Callable[[int], None] | None = None) -> None:
+        self.session, self.result, self.on_steps = session, result, on_steps
+        self.timer = StepTimer(session.device)
+        self.last_lr = session.lr  # the learning rate the last step trained with
+        self._reported = 0
+
+    def run(self, first: int, last: int) -> bool:
+        """Steps ``first`` to ``last`` (counted from 1 over the whole run; each call goes on
+        where the last one stopped). Returns false when the run diverged (``result`` then says
+        where, and holds the records up to that step)."""
+        session, result, timer = self.session, self.result, self.timer
+        cell, monitor = session.cell, session.monitor
+        # The loop's own work between steps is a few lines of Python: looked up once, not per step.
+        next_batch, train, scheduler = session.batches.next, session.step, session.scheduler
+        steps, eval_every, jacobian_every = cell.steps, cell.eval_every, cell.jacobian_every
+        for step in range(first, last + 1):
+            inputs, targets = next_batch()
+            timer.start()
+            train(inputs, targets)
+            timer.stop()
+            if step == 1:  # most optimizers make their state at the first step; outside the timed step
+                _count_state(session, result)
+            if scheduler is not None:  # outside the timed step, as evaluation is
+                self.last_lr = session.lr
+                if step < steps:
+                    scheduler.step()
+            if jacobian_every:
+                _record_jacobians(session, result, step)
+            evaluation_due = step % eval_every == 0 or step == steps
+            if monitor.flush_due or evaluation_due or step == last:
+                history = monitor.flush()
+                wall, cpu = timer.collect()
+                result.step_times += wall
+                result.step_cpu_times += cpu
+                if self.on_steps:
+                    self.on_steps(step - self._reported)
+                    self._reported = step
+                if history.nonfinite is not None:
+                    _end_diverged(result, history)
+                    return False
+                if evaluation_due:
+                    evaluation = replace(session.evaluate(step, sum(result.step_times)), lr=self.last_lr)
+                    result.evaluations.append(evaluation)
+                    if not math.isfinite(evaluation.train_loss):
+                        # Finite batch losses but a non-finite full-set loss: weights overflowed.
+                        history.nonfinite = NonFinite(step, "loss")
+                        _end_diverged(result, history)
+                        return False
+        return True
 
 
 def _count_state(session: Session, result: RunResult) -> None:

@@ -56,6 +56,26 @@ def test_runner_comparison_reports_both_times_and_their_ratio():
     assert result["ratio_q1"] <= result["ratio_q3"] and result["aa_ratio"] > 0
 
 
+def test_the_runner_side_of_the_comparison_is_the_runners_own_loop(monkeypatch):
+    # Not a copy of it that could drift: every runner step goes through StepLoop.run, with
+    # the evaluations at the cadence asked for.
+    from gradbench.run import train
+
+    calls = []
+    run, evaluate = train.StepLoop.run, train.Session.evaluate
+
+    def counted_run(self, first, last):
+        calls.append((first, last))
+        return run(self, first, last)
+
+    evaluated = []
+    monkeypatch.setattr(train.StepLoop, "run", counted_run)
+    monkeypatch.setattr(train.Session, "evaluate", lambda self, step, seconds: evaluated.append(step) or evaluate(self, step, seconds))
+    compare_runner_to_handwritten(cell(), steps=6, rounds=2, eval_every=4)
+    assert calls == [(1, 10), (11, 16), (17, 22)]  # the warm-up, then one call a round
+    assert evaluated == [4, 8, 12, 16, 20]
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: shows why the timed call synchronises")
 def test_unsynchronised_cuda_steps_look_faster_than_they_are():

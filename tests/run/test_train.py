@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gradbench.grid import Cell, expand, parse_suite
-from gradbench.run import READBACK_STEPS, run_cell
+from gradbench.run import READBACK_STEPS, RunResult, StepLoop, prepare, run_cell
 from gradbench.tasks.datasets import linreg_optimum, make_linreg
 
 
@@ -41,6 +41,24 @@ def test_result_holds_curves_norms_and_metrics(small_mlp_task):
     assert 0 < metrics["grad_ratio_first_last"] < 100
     assert result.env["threads"] == 1 and result.env["torch"] == torch.__version__
     assert result.env["device_name"]
+
+
+def test_the_step_loop_run_in_pieces_trains_what_one_run_trains(small_mlp_task):
+    # The runner-overhead benchmark runs StepLoop a round at a time: each call must go on where
+    # the last stopped, reading back at its end without changing what is trained or recorded.
+    the_cell = cell(tasks=[small_mlp_task], steps=[30], eval_every=10)
+    whole = run_cell(the_cell)
+    session = prepare(the_cell)
+    result = RunResult(the_cell, "running")
+    loop = StepLoop(session, result)
+    for first, last in [(1, 7), (8, 19), (20, 30)]:
+        assert loop.run(first, last)
+        assert len(result.step_times) == len(result.step_cpu_times) == last  # read back at each call's end
+    history = session.monitor.history()
+    assert history.losses == whole.history.losses and history.grad_steps == whole.history.grad_steps
+    assert history.layer_grad_norms == whole.history.layer_grad_norms
+    assert [e.step for e in result.evaluations] == [10, 20, 30]
+    assert [e.test_loss for e in result.evaluations] == [e.test_loss for e in whole.evaluations[1:]]
 
 
 def test_threads_are_set_and_recorded(small_mlp_task):
