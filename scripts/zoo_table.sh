@@ -6,8 +6,8 @@
 #   scripts/zoo_table.sh [DB] [SUITE]
 #     DB     the store (default /tmp/gradbench-zoo.db); the run resumes, so a stored zoo trains nothing
 #     SUITE  the suite (default gradbench/suites/zoo.toml; scripts/zoo_suite.py --only ... writes a reduced one)
-# Needs the optimizer extra: pip install 'gradbench[optimizers]'. The full zoo is 1179 cells
-# (131 optimizers x 3 learning rates x 3 tasks, 1000 steps): hours on one CPU core, so give it
+# Needs the optimizer extra: pip install 'gradbench[optimizers]'. The full zoo is 1170 cells
+# (130 optimizers x 3 learning rates x 3 tasks, 1000 steps): hours on one CPU core, so give it
 # --executor process on a machine with cores to spare (GRADBENCH_RUN_FLAGS="--executor process").
 # ZOO_MACHINE names the machine in the table's header (its step times are that machine's).
 set -euo pipefail

@@ -128,7 +128,6 @@ _PYTORCH_OPTIMIZER = [
     _po("laprop", "pytorch_optimizer:LaProp", 0.0004, "Adaptive updates with momentum of preconditioned gradients"),
     _po("lars", "pytorch_optimizer:LARS", 0.001, "SGD with learning rates scaled by parameter and gradient norms"),
     _po("lion", "pytorch_optimizer:Lion", 0.0001, "Sign based updates from interpolated gradient momentum"),
-    _po("lorarite", "pytorch_optimizer:LoRARite", 0.001, "LoRA factor optimization with matrix preconditioning and basis corrections"),
     _po("madgrad", "pytorch_optimizer:MADGRAD", 0.001, "Momentumized adaptive dual averaged gradient descent"),
     _po("mars", "pytorch_optimizer:MARS", 0.003, "Adaptive updates with variance reduced gradient corrections"),
     _po("msvag", "pytorch_optimizer:MSVAG", 0.01, "Adaptive momentum updates with gradient variance damping"),
@@ -194,6 +193,7 @@ LIMITATIONS: dict[str, str] = {
 }
 
 # Offered by the packages, not registered: what they need is not an optimizer over parameters.
+# Each reason reads after "it": naming one is answered "optimizer NAME is left out: it REASON".
 LEFT_OUT: dict[str, str] = {
     "adalomo": "takes the model, and fuses its update into the backward pass: no optimizer step of its own to time",
     "lomo": "takes the model, and fuses its update into the backward pass: no optimizer step of its own to time",
@@ -201,6 +201,11 @@ LEFT_OUT: dict[str, str] = {
     "magma": "wraps another optimizer instance, which a name[key=value] spec cannot give",
     "bsam": "needs the size of the training set (num_data) at construction and a closure; a SAM-family wrapper",
     "distributedmuon": "needs torch.distributed's process group (po_muon is the same algorithm on one device)",
-    "demo": "for distributed training (it exchanges compressed momentum between workers), and needs einops",
+    "demo": "is for distributed training (it exchanges compressed momentum between workers), and needs einops",
     "ranger21": "needs the length of the run (num_iterations) at construction for its built-in warm-up and warm-down",
+    "lorarite": (
+        "optimizes LoRA factor pairs (lora_a, lora_b in alternating order): on an ordinary network it would pair each parameter "
+        "with the next (a weight with its bias) as the two factors of one low-rank product, and on a GRU the shapes do not even "
+        "multiply; a LoRA model can still name it by path, pytorch_optimizer:LoRARite"
+    ),
 }

@@ -60,7 +60,7 @@ from gradbench._lazy import resolve
 from gradbench.axes.registry import Registry
 from gradbench.axes.specs import bounds_text, outside, plain_value
 
-from gradbench.axes.optimizer_catalog import CATALOG, LIMITATIONS, SOURCES
+from gradbench.axes.optimizer_catalog import CATALOG, LEFT_OUT, LIMITATIONS, SOURCES
 
 if TYPE_CHECKING:
     import torch
@@ -209,7 +209,7 @@ class OptimizerSpec:
         return any(parameter.kind == parameter.VAR_KEYWORD for parameter in parameters)
 
 
-OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
+OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer", left_out=LEFT_OUT)
 
 
 def _check_optimizer_class(name: str, optimizer_class: Any) -> None:

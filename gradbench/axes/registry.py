@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Generic, TypeVar
 
 from gradbench.axes.specs import shown
@@ -36,11 +36,14 @@ class Registry(Generic[EntryT]):
     Args:
         kind: What the entries are, in the singular ("optimizer", "activation", ...); used in
             error messages.
+        left_out: Names deliberately not registered, with the reason: asking for one is
+            answered with the reason, not a guess at a typo.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, left_out: Mapping[str, str] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, EntryT] = {}
+        self._left_out = dict(left_out or {})
 
     def register(self, name: str, entry: EntryT, *, overwrite: bool = False) -> EntryT:
         """Add ``entry`` under ``name``.
@@ -79,6 +82,8 @@ class Registry(Generic[EntryT]):
     def unknown_message(self, name: str) -> str:
         load_entry_points()  # the choices include what installed plugins register
         choices = list(self._entries)
+        if name in self._left_out:
+            return f"{self.kind} {shown(name)} is left out: it {self._left_out[name]}; choose from: {', '.join(choices)}"
         hint = closest_match(name, choices)
         suggestion = f" (did you mean {hint!r}?)" if hint else ""
         return f"unknown {self.kind} {shown(name)}{suggestion}; choose from: {', '.join(choices)}"

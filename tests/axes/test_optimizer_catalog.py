@@ -109,3 +109,11 @@ def test_without_the_extra_naming_one_is_one_line(tmp_path):
     assert not db.exists()
     listed = subprocess.run([sys.executable, "-m", "gradbench", "list", "optimizers", "--plugin", str(plugin)], capture_output=True, text=True, check=True).stdout
     assert "[no-such-package, not installed: pip install 'gradbench[optimizers]'] absent" in listed
+
+
+def test_naming_a_left_out_optimizer_gives_its_reason_and_exit_2(capsys):
+    from gradbench.cli import main
+
+    assert main(["run", "--optimizer", "lorarite", "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    assert "optimizer 'lorarite' is left out: it optimizes LoRA factor pairs" in error and "Traceback" not in error

@@ -158,3 +158,10 @@ def test_builtin_registries_answer_typos():
         gradbench.ACTIVATIONS.get("rleu")
     with pytest.raises(ValueError, match=r"unknown init 'lecun_normla' \(did you mean 'lecun_normal'\?\)"):
         gradbench.INITS.get("lecun_normla")
+
+
+def test_a_name_left_out_on_purpose_is_answered_with_its_reason():
+    registry = Registry("optimizer", left_out={"lomo": "takes the model, not parameters"})
+    registry.register("sgd", object())
+    with pytest.raises(ValueError, match=r"^optimizer 'lomo' is left out: it takes the model, not parameters; choose from: sgd$"):
+        registry.get("lomo")
