@@ -5,7 +5,7 @@ rates around its own default (1/3x, 1x, 3x), on three offline tasks, with a vali
 
     scripts/zoo_suite.py > gradbench/suites/zoo.toml          # the shipped suite
     scripts/zoo_suite.py --only adam,lion,muon --steps 300     # a reduced one, same shape
-    scripts/zoo_suite.py --exclude kron --steps 300            # all but one too slow on a CPU
+    scripts/zoo_suite.py --exclude lbfgs,kron --steps 300      # all but some
 
 Needs the optimizer extra (pip install 'gradbench[optimizers]') only to run the suite: the
 registry lists its optimizers without it. tests/grid/test_zoo_suite.py checks that the shipped

@@ -44,7 +44,9 @@ reading one leaves it as it is, and its runs read as having no such statistics.
 of a GPU step; ``steps.step_cpu_s`` the CPU time of a CPU step, by the clock the run's ``env``
 names as ``step_cpu_clock`` (``thread_time`` with one torch thread, ``process_time`` with more),
 NULL on CUDA; ``env`` also names the C allocator's settings as ``malloc``
-(``gradbench.run.allocator``), which move a CPU step's times. ``runs.precision`` is ``fp32``, ``tf32``, ``bf16`` or ``fp16``; ``runs.compile`` 1
+(``gradbench.run.allocator``), which move a CPU step's times, and whether ``torch.einsum``
+ordered its contractions (``opt_einsum``: without it a many-operand einsum, as in PSGD Kron's
+step, runs left to right, 100x slower). ``runs.precision`` is ``fp32``, ``tf32``, ``bf16`` or ``fp16``; ``runs.compile`` 1
 for a run trained with ``torch.compile``d steps, whose warm-up (the compiling steps, untimed) took
 ``runs.compile_time_s``. Under ``fp16``'s loss scaler, ``steps.loss_scale`` is the scale of each
 step's loss, ``steps.skipped`` 1 where the scaler skipped the step (non-finite gradients after

@@ -117,3 +117,12 @@ def test_naming_a_left_out_optimizer_gives_its_reason_and_exit_2(capsys):
     assert main(["run", "--optimizer", "lorarite", "--dry-run"]) == 2
     error = capsys.readouterr().err
     assert "optimizer 'lorarite' is left out: it optimizes LoRA factor pairs" in error and "Traceback" not in error
+
+
+def test_the_optimizer_extra_lets_einsum_choose_its_contraction_order():
+    # PSGD Kron's preconditioner is a five-operand einsum: left to right (torch without the
+    # opt_einsum package) it builds a 64^4 intermediate on a 64-wide layer, 150x slower.
+    assert torch.backends.opt_einsum.is_available() and torch.backends.opt_einsum.enabled
+    from gradbench.run.environment import environment
+
+    assert environment(torch.device("cpu"))["opt_einsum"] is True
