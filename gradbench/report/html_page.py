@@ -35,6 +35,7 @@ th, td { border-top: 1px solid #ccc; border-bottom: 1px solid #ccc; padding: 0.2
 td { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }  /* numbers: right, never wrapped */
 th, td.text { text-align: left; }
 th { white-space: nowrap; }  /* a row label on one line */
+thead th { white-space: normal; vertical-align: bottom; }  /* column names wrap: the table stays narrow */
 dl.provenance { display: grid; grid-template-columns: max-content auto; gap: 0.1em 1em; }
 dl.provenance dt { font-weight: bold; }
 dl.provenance dd { margin: 0; }
@@ -55,9 +56,10 @@ def _metric_has_values(metric: str, runs: Sequence[Mapping[str, Any]]) -> bool:
 def _flat_table(runs: Sequence[Mapping[str, Any]], verdicts: Mapping[str, Sequence[str]]) -> str:
     table = build_table(runs, verdicts)
     parts = ["<table>", f"<caption>Every configuration, seeds aggregated (mean ± std of done runs). {html.escape(constants_text(table))}</caption>"]
-    parts.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table.columns) + "</tr>")
+    parts.append("<thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table.columns) + "</tr></thead>")
     text_columns = {i for i, c in enumerate(table.columns) if c in TEXT_COLUMNS}
     for cells in cell_texts(table):
+        cells = [c.replace(" +- ", " ± ") for c in cells]  # the plain-text tables' ASCII, typeset as the caption has it
         parts.append("<tr>" + "".join(f"<td class=text>{html.escape(c)}</td>" if i in text_columns else f"<td>{html.escape(c)}</td>" for i, c in enumerate(cells)) + "</tr>")
     parts.append("</table>")
     return "\n".join(parts)
@@ -102,7 +104,7 @@ def _profile_table(profiles: Profiles) -> str:
         f"solved within tau times the best; score = area under the profile for tau in [1, {profiles.tau_max:g}]."
     )
     parts = ["<table>", f"<caption>{html.escape(caption)}</caption>"]
-    parts.append("<tr><th>solver</th>" + "".join(f"<th>tau={t:g}</th>" for t in TAUS) + "<th>score</th></tr>")
+    parts.append("<thead><tr><th>solver</th>" + "".join(f"<th>tau={t:g}</th>" for t in TAUS) + "<th>score</th></tr></thead>")
     for solver in profiles.solvers:
         cells = "".join(f"<td>{profiles.rho(solver, t):.2f}</td>" for t in TAUS)
         parts.append(f"<tr><th>{html.escape(solver)}</th>{cells}<td>{profiles.score(solver):.3f}</td></tr>")

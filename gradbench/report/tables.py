@@ -239,7 +239,7 @@ def html_tables(report: PivotReport) -> str:
             caption += f" Target: {html.escape(pivot.target)}."
         parts.append(f"<caption>{caption}</caption>")
         corner = html.escape(f"{', '.join(pivot.row_axes)} \\ {', '.join(pivot.column_axes)}")
-        parts.append("<tr><th>" + corner + "</th>" + "".join(f"<th>{html.escape(_label(c))}</th>" for c in pivot.columns) + "</tr>")
+        parts.append("<thead><tr><th>" + corner + "</th>" + "".join(f"<th>{html.escape(_label(c))}</th>" for c in pivot.columns) + "</tr></thead>")
         for row in pivot.rows:
             cells = []
             for column in pivot.columns:
