@@ -199,13 +199,13 @@ LEFT_OUT: dict[str, str] = {
     "lomo": "takes the model, and fuses its update into the backward pass: no optimizer step of its own to time",
     "adammini": "takes the model (it partitions parameters by transformer block names), not parameters",
     "magma": "wraps another optimizer instance, which a name[key=value] spec cannot give",
-    "bsam": "needs the size of the training set (num_data) at construction and a closure; a SAM-family wrapper",
+    "bsam": "is a SAM-family wrapper that needs the size of the training set (num_data) at construction and a closure",
     "distributedmuon": "needs torch.distributed's process group (po_muon is the same algorithm on one device)",
     "demo": "is for distributed training (it exchanges compressed momentum between workers), and needs einops",
     "ranger21": "needs the length of the run (num_iterations) at construction for its built-in warm-up and warm-down",
     "lorarite": (
-        "optimizes LoRA factor pairs (lora_a, lora_b in alternating order): on an ordinary network it would pair each parameter "
-        "with the next (a weight with its bias) as the two factors of one low-rank product, and on a GRU the shapes do not even "
-        "multiply; a LoRA model can still name it by path, pytorch_optimizer:LoRARite"
+        "optimizes LoRA factor pairs (lora_a, lora_b in alternating order): on an ordinary network it would take each weight "
+        "and its bias for the two factors of one low-rank product, and on a GRU the shapes do not multiply (a LoRA model can "
+        "name it by path: pytorch_optimizer:LoRARite)"
     ),
 }

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from gradbench.axes.schedules import CONSTANT
 from gradbench.grid.cell import Cell
 from gradbench.run.environment import environment
 from gradbench.run.result import RunResult
@@ -152,13 +153,10 @@ def _runner_loop(session: Session, eval_every: int | None) -> Callable[[int], No
     call, and with ``eval_every`` the evaluations; the run never ends (no last step in sight)."""
     result = RunResult(session.cell, "running")
     loop = StepLoop(session, result)
-    done = 0
 
     def run(steps: int) -> None:
-        nonlocal done
-        if not loop.run(done + 1, done + steps):
+        if not loop.run(loop.done + 1, loop.done + steps):
             raise RuntimeError(f"the runner's copy of {session.cell.label} diverged ({result.nonfinite}): nothing to compare")
-        done += steps
         # What the comparison needs is the time; what the run keeps would grow round by round.
         result.step_times.clear()
         result.step_cpu_times.clear()
@@ -180,6 +178,11 @@ def compare_runner_to_handwritten(cell: Cell, *, steps: int = 200, rounds: int =
     ``eval_every`` (the cell's own, or any) both loops evaluate on the full training and test
     sets every ``eval_every`` steps, as a run does; without, only steps are compared.
     """
+    # What the runner would do that the hand-written loop does not is not a cost of the runner.
+    extras = {"schedule": cell.schedule != CONSTANT, "jacobian_every": cell.jacobian_every != 0}
+    if any(extras.values()):
+        named = ", ".join(f"{name}={getattr(cell, name)!r}" for name, extra in extras.items() if extra)
+        raise ValueError(f"compare_runner_to_handwritten times the plain step: the hand-written loop has no scheduler or Jacobians; got {named} (give schedule 'constant', jacobian_every 0)")
     # The hand-written copies get an inert monitor: prepare() hooks the monitor into the
     # optimizer for detailed records, and those hooks would run inside the hand-written loop.
     bare = replace(cell, record_every=0, detail_every=0)

@@ -530,18 +530,26 @@ class StepLoop:
         self.session, self.result, self.on_steps = session, result, on_steps
         self.timer = StepTimer(session.device)
         self.last_lr = session.lr  # the learning rate the last step trained with
+        self.done = 0  # steps run so far
         self._reported = 0
 
     def run(self, first: int, last: int) -> bool:
         """Steps ``first`` to ``last`` (counted from 1 over the whole run; each call goes on
         where the last one stopped). Returns false when the run diverged (``result`` then says
-        where, and holds the records up to that step)."""
+        where, and holds the records up to that step).
+
+        Raises:
+            ValueError: if ``first`` is not the step after the last one run.
+        """
+        if first != self.done + 1:
+            raise ValueError(f"StepLoop.run({first}, {last}): the next step is {self.done + 1}")
         session, result, timer = self.session, self.result, self.timer
         cell, monitor = session.cell, session.monitor
         # The loop's own work between steps is a few lines of Python: looked up once, not per step.
         next_batch, train, scheduler = session.batches.next, session.step, session.scheduler
         steps, eval_every, jacobian_every = cell.steps, cell.eval_every, cell.jacobian_every
         for step in range(first, last + 1):
+            self.done = step
             inputs, targets = next_batch()
             timer.start()
             train(inputs, targets)

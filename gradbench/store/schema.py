@@ -46,7 +46,7 @@ names as ``step_cpu_clock`` (``thread_time`` with one torch thread, ``process_ti
 NULL on CUDA; ``env`` also names the C allocator's settings as ``malloc``
 (``gradbench.run.allocator``), which move a CPU step's times, and whether ``torch.einsum``
 ordered its contractions (``opt_einsum``: without it a many-operand einsum, as in PSGD Kron's
-step, runs left to right, 100x slower). ``runs.precision`` is ``fp32``, ``tf32``, ``bf16`` or ``fp16``; ``runs.compile`` 1
+step, runs left to right, up to 250x slower). ``runs.precision`` is ``fp32``, ``tf32``, ``bf16`` or ``fp16``; ``runs.compile`` 1
 for a run trained with ``torch.compile``d steps, whose warm-up (the compiling steps, untimed) took
 ``runs.compile_time_s``. Under ``fp16``'s loss scaler, ``steps.loss_scale`` is the scale of each
 step's loss, ``steps.skipped`` 1 where the scaler skipped the step (non-finite gradients after

@@ -76,6 +76,12 @@ def test_the_runner_side_of_the_comparison_is_the_runners_own_loop(monkeypatch):
     assert evaluated == [4, 8, 12, 16, 20]
 
 
+@pytest.mark.parametrize("axes, named", [({"schedules": ["cosine"]}, "schedule='cosine'"), ({"jacobian_every": 5}, "jacobian_every=5")])
+def test_the_comparison_refuses_what_the_hand_written_loop_would_not_do(axes, named):
+    with pytest.raises(ValueError, match=f"hand-written loop has no scheduler or Jacobians; got {named}"):
+        compare_runner_to_handwritten(cell(**axes), steps=2, rounds=1)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: shows why the timed call synchronises")
 def test_unsynchronised_cuda_steps_look_faster_than_they_are():

@@ -58,6 +58,8 @@ def test_the_step_loop_run_in_pieces_trains_what_one_run_trains(small_mlp_task):
     assert history.losses == whole.history.losses and history.grad_steps == whole.history.grad_steps
     assert history.layer_grad_norms == whole.history.layer_grad_norms
     assert [e.step for e in result.evaluations] == [10, 20, 30]
+    with pytest.raises(ValueError, match=r"StepLoop.run\(30, 31\): the next step is 31"):
+        loop.run(30, 31)  # a step run twice
     assert [e.test_loss for e in result.evaluations] == [e.test_loss for e in whole.evaluations[1:]]
 
 
