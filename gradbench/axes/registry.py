@@ -84,8 +84,11 @@ class Registry(Generic[EntryT]):
         choices = list(self._entries)
         if name in self._left_out:
             return f"{self.kind} {shown(name)} is left out: it {self._left_out[name]}; choose from: {', '.join(choices)}"
-        hint = closest_match(name, choices)
-        suggestion = f" (did you mean {hint!r}?)" if hint else ""
+        hint = closest_match(name, choices + list(self._left_out))
+        if hint in self._left_out:  # a typo of a name left out: say so, not a far registered one
+            suggestion = f" (the closest, {hint!r}, is left out: it {self._left_out[hint]})"
+        else:
+            suggestion = f" (did you mean {hint!r}?)" if hint else ""
         return f"unknown {self.kind} {shown(name)}{suggestion}; choose from: {', '.join(choices)}"
 
     def names(self, pattern: str = "*") -> list[str]:

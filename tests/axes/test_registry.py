@@ -165,3 +165,10 @@ def test_a_name_left_out_on_purpose_is_answered_with_its_reason():
     registry.register("sgd", object())
     with pytest.raises(ValueError, match=r"^optimizer 'lomo' is left out: it takes the model, not parameters; choose from: sgd$"):
         registry.get("lomo")
+
+
+def test_a_typo_of_a_left_out_name_is_told_it_is_left_out():
+    registry = Registry("optimizer", left_out={"lomo": "takes the model, not parameters"})
+    registry.register("sgd", object())
+    with pytest.raises(ValueError, match=r"^unknown optimizer 'lom' \(the closest, 'lomo', is left out: it takes the model, not parameters\); choose from: sgd$"):
+        registry.get("lom")
