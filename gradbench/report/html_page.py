@@ -65,6 +65,9 @@ def _flat_table(runs: Sequence[Mapping[str, Any]], verdicts: Mapping[str, Sequen
     return "\n".join(parts)
 
 
+_EINSUM_ORDER = {True: "cheapest (opt_einsum)", False: "left to right (no opt_einsum)"}
+
+
 def _provenance(store: Store, runs: Sequence[Mapping[str, Any]]) -> str:
     """Where the numbers come from: versions, devices, threads, dates, run counts and the
     commands that made the runs, from the environment each run stored."""
@@ -90,6 +93,10 @@ def _provenance(store: Store, runs: Sequence[Mapping[str, Any]]) -> str:
         ("python", values("python")),
         ("devices", "; ".join(sorted({f"{env.get('device', '?')}: {env.get('device_name', '?')}" for env in envs})) or "not stored"),
         ("torch threads", values("threads")),
+        # What moves a CPU step's time besides the code: the C allocator's settings and whether
+        # torch.einsum ordered its contractions (gradbench.run.environment).
+        ("C allocator", values("malloc")),
+        ("einsum order", ", ".join(sorted({_EINSUM_ORDER[env["opt_einsum"]] for env in envs if "opt_einsum" in env})) or "not stored"),
         ("hosts", values("host")),
         ("commands", "; ".join(sorted({env["command"] for env in envs if env.get("command")})) or "not stored"),
     ]

@@ -321,6 +321,9 @@ def test_the_html_report_opens_with_provenance_then_the_summary_then_tables_wort
     provenance = page[: page.index("<h2>Summary</h2>")]
     for text in (f"{len(runs)}: {len(runs)} done", "gradbench", env["torch"], env["device_name"], "torch threads", runs[0]["started_at"][:10], html.escape(env["command"])):
         assert text in provenance, text
+    # What moves a CPU step's time besides the code, as the runs stored it.
+    assert f"<dt>C allocator</dt><dd>{html.escape(env['malloc'])}</dd>" in provenance
+    assert "<dt>einsum order</dt><dd>" + ("cheapest (opt_einsum)" if env["opt_einsum"] else "left to right (no opt_einsum)") + "</dd>" in provenance
     assert page.index("<h2>Summary</h2>") < page.index("<h2>Details") < page.index("<h2>Figures</h2>")
     details = page[page.index("<h2>Details") : page.index("<h2>Figures</h2>")]
     for table in re.findall(r"<table>.*?</table>", details, flags=re.DOTALL):
