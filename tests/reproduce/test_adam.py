@@ -78,3 +78,40 @@ def test_ratio_measure_divides_the_nll_at_the_epoch(smoke):
         assert all(value != value for value in claims["adam_vs_nesterov_final"].measure(evidence))  # epoch 45 never reached: nan
     finally:
         store.close()
+
+
+def test_the_full_suite_is_section_6_1_on_mnist_itself():
+    cells, default = _cells("full"), _cells()
+    assert len(cells) == 4 * 12 * 3 and {cell.task for cell in cells} == {"mnist_mlp"}
+    assert {(dict(cell.task_knobs)["depth"], dict(cell.task_knobs)["train_eval_size"]) for cell in cells} == {(0, 60000)}  # all of it
+    assert {cell.eval_every for cell in cells} == {60000 // 128} and {cell.steps for cell in cells} == {45 * (60000 // 128)}
+    # The rest is the default size's protocol: optimizers, rates, seeds, batch, schedule.
+    protocol = lambda cell: (cell.optimizer, cell.hyperparameters, cell.lr, cell.seed, cell.batch_size, cell.schedule)  # noqa: E731
+    assert {protocol(cell) for cell in cells} == {protocol(cell) for cell in default}
+
+
+def test_on_mnist_an_epoch_is_the_runs_eval_every(tiny_data, tmp_path):
+    # The full suite, shrunk to seconds on the tiny MNIST files (200 training images: one step
+    # of 128 an epoch): the claims read epoch k at step k x eval_every, not at digits' 11 k.
+    from gradbench.run.context import RunContext
+    from gradbench.store.database import Store
+    from gradbench.sweep.driver import run_sweep
+    from gradbench.tasks.image_datasets import DataOptions
+
+    overrides = {"steps": [3], "eval_every": 1, "seeds": [0], "lrs": [0.01, 0.1]}
+    cells = expand(catalog.suite_of(catalog.get("adam"), "full").with_overrides(overrides))
+    db = tmp_path / "full.db"
+    with Store.open(db, create=True) as store:
+        run_sweep(cells, store, progress=False, job=RunContext(data_options=DataOptions(tiny_data.root)))
+    store, evidence = open_evidence(db, cells)
+    try:
+        tuned = {name: paper.tuned_runs(evidence, name)[0]["key"] for name in ("adam", "nesterov")}
+
+        def nll(key: str, step: int) -> float:
+            ((value,),) = sql(db, "SELECT train_loss FROM evaluations WHERE run_key = ? AND step = ?", key, step)
+            return value
+
+        assert paper._ratio("adam", "nesterov", 2)(evidence) == pytest.approx([nll(tuned["adam"], 2) / nll(tuned["nesterov"], 2)])
+        assert "logistic regression on MNIST" in paper.figure(evidence).axes[0].get_title()
+    finally:
+        store.close()

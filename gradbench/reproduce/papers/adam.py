@@ -9,6 +9,7 @@ seed, at the end of training or after a few epochs.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn: --list stays
 __all__ = ["REPRODUCTION", "OPTIMIZERS", "STEPS_PER_EPOCH", "tuned_runs", "nll_at_epoch"]
 
 OPTIMIZERS = ("adam", "nesterov", "adagrad", "rmsprop")  # the runs' optimizer names
-STEPS_PER_EPOCH = 11  # 1437 digits training images // 128
+STEPS_PER_EPOCH = 11  # the default size's epoch: 1437 digits training images // 128 (--full: 60000 // 128 = 468)
 EPOCHS = 45  # Figure 1's x axis: 45 passes over the training set
 L2 = 1e-4  # the suite's weight_decay: the L2 term (the paper gives no lambda)
 SELECTED = {name: f"{name}[weight_decay={L2:g}]" for name in OPTIMIZERS}  # the runs' optimizer axis, as labels name it
@@ -39,8 +40,9 @@ def tuned_runs(evidence: Evidence, optimizer: str) -> dict[int, Run]:
 
 def nll_at_epoch(evidence: Evidence, run: Run, epoch: int) -> float:
     """The training NLL (whole training set) at the end of ``epoch``; ``nan`` if not evaluated
-    (a run that diverged before it)."""
-    step = epoch * STEPS_PER_EPOCH
+    (a run that diverged before it). Both sizes evaluate once an epoch: an epoch is the run's
+    ``eval_every`` steps (11 on digits, 468 on MNIST)."""
+    step = epoch * int(json.loads(run["config"])["eval_every"])
     for row in evidence.evaluations(run):
         if row["step"] == step and row["train_loss"] is not None:
             return float(row["train_loss"])
@@ -80,12 +82,13 @@ def _claims() -> tuple[Claim, ...]:
 
 
 def figure(evidence: Evidence) -> Figure:
-    """Figure 1 (left) on digits: the training NLL per epoch of each tuned optimizer, the mean
-    over seeds and the seeds' range."""
+    """Figure 1 (left) on digits (on MNIST with --full): the training NLL per epoch of each
+    tuned optimizer, the mean over seeds and the seeds' range."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.5, 4.2), layout="constrained")
     axes = fig.subplots()
+    dataset = "MNIST" if any(str(cell.task).startswith("mnist") for cell in evidence.cells) else "digits"
     colours: Mapping[str, str] = {"adam": "tab:red", "nesterov": "tab:blue", "adagrad": "tab:green", "rmsprop": "tab:purple"}
     for optimizer in OPTIMIZERS:
         runs = tuned_runs(evidence, optimizer)
@@ -98,9 +101,9 @@ def figure(evidence: Evidence) -> Figure:
         axes.plot(epochs, mean, color=colours[optimizer], label=f"{optimizer} (lr {lr:g})")
         axes.fill_between(epochs, low, high, color=colours[optimizer], alpha=0.2)
     axes.set_yscale("log")
-    axes.set_xlabel("epochs (passes over the 1437 training images)")
+    axes.set_xlabel(f"epochs (passes over the {'60000' if dataset == 'MNIST' else '1437'} training images)")
     axes.set_ylabel("training NLL")
-    axes.set_title("logistic regression on digits, alpha/sqrt(t), tuned learning rates")
+    axes.set_title(f"logistic regression on {dataset}, alpha/sqrt(t), tuned learning rates")
     axes.legend(fontsize=8)
     return fig
 
@@ -122,12 +125,17 @@ REPRODUCTION = Reproduction(
         "Learning rates: each optimizer's best of twelve half-decades from 1e-3 to 316, chosen by the mean over 3 seeds of "
         "the final training NLL (the paper: 'searched over a dense grid', 'the best hyper-parameter setting'); the "
         "momentum is not searched. The claims compare the tuned optimizers' training NLL seed by seed. Figure 1 itself "
-        "is not available to us as an image, so no number is read off it: the claims are the text's."
+        "is not available to us as an image, so no number is read off it: the claims are the text's. --full runs the same "
+        "on MNIST itself: one Linear(784, 10) on the raw pixels scaled to [0, 1], 468 steps of 128 an epoch, 45 epochs "
+        "(21060 steps), the training NLL over all 60000 images."
     ),
     claims=_claims(),
     figure=figure,
     minutes=0.2,  # the sweep took 11 s with --executor process --workers 2 on a quiet 2-core machine (2026-11-30)
-    full=False,
-    full_note="the default size is the paper's protocol on digits; real MNIST is not available offline",
+    full=True,
+    full_note=(
+        "the paper's own size on MNIST itself (needs MNIST in --data-dir, or --download): 144 runs of 21060 steps, 11 s each "
+        "on one CPU core (measured on synthetic files of MNIST's format and size; real MNIST is not on this machine)"
+    ),
     smoke={"steps": [20], "seeds": [0], "lrs": [0.001, 0.1, 1000.0]},  # the tuning still has a choice, the best in the middle
 )
