@@ -147,10 +147,11 @@ def _handwritten_loop(session: Session, eval_every: int | None) -> Callable[[int
     return run
 
 
-def _runner_loop(session: Session, eval_every: int | None) -> Callable[[int], None]:
+def _runner_loop(session: Session) -> Callable[[int], None]:
     """gradbench's runner loop itself (``train.StepLoop``, what ``run_cell`` runs): the timed step
     (wall and CPU clocks), the scheduler, the read-back at its cadence and at the end of each
-    call, and with ``eval_every`` the evaluations; the run never ends (no last step in sight)."""
+    call, and the evaluations at the session's ``eval_every``; the run never ends (no last step
+    in sight)."""
     result = RunResult(session.cell, "running")
     loop = StepLoop(session, result)
 
@@ -189,7 +190,7 @@ def compare_runner_to_handwritten(cell: Cell, *, steps: int = 200, rounds: int =
     # The runner's run never reaches its last step, and evaluates only every eval_every steps.
     endless = replace(cell, steps=sys.maxsize, eval_every=eval_every or sys.maxsize)
     sessions = {"runner": prepare(endless), "handwritten": prepare(bare), "handwritten_again": prepare(bare)}
-    loops = {"runner": _runner_loop(sessions["runner"], eval_every)}
+    loops = {"runner": _runner_loop(sessions["runner"])}
     for name in ("handwritten", "handwritten_again"):
         loops[name] = _handwritten_loop(sessions[name], eval_every)
     for run in loops.values():  # warm-up, untimed
